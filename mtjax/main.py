@@ -1,0 +1,53 @@
+"""Trains and evaluates a multi-task model: `python -m mtjax.main --config configs/nyud.py --workdir DIR`.
+
+Config fields can be overridden with `--config.key=value` (e.g. `--config.dataset.data_dir=...`); the
+loaded config is locked, so an unknown key is an error. Run one process per host on a multi-host
+cluster: `jax.distributed.initialize()` is called when the environment says so (or with
+`--distributed=true`).
+"""
+
+import os
+
+import jax
+import tensorflow as tf
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mtjax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
+flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "true", "false"],
+    "Call jax.distributed.initialize(): auto = when a multi-process launcher is detected "
+    "(JAX_COORDINATOR_ADDRESS, SLURM, Open MPI, multi-host TPU).",
+)
+config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+_MULTI_PROCESS_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSES")
+
+
+def _is_multi_process_launch() -> bool:
+  """Whether the environment describes a multi-process job that jax.distributed can join."""
+  if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    return True
+  if any(int(os.environ.get(name, "1")) > 1 for name in _MULTI_PROCESS_ENV):
+    return True
+  return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # tf.data only: keep TensorFlow off the accelerators JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+  if FLAGS.distributed == "true" or (FLAGS.distributed == "auto" and _is_multi_process_launch()):
+    jax.distributed.initialize()
+  logging.info("JAX process %d of %d; local devices %s", jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

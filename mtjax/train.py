@@ -1,0 +1,439 @@
+"""Partially supervised multi-task training and evaluation: small top-level functions, then
+`train_and_evaluate`, read top to bottom.
+
+One step: global batch on the ('data',) mesh -> `train_step` under `jax.jit` with the state donated:
+model apply -> per-task masked losses (only each example's labelled tasks count) -> grads -> Adam.
+`eval_step` returns additive metric states that the host merges over the whole split, once.
+"""
+
+import functools
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
+
+from mtjax import checkpoint, metrics, sharding
+from mtjax.data import label_settings, nyuv2, pipeline
+from mtjax.models import segnet
+from mtjax.tasks import Task, get_tasks, partial_label_loss, prediction_to_gt_format
+
+
+@flax.struct.dataclass
+class TrainState:
+  """The whole training state, a plain pytree (what a checkpoint holds).
+
+  step: int32 scalar, the number of updates applied; params / batch_stats: the model's collections;
+  opt_state: the optax state.
+  """
+
+  step: jax.Array
+  params: flax.core.FrozenDict | dict
+  batch_stats: flax.core.FrozenDict | dict
+  opt_state: optax.OptState
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a non-finite loss; the state of that step is not checkpointed."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------------
+
+
+def create_source(config: ml_collections.ConfigDict, split: str):
+  """The example source of `config.dataset` for `split` (validated on construction).
+
+  Raises:
+    ValueError: unknown dataset name. FileNotFoundError / ValueError from the source: bad layout.
+  """
+  if config.dataset.name == "nyuv2":
+    return nyuv2.NYUv2Split(config.dataset.data_dir, split)
+  raise ValueError(f"config.dataset.name={config.dataset.name!r}: expected one of ('nyuv2',)")
+
+
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+  """The multi-task network of `config.model` predicting `config.tasks`.
+
+  Raises:
+    ValueError: unknown model name.
+  """
+  if config.model.name == "segnet_mtl":
+    return segnet.SegNetMTL(
+        num_classes=config.dataset.num_classes,
+        tasks=tuple(config.tasks),
+        filters=tuple(config.model.filters),
+        conv_impl=config.model.conv_impl,
+    )
+  raise ValueError(f"config.model.name={config.model.name!r}: expected one of ('segnet_mtl',)")
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """MTPSL's step decay: lr · factor^floor(step / lr_decay_every_steps)."""
+  return optax.exponential_decay(
+      config.learning_rate,
+      transition_steps=config.lr_decay_every_steps,
+      decay_rate=config.lr_decay_factor,
+      staircase=True,
+  )
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam (PyTorch defaults, as MTPSL) with the step-decay schedule."""
+  return optax.adam(learning_rate_schedule(config))
+
+
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    image_shape: tuple[int, int],
+    mesh: jax.sharding.Mesh,
+) -> TrainState:
+  """Initialises parameters, BatchNorm statistics and the optimizer, replicated over `mesh`.
+
+  Args:
+    image_shape: (H, W) of the training images.
+  """
+
+  def init(rng):
+    variables = model.init(rng, jnp.zeros((1, *image_shape, 3), jnp.float32), train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(params),
+    )
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))(rng)
+
+
+def train_step(
+    state: TrainState,
+    batch: Mapping[str, jax.Array],
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    tasks: Sequence[Task],
+    rng: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam update on the MTPSL partially supervised loss (`mtjax.tasks.partial_label_loss`).
+
+  Args:
+    state: the replicated train state (donated by `make_train_step`).
+    batch: the global batch (SPEC: image [B, H, W, 3], task ground truths, label_mask [B, T]).
+    rng: the run's base key; the step's key is fold_in(rng, state.step).
+
+  Returns:
+    (new_state, metrics): metrics holds float32 scalars "loss", "loss/<task>" and "learning_rate"
+    (of the update just applied).
+  """
+  step_rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    predictions, updates = model.apply(
+        {"params": params, "batch_stats": state.batch_stats},
+        batch["image"],
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": step_rng},
+    )
+    loss, task_losses = partial_label_loss(predictions, batch, tasks)
+    return loss, (task_losses, updates["batch_stats"])
+
+  (loss, (task_losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = TrainState(
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, updates),
+      batch_stats=batch_stats,
+      opt_state=opt_state,
+  )
+  step_metrics = {"loss": loss, **{f"loss/{name}": value for name, value in task_losses.items()}}
+  return new_state, step_metrics
+
+
+def make_train_step(config, model, tx, mesh):
+  """`train_step` jitted for `mesh`: state replicated and donated, batch sharded over 'data'."""
+  tasks = get_tasks(config.tasks)
+  step = functools.partial(
+      train_step, model=model, tx=tx, tasks=tasks, rng=jax.random.key(config.seed + 1)
+  )
+  replicated = sharding.replicated(mesh)
+  return jax.jit(
+      step,
+      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+  )
+
+
+def eval_step(
+    state: TrainState,
+    batch: Mapping[str, jax.Array],
+    *,
+    model: nn.Module,
+    tasks: Sequence[Task],
+    num_classes: int,
+) -> dict[str, dict[str, jax.Array]]:
+  """Additive metric states of one batch, {task: state} (`mtjax.metrics`), padding excluded.
+
+  Every pixel with ground truth counts (the label mask is a training-time notion); padded examples
+  (valid == 0) have their ground truth set to the task's invalid value, so they count nowhere.
+  """
+  predictions = model.apply(
+      {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+  )
+  states = {}
+  for task in tasks:
+    gt = batch[task.name]
+    valid = batch["valid"].reshape((-1,) + (1,) * (gt.ndim - 1)) > 0
+    gt = jnp.where(valid, gt, -1 if task.name == "semseg" else 0)
+    states[task.name] = task.metric_state(predictions[task.name], gt, num_classes)
+  return states
+
+
+def delta_m_references(config: ml_collections.ConfigDict) -> dict | None:
+  """The STL references Δm is measured against, or None when Δm is disabled or undefined.
+
+  "auto" picks MTPSL's NYUv2 numbers of `config.label_setting` when that is full | onelabel |
+  randomlabels; for a path setting it is undefined (name a setting explicitly).
+
+  Raises:
+    ValueError: an unknown reference name.
+  """
+  name = config.delta_m_reference
+  if not name:
+    return None
+  table = metrics.MTPSL_NYUV2_STL_REFERENCES
+  if name == "auto":
+    name = config.label_setting if config.label_setting in table else None
+    if name is None or config.dataset.name != "nyuv2":
+      return None
+  if name not in table:
+    raise ValueError(
+        f"config.delta_m_reference={name!r}: expected 'auto', '' or one of {tuple(table)}"
+    )
+  return {task: ref for task, ref in table[name].items() if task in config.tasks}
+
+
+def evaluate(
+    eval_fn,
+    state: TrainState,
+    batches: Iterator[Mapping[str, np.ndarray]],
+    mesh: jax.sharding.Mesh,
+) -> dict[str, dict[str, float]]:
+  """Runs `eval_fn` over every batch and finalises the split's metrics: {task: {metric: value}}.
+
+  Batch states are merged on the host in float64, so the numbers are sums over the whole split
+  (never a mean of batch means). A task with no ground truth in the split maps to {} (absent).
+  """
+  total = None
+  for local_batch in batches:
+    batch_state = jax.tree.map(
+        lambda x: np.asarray(x, np.float64),
+        jax.device_get(eval_fn(state, sharding.global_batch(mesh, local_batch))),
+    )
+    total = batch_state if total is None else metrics.merge(total, batch_state)
+  if total is None:
+    raise ValueError("the evaluation split yielded no batch")
+  return metrics.finalize_all(total)
+
+
+def image_panel(
+    predict_fn, state, local_batch, mesh, tasks: Sequence[Task], num_classes: int, count: int
+) -> np.ndarray:
+  """uint8 [count, H, (1 + 2T) W, 3]: image | gt, prediction per task, for the first examples."""
+  batch = sharding.global_batch(mesh, local_batch)
+  predictions = multihost_utils.process_allgather(predict_fn(state, batch["image"]), tiled=True)
+  batch = multihost_utils.process_allgather(batch, tiled=True)
+  n = min(count, int(np.sum(batch["valid"] > 0)))
+  max_depth = float(np.max(batch["depth"][:n])) if "depth" in batch else 1.0
+  columns = [np.round(np.clip(batch["image"][:n], 0, 1) * 255).astype(np.uint8)]
+  for task in tasks:
+    pred = np.asarray(prediction_to_gt_format(task.name, predictions[task.name][:n]))
+    columns += [task.to_rgb(np.asarray(batch[task.name][:n]), num_classes, max_depth),
+                task.to_rgb(pred, num_classes, max_depth)]
+  return np.concatenate(columns, axis=2)
+
+
+def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
+  """Raises NonFiniteLossError naming the step and the non-finite task terms."""
+  bad = [k for k, v in step_metrics.items() if not math.isfinite(v)]
+  if bad:
+    raise NonFiniteLossError(
+        f"non-finite loss at step {step}: {', '.join(f'{k}={step_metrics[k]}' for k in bad)}; "
+        "training stopped, no checkpoint of this state was written"
+    )
+
+
+def flatten_results(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+  """{task: {metric: v}} -> {"eval/<task>/<metric>": v}."""
+  return {f"eval/{t}/{m}": v for t, ms in results.items() for m, v in ms.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains `config` in `workdir`, evaluating, logging and checkpointing; resumes from the latest
+  checkpoint there. Returns the final state.
+
+  Raises:
+    NonFiniteLossError: a loss term became NaN/inf (the broken state is not saved).
+    ValueError / FileNotFoundError: bad config or data (see the sources and label settings).
+  """
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  tasks = get_tasks(config.tasks)
+  mesh = sharding.create_mesh()
+  local_batch_size = sharding.per_process_batch_size(config.batch_size)
+  logging.info(
+      "processes=%d devices=%d (local %d, %s) global batch=%d per-process batch=%d",
+      jax.process_count(), jax.device_count(), jax.local_device_count(), jax.default_backend(),
+      config.batch_size, local_batch_size,
+  )
+
+  # ---- Data --------------------------------------------------------------------------------------
+  train_source = create_source(config, config.dataset.train_split)
+  eval_source = create_source(config, config.dataset.eval_split)
+  label_mask = label_settings.resolve_label_mask(
+      config.label_setting,
+      num_examples=train_source.num_examples,
+      dataset_tasks=train_source.tasks,
+      tasks=tuple(config.tasks),
+      seed=config.seed,
+  )
+  logging.info(
+      "label setting %s: labelled examples per task %s of %d",
+      config.label_setting, dict(zip(config.tasks, label_mask.sum(0).astype(int).tolist())),
+      train_source.num_examples,
+  )
+  references = delta_m_references(config)
+  if references is None:
+    logging.warning("Δm disabled (config.delta_m_reference=%r, label_setting=%r): no best "
+                    "checkpoint is tracked", config.delta_m_reference, config.label_setting)
+
+  # ---- Model, optimizer, state (restored if the workdir has a checkpoint) ------------------------
+  model = create_model(config)
+  tx = create_optimizer(config)
+  state = create_train_state(model, tx, jax.random.key(config.seed), train_source.image_shape, mesh)
+  manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints)
+  restored = checkpoint.restore_latest(manager, state)
+  if restored is not None:
+    state = restored
+    logging.info("resumed from %s at step %d", manager.directory, int(state.step))
+  start_step = int(state.step)
+  if start_step == 0:
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    writer.write_hparams({**config.to_dict(), "num_params": num_params})
+    logging.info("model %s: %d parameters", config.model.name, num_params)
+
+  train_iter = pipeline.train_dataset(
+      train_source,
+      label_mask=label_mask,
+      per_process_batch_size=local_batch_size,
+      seed=config.seed,
+      start_step=start_step,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      scales=tuple(config.augment.scales),
+      flip=config.augment.flip,
+  ).as_numpy_iterator()
+  eval_ds = pipeline.eval_dataset(
+      eval_source,
+      per_process_batch_size=local_batch_size,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )
+
+  p_train_step = make_train_step(config, model, tx, mesh)
+  p_eval_step = jax.jit(
+      functools.partial(eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes),
+      out_shardings=sharding.replicated(mesh),
+  )
+  p_predict = jax.jit(
+      lambda state, images: model.apply(
+          {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+      )
+  )
+  schedule = learning_rate_schedule(config)
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer
+  )
+
+  # ---- Loop --------------------------------------------------------------------------------------
+  # Step k's metrics are fetched after step k+1 is dispatched, so the host check never stalls the
+  # device; before anything is logged, evaluated or saved, the latest step is checked.
+  pending: list[tuple[int, dict]] = []
+  history: list[dict[str, float]] = []
+
+  def resolve_pending():
+    for step, device_metrics in pending:
+      host = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+      check_finite(step, host)
+      history.append(host)
+    pending.clear()
+
+  logging.info("training steps %d -> %d", start_step, config.num_train_steps)
+  for step in range(start_step + 1, config.num_train_steps + 1):
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      batch = sharding.global_batch(mesh, next(train_iter))
+      state, step_metrics = p_train_step(state, batch)
+    resolve_pending()
+    pending.append((step, step_metrics))
+    report_progress(step)
+
+    is_last = step == config.num_train_steps
+    do_log = step % config.log_every_steps == 0 or is_last
+    do_eval = step % config.eval_every_steps == 0 or is_last
+    do_save = step % config.checkpoint_every_steps == 0 or do_eval
+    if not (do_log or do_eval or do_save):
+      continue
+    resolve_pending()
+
+    if do_log:
+      summary = {k: float(np.mean([h[k] for h in history])) for k in history[-1]}
+      summary["learning_rate"] = float(schedule(step - 1))
+      writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
+      history.clear()
+
+    delta_m = None
+    if do_eval:
+      with report_progress.timed("eval"):
+        results = evaluate(p_eval_step, state, eval_ds.as_numpy_iterator(), mesh)
+      scalars = flatten_results(results)
+      absent = [t.name for t in tasks if not results.get(t.name)]
+      if absent:
+        logging.info("step %d: no ground truth in the %s split for %s (reported absent)",
+                     step, config.dataset.eval_split, absent)
+      if references is not None:
+        delta_m = metrics.delta_m(results, references)
+        if delta_m is not None:
+          scalars["eval/delta_m"] = delta_m
+      writer.write_scalars(step, scalars)
+      first = next(eval_ds.take(1).as_numpy_iterator())
+      writer.write_images(step, {"eval/panel": image_panel(
+          p_predict, state, first, mesh, tasks, config.dataset.num_classes,
+          config.num_panel_images)})
+
+    if do_save:
+      with report_progress.timed("checkpoint"):
+        checkpoint.save(manager, step, state, delta_m=delta_m)
+    writer.flush()
+
+  manager.close()
+  writer.close()
+  return state

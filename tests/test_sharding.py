@@ -1,0 +1,76 @@
+"""Data parallelism: one train step gives the same loss and update on 1 device and on 8 CPU devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from mtjax import sharding
+
+_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from configs import default
+    from mtjax import sharding, train
+    from jax.sharding import Mesh
+
+    assert jax.device_count() == 8, jax.devices()
+    config = default.get_config()
+    config.model.filters = (8, 8, 16, 16, 16)
+    config.batch_size = 8
+    model, tx = train.create_model(config), train.create_optimizer(config)
+    rng = np.random.default_rng(0)
+    h, w, b = 32, 64, 8
+    labels = rng.integers(-1, 13, (b, h, w)).astype(np.int32)
+    normal = rng.normal(size=(b, h, w, 3)).astype(np.float32)
+    batch = {
+        "image": rng.random((b, h, w, 3), dtype=np.float32),
+        "semseg": labels,
+        "depth": rng.uniform(0, 5, (b, h, w, 1)).astype(np.float32),
+        "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
+        "label_mask": (rng.random((b, 3)) < 0.5).astype(np.float32),
+        "valid": np.ones((b,), np.float32),
+    }
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = Mesh(np.array(devices), (sharding.DATA_AXIS,))
+      state = train.create_train_state(model, tx, jax.random.key(0), (h, w), mesh)
+      step = train.make_train_step(config, model, tx, mesh)
+      state, metrics = step(state, sharding.global_batch(mesh, batch))
+      assert len(metrics["loss"].sharding.device_set) == len(devices)
+      results.append((jax.device_get(metrics), jax.device_get(state)))
+    (m1, s1), (m8, s8) = results
+    for k in m1:
+      np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s8)):
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    print("OK", {k: float(v) for k, v in m1.items()})
+""")
+
+
+def test_one_device_and_eight_devices_agree():
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu", PYTHONPATH=repo)
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=repo, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert proc.stdout.startswith("OK")
+
+
+def test_per_process_batch_size_rejects_indivisible_batch():
+  assert sharding.per_process_batch_size(2 * jax.device_count()) == 2 * jax.local_device_count()
+  with pytest.raises(ValueError, match="multiple of the device count"):
+    sharding.per_process_batch_size(0)
+
+
+def test_global_batch_is_sharded_over_data_axis():
+  mesh = sharding.create_mesh()
+  local = {"x": np.arange(2 * jax.device_count(), dtype=np.float32)}
+  out = sharding.global_batch(mesh, local)
+  assert out["x"].shape == (2 * jax.device_count(),)
+  assert out["x"].sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
+  np.testing.assert_array_equal(np.asarray(out["x"]), local["x"])
