@@ -1,0 +1,79 @@
+"""Times mtjax's jitted SegNet-MTL train step on the current backend (compile excluded).
+
+    python tools/benchmark_train_step.py --batch_size 2 --height 288 --width 384 --steps 5
+
+Prints one line per measured step and a summary: median ms/step and images/s. The state is donated
+and the batch is sharded over all local devices, exactly as in training (`mtjax.train`). Reference on
+the 2-core CPU of the dev machines: a PyTorch eager SegNet-MTL step (Adam, 3 losses) at 288x384,
+batch 2, takes 4.4-5.4 s (shared/reference/PERFORMANCE.md).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import default  # noqa: E402
+from mtjax import sharding, train  # noqa: E402
+
+
+def synthetic_batch(batch_size: int, height: int, width: int, num_tasks: int, seed: int = 0):
+  """A random full-label batch in the trainer's layout (SPEC: image, semseg, depth, normal, masks)."""
+  rng = np.random.default_rng(seed)
+  normal = rng.normal(size=(batch_size, height, width, 3)).astype(np.float32)
+  return {
+      "image": rng.random((batch_size, height, width, 3), dtype=np.float32),
+      "semseg": rng.integers(-1, 13, (batch_size, height, width)).astype(np.int32),
+      "depth": rng.uniform(0.5, 10.0, (batch_size, height, width, 1)).astype(np.float32),
+      "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
+      "label_mask": np.ones((batch_size, num_tasks), np.float32),
+      "valid": np.ones((batch_size,), np.float32),
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument("--batch_size", type=int, default=2, help="global batch size")
+  parser.add_argument("--height", type=int, default=288)
+  parser.add_argument("--width", type=int, default=384)
+  parser.add_argument("--steps", type=int, default=5, help="measured steps after one warm-up")
+  parser.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "im2col"))
+  parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
+  args = parser.parse_args()
+
+  config = default.get_config()
+  config.batch_size = args.batch_size
+  config.model.conv_impl = args.conv_impl
+  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  mesh = sharding.create_mesh()
+  sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
+  model, tx = train.create_model(config), train.create_optimizer(config)
+  state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
+  step = train.make_train_step(config, model, tx, mesh)
+  batch = sharding.global_batch(
+      mesh, synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks)))
+
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  print(f"backend={jax.default_backend()} devices={jax.device_count()} conv_impl={args.conv_impl} "
+        f"compile={time.perf_counter() - t0:.1f}s", flush=True)
+  state, metrics = compiled(state, batch)  # Warm-up.
+  jax.block_until_ready(metrics)
+  times = []
+  for i in range(args.steps):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t0)
+    print(f"step {i}: {times[-1] * 1e3:.1f} ms  loss={float(metrics['loss']):.4f}", flush=True)
+  median = float(np.median(times))
+  print(f"batch={args.batch_size} {args.height}x{args.width}: {median * 1e3:.1f} ms/step "
+        f"(median of {args.steps}), {args.batch_size / median:.2f} images/s")
+
+
+if __name__ == "__main__":
+  main()
