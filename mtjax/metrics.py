@@ -1,0 +1,316 @@
+"""Streaming dense-prediction metrics: additive states on device, final numbers on host.
+
+Reference: shared/reference/DATA_AND_METRICS.md, section "Metrics — exact definitions".
+
+A metric *state* is a flat dict of arrays (sums, counts, a confusion matrix, a histogram) computed per
+batch by ``segmentation_state`` / ``depth_state`` / ``normals_state`` (each wrapped in ``jax.jit`` with
+static ``num_classes`` / ``num_bins``: fast when called eagerly, inlined inside a caller's jit). States are
+additive: ``merge`` sums them elementwise, so the state of a whole split is the merge of its batches and
+every metric is a ratio of split-level sums, never a mean of per-batch means. ``finalize`` turns one
+task's state into Python floats (float64 NumPy on host); ``finalize_all`` does it for a dict
+``{task_name: state}``. Counts are int32 (exact; a float32 count stops being exact past 2**24 pixels),
+sums are float32; merge on host in int64/float64 when a split may exceed 2**31 - 1 pixels.
+
+Invalid pixels (semseg label outside [0, C), depth gt <= 0, all-zero normal gt) contribute nothing.
+Callers mask padded or unlabelled examples by setting their gt to the invalid value. A task whose state
+has no valid pixel is *absent*: ``finalize`` returns ``{}`` for it (never 0, never NaN).
+"""
+
+import functools
+import operator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Direction of every metric ``finalize`` reports: True = higher is better (s_t = +1 in Δm).
+HIGHER_IS_BETTER = {
+    "miou": True,
+    "pixel_acc": True,
+    "delta1": True,
+    "within_11_25": True,
+    "within_22_5": True,
+    "within_30": True,
+    "abs_err": False,
+    "rel_err": False,
+    "rmse": False,
+    "mean": False,
+    "median": False,
+}
+
+# MTPSL single-task (STL) SegNet results on NYUv2 per label setting: mIoU %, depth abs_err m, normal
+# mean angle °. Source: DATA_AND_METRICS.md "Metrics — exact definitions" (Δm references).
+MTPSL_NYUV2_STL_REFERENCES = {
+    "full": {"semseg": {"miou": 37.4474}, "depth": {"abs_err": 0.607902},
+             "normal": {"mean": 25.938105}},
+    "onelabel": {"semseg": {"miou": 26.1113}, "depth": {"abs_err": 0.771502},
+                 "normal": {"mean": 30.073763}},
+    "randomlabels": {"semseg": {"miou": 28.7153}, "depth": {"abs_err": 0.754012},
+                     "normal": {"mean": 28.946388}},
+}
+
+# Default normal-angle histogram: 18000 bins of 0.01° over [0, 180].
+NORMAL_HISTOGRAM_BINS = 18000
+
+_SEGMENTATION_KEYS = frozenset({"confusion"})
+_DEPTH_KEYS = frozenset({"abs_sum", "rel_sum", "sq_sum", "delta1_count", "count"})
+_NORMALS_KEYS = frozenset({"angle_sum", "angle_sq_sum", "within_11_25", "within_22_5", "within_30",
+                           "count", "histogram"})
+
+
+def _check_same_shape(name_a, a, name_b, b, last_dim=None):
+  if a.shape != b.shape:
+    raise ValueError(f"{name_a} shape {a.shape} != {name_b} shape {b.shape}; expected equal shapes.")
+  if last_dim is not None and (a.ndim == 0 or a.shape[-1] != last_dim):
+    raise ValueError(f"{name_a}/{name_b} shape {a.shape}: expected a trailing dimension of {last_dim}.")
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def segmentation_state(pred_ids, labels, num_classes):
+  """Confusion matrix of one batch of semantic segmentation.
+
+  Args:
+    pred_ids: int [..., H, W] predicted class ids (e.g. argmax of the logits).
+    labels: int [..., H, W] ground-truth ids; pixels outside [0, num_classes) (e.g. -1) are ignored.
+    num_classes: Python int C >= 1 (static under jit).
+
+  Returns:
+    {"confusion": int32 [C, C]}, rows = ground truth, cols = prediction, counting pixels with a valid
+    label and a prediction in [0, C) (argmax ids always are).
+
+  Raises:
+    ValueError: shapes differ, a non-integer dtype, or num_classes < 1.
+
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (confusion matrix).
+  """
+  pred_ids, labels = jnp.asarray(pred_ids), jnp.asarray(labels)
+  _check_same_shape("pred_ids", pred_ids, "labels", labels)
+  for name, x in (("pred_ids", pred_ids), ("labels", labels)):
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+      raise ValueError(f"{name} dtype {x.dtype}: expected an integer dtype of class ids.")
+  if num_classes < 1:
+    raise ValueError(f"num_classes = {num_classes}: expected an int >= 1.")
+  gt = labels.reshape(-1).astype(jnp.int32)
+  pred = pred_ids.reshape(-1).astype(jnp.int32)
+  valid = (gt >= 0) & (gt < num_classes) & (pred >= 0) & (pred < num_classes)
+  cell = jnp.where(valid, gt * num_classes + pred, 0)
+  counts = jax.ops.segment_sum(valid.astype(jnp.int32), cell, num_segments=num_classes * num_classes)
+  return {"confusion": counts.reshape(num_classes, num_classes)}
+
+
+@jax.jit
+def depth_state(pred, gt):
+  """Depth error sums of one batch.
+
+  Args:
+    pred: float [..., H, W, 1] predicted depth in metres.
+    gt: float [..., H, W, 1] ground-truth depth in metres; pixels with gt <= 0 are invalid.
+
+  Returns:
+    {"abs_sum": Σ|p - g|, "rel_sum": Σ|p - g| / g, "sq_sum": Σ(p - g)², all float32 over valid pixels
+    (metres, unitless, m²); "delta1_count": int32 #(max(p/g, g/p) < 1.25), a prediction <= 0 never
+    counts; "count": int32 N_valid}.
+
+  Raises:
+    ValueError: shapes differ or the trailing dimension is not 1.
+
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (depth).
+  """
+  pred, gt = jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32)
+  _check_same_shape("pred", pred, "gt", gt, last_dim=1)
+  valid = gt > 0
+  g = jnp.where(valid, gt, 1.0)
+  p = jnp.where(valid, pred, 1.0)
+  err = jnp.abs(p - g)
+  p_pos = jnp.where(p > 0, p, 1.0)
+  within = (p > 0) & (jnp.maximum(p_pos / g, g / p_pos) < 1.25)
+  return {
+      "abs_sum": jnp.sum(err),  # invalid pixels have p = g = 1 and contribute 0
+      "rel_sum": jnp.sum(err / g),
+      "sq_sum": jnp.sum(err * err),
+      "delta1_count": jnp.sum(valid & within, dtype=jnp.int32),
+      "count": jnp.sum(valid, dtype=jnp.int32),
+  }
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def normals_state(pred, gt, *, num_bins=NORMAL_HISTOGRAM_BINS):
+  """Angular-error sums and an angle histogram of one batch of surface normals.
+
+  Per valid pixel, angle = degrees(arccos(clip(<p̂, ĝ>, -1, 1))) with p̂, ĝ L2-normalised (norm floored
+  at 1e-12, so a zero prediction is at 90°).
+
+  Args:
+    pred: float [..., H, W, 3] predicted normals (any length).
+    gt: float [..., H, W, 3] ground-truth normals; all-zero vectors are invalid.
+    num_bins: Python int >= 1 (static under jit): histogram bins of width 180 / num_bins degrees over
+      [0, 180]. ``finalize`` locates the median in its bin and interpolates linearly there, so the
+      reported median is within one bin width of the exact median of the pooled angles: <= 0.01° with
+      the default 18000 bins.
+
+  Returns:
+    {"angle_sum": Σ angle (°), "angle_sq_sum": Σ angle² (°²), both float32; int32 counts
+    "within_11_25", "within_22_5", "within_30" (#angle < threshold), "count" (N_valid); "histogram":
+    int32 [num_bins] per-bin pixel counts}.
+
+  Raises:
+    ValueError: shapes differ, the trailing dimension is not 3, or num_bins < 1.
+
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (normals).
+  """
+  pred, gt = jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32)
+  _check_same_shape("pred", pred, "gt", gt, last_dim=3)
+  if num_bins < 1:
+    raise ValueError(f"num_bins = {num_bins}: expected an int >= 1.")
+  valid = jnp.any(gt != 0, axis=-1).reshape(-1)
+
+  def unit(v):
+    return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+  cos = jnp.sum(unit(pred) * unit(gt), axis=-1).reshape(-1)
+  angle = jnp.where(valid, jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0))), 0.0)
+  bins = jnp.clip(jnp.floor(angle * (num_bins / 180.0)).astype(jnp.int32), 0, num_bins - 1)
+
+  def count(mask):
+    return jnp.sum(valid & mask, dtype=jnp.int32)
+
+  return {
+      "angle_sum": jnp.sum(angle),
+      "angle_sq_sum": jnp.sum(angle * angle),
+      "within_11_25": count(angle < 11.25),
+      "within_22_5": count(angle < 22.5),
+      "within_30": count(angle < 30.0),
+      "count": count(True),
+      "histogram": jax.ops.segment_sum(valid.astype(jnp.int32), bins, num_segments=num_bins),
+  }
+
+
+def merge(a, b):
+  """Elementwise sum of two metric states of the same structure (NumPy or JAX arrays).
+
+  Works on one task's state or on nested dicts such as {task_name: state}; jit-able.
+
+  Returns:
+    A state of the same structure; dtypes follow NumPy/JAX promotion (to accumulate in float64 on
+    host, merge a float64 NumPy accumulator with ``jax.device_get(state)``).
+
+  Raises:
+    ValueError: the two structures (dict keys) differ.
+
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (accumulate over the whole split).
+  """
+  ta, tb = jax.tree.structure(a), jax.tree.structure(b)
+  if ta != tb:
+    raise ValueError(f"cannot merge states of different structure: {ta} vs {tb}; "
+                     "expected the same keys in both.")
+  return jax.tree.map(operator.add, a, b)
+
+
+def _median_from_histogram(hist, n):
+  """Median of n pooled values from their [0, 180]° histogram, within one bin width of exact."""
+  width = 180.0 / hist.size
+  cdf = np.cumsum(hist)
+  ranks = np.array([np.floor((n + 1) / 2), np.ceil((n + 1) / 2)])  # 1-based middle order statistics
+  k = np.searchsorted(cdf, ranks)  # bin holding each rank
+  below = cdf[k] - hist[k]
+  return float(np.mean((k + (ranks - below - 0.5) / hist[k]) * width))
+
+
+def finalize(state):
+  """Final metrics of ONE task's state (its kind is detected from its keys).
+
+  Args:
+    state: a state from ``segmentation_state``, ``depth_state`` or ``normals_state`` (possibly merged),
+      NumPy or JAX arrays; the math runs in float64 NumPy on host.
+
+  Returns:
+    dict of Python floats, or {} when the state has no valid pixel (task absent):
+      segmentation: "miou" (%, mean IoU over the classes present in gt OR prediction — unlike MTPSL's
+        plain mean, a class absent from both is excluded rather than NaN), "pixel_acc" (%);
+      depth: "abs_err" (m), "rel_err" (unitless), "rmse" (m), "delta1" (%);
+      normals: "mean", "median", "rmse" (degrees), "within_11_25", "within_22_5", "within_30" (%).
+      IoU_c = diag / (row + col - diag); rmse = sqrt(Σ sq / N); the normal median is interpolated
+      linearly inside its histogram bin (see ``normals_state``).
+
+  Raises:
+    ValueError: the keys match no state kind, the confusion matrix is not square, or the normal
+      histogram total differs from "count".
+
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions".
+  """
+  keys = frozenset(state)
+  s = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
+  if keys == _SEGMENTATION_KEYS:
+    conf = s["confusion"]
+    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
+      raise ValueError(f"confusion shape {conf.shape}: expected a square [C, C] matrix.")
+    total = conf.sum()
+    if total == 0:
+      return {}
+    diag = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - diag
+    present = union > 0
+    return {"miou": float(np.mean(diag[present] / union[present]) * 100),
+            "pixel_acc": float(diag.sum() / total * 100)}
+  n = s.get("count")
+  if keys == _DEPTH_KEYS:
+    if n == 0:
+      return {}
+    return {"abs_err": float(s["abs_sum"] / n), "rel_err": float(s["rel_sum"] / n),
+            "rmse": float(np.sqrt(s["sq_sum"] / n)), "delta1": float(s["delta1_count"] / n * 100)}
+  if keys == _NORMALS_KEYS:
+    if s["histogram"].sum() != n:
+      raise ValueError(f"normal histogram total {s['histogram'].sum():.0f} != count {n:.0f}; "
+                       "expected a state built by normals_state and merge.")
+    if n == 0:
+      return {}
+    return {"mean": float(s["angle_sum"] / n),
+            "median": _median_from_histogram(s["histogram"], n),
+            "rmse": float(np.sqrt(s["angle_sq_sum"] / n)),
+            **{k: float(s[k] / n * 100) for k in ("within_11_25", "within_22_5", "within_30")}}
+  raise ValueError(f"unknown metric state keys {sorted(keys)}; expected one of "
+                   f"{sorted(_SEGMENTATION_KEYS)}, {sorted(_DEPTH_KEYS)}, {sorted(_NORMALS_KEYS)}.")
+
+
+def finalize_all(states):
+  """``finalize`` for each task: {task_name: state} -> {task_name: {metric: float}}.
+
+  An absent task (no valid pixel) maps to {}. Raises ValueError as ``finalize`` does.
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions".
+  """
+  return {task: finalize(state) for task, state in states.items()}
+
+
+def delta_m(results, references, directions=HIGHER_IS_BETTER):
+  """Relative multi-task gain Δm over single-task references, in percent.
+
+  Δm = (1/T) Σ_t s_t (M_t − M_t^STL) / M_t^STL × 100 over the T (task, metric) entries of
+  ``references`` that are also in ``results``; s_t = +1 if ``directions[metric]`` (higher is better)
+  else -1.
+
+  Args:
+    results: {task: {metric: float}}, e.g. the output of ``finalize_all``.
+    references: {task: {metric: float}}, e.g. ``MTPSL_NYUV2_STL_REFERENCES["full"]``.
+    directions: {metric: bool}, default ``HIGHER_IS_BETTER``.
+
+  Returns:
+    Python float Δm (%), or None when no reference entry is present in ``results``.
+
+  Raises:
+    ValueError: a used metric has no direction, or its reference value is 0.
+
+  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (Δm).
+  """
+  gains = []
+  for task, ref_metrics in references.items():
+    for metric, ref in ref_metrics.items():
+      if metric not in results.get(task, {}):
+        continue
+      if metric not in directions:
+        raise ValueError(f"metric {metric!r} of task {task!r} has no direction; expected one of "
+                         f"{sorted(directions)}.")
+      if ref == 0:
+        raise ValueError(f"reference {task}/{metric} is 0; expected a non-zero value.")
+      sign = 1.0 if directions[metric] else -1.0
+      gains.append(sign * (results[task][metric] - ref) / ref)
+  return float(np.mean(gains) * 100) if gains else None
