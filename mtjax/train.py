@@ -355,6 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   eval_ds = pipeline.eval_dataset(
       eval_source,
       per_process_batch_size=local_batch_size,
+      tasks=tuple(config.tasks),
       process_index=jax.process_index(),
       process_count=jax.process_count(),
   )
