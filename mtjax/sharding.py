@@ -16,8 +16,12 @@ DATA_AXIS = "data"
 
 
 def create_mesh() -> Mesh:
-  """A 1-D mesh over all devices of all processes, axis name 'data'."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+  """A 1-D mesh over all devices of all processes, axis name 'data'.
+
+  The axis is `AxisType.Auto`: shardings inside the jitted steps are propagated by the compiler
+  from the batch and state shardings, so model, loss and metric code stays sharding-agnostic.
+  """
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), (jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
