@@ -6,14 +6,17 @@ cluster: `jax.distributed.initialize()` is called when the environment says so (
 `--distributed=true`).
 """
 
+import logging as pylogging
 import os
 
-import jax
-import tensorflow as tf
-from absl import app, flags, logging
-from ml_collections import config_flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow serves tf.data only: no banners.
 
-from mtjax import train
+import jax  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mtjax import train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
@@ -37,9 +40,21 @@ def _is_multi_process_launch() -> bool:
   return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
 
 
+class _OnlyWarningsFrom(pylogging.Filter):
+  """Drops INFO/DEBUG records logged from the given packages (Orbax logs every file it writes)."""
+
+  def __init__(self, *packages: str):
+    super().__init__()
+    self._paths = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or not any(p in record.pathname for p in self._paths)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_logger().addFilter(_OnlyWarningsFrom("orbax"))
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
   if FLAGS.distributed == "true" or (FLAGS.distributed == "auto" and _is_multi_process_launch()):

@@ -296,7 +296,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     NonFiniteLossError: a loss term became NaN/inf (the broken state is not saved).
     ValueError / FileNotFoundError: bad config or data (see the sources and label settings).
   """
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   tasks = get_tasks(config.tasks)
   mesh = sharding.create_mesh()
   local_batch_size = sharding.per_process_batch_size(config.batch_size)
@@ -322,6 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       train_source.num_examples,
   )
   references = delta_m_references(config)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if references is None:
     logging.warning("Δm disabled (config.delta_m_reference=%r, label_setting=%r): no best "
                     "checkpoint is tracked", config.delta_m_reference, config.label_setting)
