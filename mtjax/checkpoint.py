@@ -28,15 +28,19 @@ def create_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
     raise ValueError(f"config.keep_checkpoints={keep}: expected at least 1")
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policies.AnyPreservationPolicy([
-          policies.LatestN(n=keep),
-          policies.BestN(
-              get_metric_fn=lambda m: m[DELTA_M], n=1, keep_checkpoints_without_metrics=False
-          ),
-      ]),
+      preservation_policy=policies.AnyPreservationPolicy(
+          [
+              policies.LatestN(n=keep),
+              policies.BestN(
+                  get_metric_fn=lambda m: m[DELTA_M], n=1, keep_checkpoints_without_metrics=False
+              ),
+          ]
+      ),
       enable_async_checkpointing=False,
   )
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"), options=options
+  )
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, *, delta_m: float | None = None) -> None:

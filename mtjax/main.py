@@ -21,7 +21,9 @@ from mtjax import train  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
 flags.DEFINE_enum(
-    "distributed", "auto", ["auto", "true", "false"],
+    "distributed",
+    "auto",
+    ["auto", "true", "false"],
     "Call jax.distributed.initialize(): auto = when a multi-process launcher is detected "
     "(JAX_COORDINATOR_ADDRESS, SLURM, Open MPI, multi-host TPU).",
 )
@@ -59,8 +61,12 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")
   if FLAGS.distributed == "true" or (FLAGS.distributed == "auto" and _is_multi_process_launch()):
     jax.distributed.initialize()
-  logging.info("JAX process %d of %d; local devices %s", jax.process_index(), jax.process_count(),
-               jax.local_devices())
+  logging.info(
+      "JAX process %d of %d; local devices %s",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_devices(),
+  )
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

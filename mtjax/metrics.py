@@ -41,12 +41,21 @@ HIGHER_IS_BETTER = {
 # MTPSL single-task (STL) SegNet results on NYUv2 per label setting: mIoU %, depth abs_err m, normal
 # mean angle °. Source: DATA_AND_METRICS.md "Metrics — exact definitions" (Δm references).
 MTPSL_NYUV2_STL_REFERENCES = {
-    "full": {"semseg": {"miou": 37.4474}, "depth": {"abs_err": 0.607902},
-             "normal": {"mean": 25.938105}},
-    "onelabel": {"semseg": {"miou": 26.1113}, "depth": {"abs_err": 0.771502},
-                 "normal": {"mean": 30.073763}},
-    "randomlabels": {"semseg": {"miou": 28.7153}, "depth": {"abs_err": 0.754012},
-                     "normal": {"mean": 28.946388}},
+    "full": {
+        "semseg": {"miou": 37.4474},
+        "depth": {"abs_err": 0.607902},
+        "normal": {"mean": 25.938105},
+    },
+    "onelabel": {
+        "semseg": {"miou": 26.1113},
+        "depth": {"abs_err": 0.771502},
+        "normal": {"mean": 30.073763},
+    },
+    "randomlabels": {
+        "semseg": {"miou": 28.7153},
+        "depth": {"abs_err": 0.754012},
+        "normal": {"mean": 28.946388},
+    },
 }
 
 # Default normal-angle histogram: 18000 bins of 0.01° over [0, 180].
@@ -54,15 +63,20 @@ NORMAL_HISTOGRAM_BINS = 18000
 
 _SEGMENTATION_KEYS = frozenset({"confusion"})
 _DEPTH_KEYS = frozenset({"abs_sum", "rel_sum", "sq_sum", "delta1_count", "count"})
-_NORMALS_KEYS = frozenset({"angle_sum", "angle_sq_sum", "within_11_25", "within_22_5", "within_30",
-                           "count", "histogram"})
+_NORMALS_KEYS = frozenset(
+    {"angle_sum", "angle_sq_sum", "within_11_25", "within_22_5", "within_30", "count", "histogram"}
+)
 
 
 def _check_same_shape(name_a, a, name_b, b, last_dim=None):
   if a.shape != b.shape:
-    raise ValueError(f"{name_a} shape {a.shape} != {name_b} shape {b.shape}; expected equal shapes.")
+    raise ValueError(
+        f"{name_a} shape {a.shape} != {name_b} shape {b.shape}; expected equal shapes."
+    )
   if last_dim is not None and (a.ndim == 0 or a.shape[-1] != last_dim):
-    raise ValueError(f"{name_a}/{name_b} shape {a.shape}: expected a trailing dimension of {last_dim}.")
+    raise ValueError(
+        f"{name_a}/{name_b} shape {a.shape}: expected a trailing dimension of {last_dim}."
+    )
 
 
 @functools.partial(jax.jit, static_argnames="num_classes")
@@ -94,7 +108,9 @@ def segmentation_state(pred_ids, labels, num_classes):
   pred = pred_ids.reshape(-1).astype(jnp.int32)
   valid = (gt >= 0) & (gt < num_classes) & (pred >= 0) & (pred < num_classes)
   cell = jnp.where(valid, gt * num_classes + pred, 0)
-  counts = jax.ops.segment_sum(valid.astype(jnp.int32), cell, num_segments=num_classes * num_classes)
+  counts = jax.ops.segment_sum(
+      valid.astype(jnp.int32), cell, num_segments=num_classes * num_classes
+  )
   return {"confusion": counts.reshape(num_classes, num_classes)}
 
 
@@ -201,8 +217,10 @@ def merge(a, b):
   """
   ta, tb = jax.tree.structure(a), jax.tree.structure(b)
   if ta != tb:
-    raise ValueError(f"cannot merge states of different structure: {ta} vs {tb}; "
-                     "expected the same keys in both.")
+    raise ValueError(
+        f"cannot merge states of different structure: {ta} vs {tb}; "
+        "expected the same keys in both."
+    )
   return jax.tree.map(operator.add, a, b)
 
 
@@ -250,26 +268,38 @@ def finalize(state):
     diag = np.diag(conf)
     union = conf.sum(0) + conf.sum(1) - diag
     present = union > 0
-    return {"miou": float(np.mean(diag[present] / union[present]) * 100),
-            "pixel_acc": float(diag.sum() / total * 100)}
+    return {
+        "miou": float(np.mean(diag[present] / union[present]) * 100),
+        "pixel_acc": float(diag.sum() / total * 100),
+    }
   n = s.get("count")
   if keys == _DEPTH_KEYS:
     if n == 0:
       return {}
-    return {"abs_err": float(s["abs_sum"] / n), "rel_err": float(s["rel_sum"] / n),
-            "rmse": float(np.sqrt(s["sq_sum"] / n)), "delta1": float(s["delta1_count"] / n * 100)}
+    return {
+        "abs_err": float(s["abs_sum"] / n),
+        "rel_err": float(s["rel_sum"] / n),
+        "rmse": float(np.sqrt(s["sq_sum"] / n)),
+        "delta1": float(s["delta1_count"] / n * 100),
+    }
   if keys == _NORMALS_KEYS:
     if s["histogram"].sum() != n:
-      raise ValueError(f"normal histogram total {s['histogram'].sum():.0f} != count {n:.0f}; "
-                       "expected a state built by normals_state and merge.")
+      raise ValueError(
+          f"normal histogram total {s['histogram'].sum():.0f} != count {n:.0f}; "
+          "expected a state built by normals_state and merge."
+      )
     if n == 0:
       return {}
-    return {"mean": float(s["angle_sum"] / n),
-            "median": _median_from_histogram(s["histogram"], n),
-            "rmse": float(np.sqrt(s["angle_sq_sum"] / n)),
-            **{k: float(s[k] / n * 100) for k in ("within_11_25", "within_22_5", "within_30")}}
-  raise ValueError(f"unknown metric state keys {sorted(keys)}; expected one of "
-                   f"{sorted(_SEGMENTATION_KEYS)}, {sorted(_DEPTH_KEYS)}, {sorted(_NORMALS_KEYS)}.")
+    return {
+        "mean": float(s["angle_sum"] / n),
+        "median": _median_from_histogram(s["histogram"], n),
+        "rmse": float(np.sqrt(s["angle_sq_sum"] / n)),
+        **{k: float(s[k] / n * 100) for k in ("within_11_25", "within_22_5", "within_30")},
+    }
+  raise ValueError(
+      f"unknown metric state keys {sorted(keys)}; expected one of "
+      f"{sorted(_SEGMENTATION_KEYS)}, {sorted(_DEPTH_KEYS)}, {sorted(_NORMALS_KEYS)}."
+  )
 
 
 def finalize_all(states):
@@ -307,8 +337,10 @@ def delta_m(results, references, directions=HIGHER_IS_BETTER):
       if metric not in results.get(task, {}):
         continue
       if metric not in directions:
-        raise ValueError(f"metric {metric!r} of task {task!r} has no direction; expected one of "
-                         f"{sorted(directions)}.")
+        raise ValueError(
+            f"metric {metric!r} of task {task!r} has no direction; expected one of "
+            f"{sorted(directions)}."
+        )
       if ref == 0:
         raise ValueError(f"reference {task}/{metric} is 0; expected a non-zero value.")
       sign = 1.0 if directions[metric] else -1.0

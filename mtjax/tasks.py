@@ -131,7 +131,9 @@ TASKS: Mapping[str, Task] = {
     "semseg": Task(
         "semseg",
         semseg_loss,
-        lambda pred, gt, c: metrics.segmentation_state(prediction_to_gt_format("semseg", pred), gt, c),
+        lambda pred, gt, c: metrics.segmentation_state(
+            prediction_to_gt_format("semseg", pred), gt, c
+        ),
         lambda x, c, _: semseg_to_rgb(x, c),
     ),
     "depth": Task(
@@ -189,7 +191,8 @@ def partial_label_loss(
     mask = mask * batch["valid"][:, None]
   batch_size = mask.shape[0]
   task_losses = {
-      task.name: jnp.sum(mask[:, t] * task.loss(predictions[task.name], batch[task.name])) / batch_size
+      task.name: jnp.sum(mask[:, t] * task.loss(predictions[task.name], batch[task.name]))
+      / batch_size
       for t, task in enumerate(tasks)
   }
   return sum(task_losses.values()), task_losses

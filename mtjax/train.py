@@ -152,7 +152,9 @@ def train_step(
     loss, task_losses = partial_label_loss(predictions, batch, tasks)
     return loss, (task_losses, updates["batch_stats"])
 
-  (loss, (task_losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (task_losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+  )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = TrainState(
       step=state.step + 1,
@@ -263,8 +265,10 @@ def image_panel(
   columns = [np.round(np.clip(batch["image"][:n], 0, 1) * 255).astype(np.uint8)]
   for task in tasks:
     pred = np.asarray(prediction_to_gt_format(task.name, predictions[task.name][:n]))
-    columns += [task.to_rgb(np.asarray(batch[task.name][:n]), num_classes, max_depth),
-                task.to_rgb(pred, num_classes, max_depth)]
+    columns += [
+        task.to_rgb(np.asarray(batch[task.name][:n]), num_classes, max_depth),
+        task.to_rgb(pred, num_classes, max_depth),
+    ]
   return np.concatenate(columns, axis=2)
 
 
@@ -301,8 +305,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   local_batch_size = sharding.per_process_batch_size(config.batch_size)
   logging.info(
       "processes=%d devices=%d (local %d, %s) global batch=%d per-process batch=%d",
-      jax.process_count(), jax.device_count(), jax.local_device_count(), jax.default_backend(),
-      config.batch_size, local_batch_size,
+      jax.process_count(),
+      jax.device_count(),
+      jax.local_device_count(),
+      jax.default_backend(),
+      config.batch_size,
+      local_batch_size,
   )
 
   # ---- Data --------------------------------------------------------------------------------------
@@ -317,14 +325,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   )
   logging.info(
       "label setting %s: labelled examples per task %s of %d",
-      config.label_setting, dict(zip(config.tasks, label_mask.sum(0).astype(int).tolist())),
+      config.label_setting,
+      dict(zip(config.tasks, label_mask.sum(0).astype(int).tolist())),
       train_source.num_examples,
   )
   references = delta_m_references(config)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if references is None:
-    logging.warning("Δm disabled (config.delta_m_reference=%r, label_setting=%r): no best "
-                    "checkpoint is tracked", config.delta_m_reference, config.label_setting)
+    logging.warning(
+        "Δm disabled (config.delta_m_reference=%r, label_setting=%r): no best "
+        "checkpoint is tracked",
+        config.delta_m_reference,
+        config.label_setting,
+    )
 
   # ---- Model, optimizer, state (restored if the workdir has a checkpoint) ------------------------
   model = create_model(config)
@@ -362,7 +375,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   p_train_step = make_train_step(config, model, tx, mesh)
   p_eval_step = jax.jit(
-      functools.partial(eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes),
+      functools.partial(
+          eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes
+      ),
       out_shardings=sharding.replicated(mesh),
   )
   p_predict = jax.jit(
@@ -418,17 +433,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       scalars = flatten_results(results)
       absent = [t.name for t in tasks if not results.get(t.name)]
       if absent:
-        logging.info("step %d: no ground truth in the %s split for %s (reported absent)",
-                     step, config.dataset.eval_split, absent)
+        logging.info(
+            "step %d: no ground truth in the %s split for %s (reported absent)",
+            step,
+            config.dataset.eval_split,
+            absent,
+        )
       if references is not None:
         delta_m = metrics.delta_m(results, references)
         if delta_m is not None:
           scalars["eval/delta_m"] = delta_m
       writer.write_scalars(step, scalars)
       first = next(eval_ds.take(1).as_numpy_iterator())
-      writer.write_images(step, {"eval/panel": image_panel(
-          p_predict, state, first, mesh, tasks, config.dataset.num_classes,
-          config.num_panel_images)})
+      writer.write_images(
+          step,
+          {
+              "eval/panel": image_panel(
+                  p_predict,
+                  state,
+                  first,
+                  mesh,
+                  tasks,
+                  config.dataset.num_classes,
+                  config.num_panel_images,
+              )
+          },
+      )
 
     if do_save:
       with report_progress.timed("checkpoint"):

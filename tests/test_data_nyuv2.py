@@ -11,46 +11,46 @@ from tests.data_fixtures import SHARED_DATA, make_nyuv2_layout
 
 @pytest.fixture
 def root(tmp_path):
-    return make_nyuv2_layout(tmp_path / "nyuv2")
+  return make_nyuv2_layout(tmp_path / "nyuv2")
 
 
 def test_load_conventions(root):
-    split = nyuv2.NYUv2Split(root, "train")
-    assert (split.num_examples, split.image_shape, split.tasks) == (5, (16, 24), nyuv2.NYUV2_TASKS)
-    example = split.load(3)
-    raw_label = np.load(root / "train" / "label" / "3.npy")
-    assert example["image"].dtype == np.float32 and example["image"].shape == (16, 24, 3)
-    assert example["semseg"].dtype == np.int32 and example["semseg"].shape == (16, 24)
-    np.testing.assert_array_equal(example["semseg"], raw_label)
-    assert (example["semseg"] == -1).any()
-    assert example["depth"].shape == (16, 24, 1) and example["normal"].shape == (16, 24, 3)
-    np.testing.assert_array_equal(example["depth"], np.load(root / "train" / "depth" / "3.npy"))
-    with pytest.raises(IndexError, match="outside"):
-        split.load(5)
+  split = nyuv2.NYUv2Split(root, "train")
+  assert (split.num_examples, split.image_shape, split.tasks) == (5, (16, 24), nyuv2.NYUV2_TASKS)
+  example = split.load(3)
+  raw_label = np.load(root / "train" / "label" / "3.npy")
+  assert example["image"].dtype == np.float32 and example["image"].shape == (16, 24, 3)
+  assert example["semseg"].dtype == np.int32 and example["semseg"].shape == (16, 24)
+  np.testing.assert_array_equal(example["semseg"], raw_label)
+  assert (example["semseg"] == -1).any()
+  assert example["depth"].shape == (16, 24, 1) and example["normal"].shape == (16, 24, 3)
+  np.testing.assert_array_equal(example["depth"], np.load(root / "train" / "depth" / "3.npy"))
+  with pytest.raises(IndexError, match="outside"):
+    split.load(5)
 
 
 def test_float64_and_fortran_order_files(root):
-    image = np.load(root / "val" / "image" / "1.npy")
-    normal = np.load(root / "val" / "normal" / "2.npy")
-    np.save(root / "val" / "image" / "1.npy", image.astype(np.float64))
-    np.save(root / "val" / "normal" / "2.npy", np.asfortranarray(normal))
-    split = nyuv2.NYUv2Split(root, "val")
-    assert split.load(1)["image"].dtype == np.float32
-    np.testing.assert_array_equal(split.load(1)["image"], image)
-    np.testing.assert_array_equal(split.load(2)["normal"], normal)
+  image = np.load(root / "val" / "image" / "1.npy")
+  normal = np.load(root / "val" / "normal" / "2.npy")
+  np.save(root / "val" / "image" / "1.npy", image.astype(np.float64))
+  np.save(root / "val" / "normal" / "2.npy", np.asfortranarray(normal))
+  split = nyuv2.NYUv2Split(root, "val")
+  assert split.load(1)["image"].dtype == np.float32
+  np.testing.assert_array_equal(split.load(1)["image"], image)
+  np.testing.assert_array_equal(split.load(2)["normal"], normal)
 
 
 def test_load_does_not_parse_headers(root, monkeypatch):
-    # np.load parses headers with ast.literal_eval, which races across tf.data's threads in CPython
-    # 3.11 (gh-106905); load() must read at the offsets recorded on construction instead.
-    split = nyuv2.NYUv2Split(root, "train")
-    expected = np.load(root / "train" / "image" / "2.npy")
-    monkeypatch.setattr(np, "load", None)
-    np.testing.assert_array_equal(split.load(2)["image"], expected)
+  # np.load parses headers with ast.literal_eval, which races across tf.data's threads in CPython
+  # 3.11 (gh-106905); load() must read at the offsets recorded on construction instead.
+  split = nyuv2.NYUv2Split(root, "train")
+  expected = np.load(root / "train" / "image" / "2.npy")
+  monkeypatch.setattr(np, "load", None)
+  np.testing.assert_array_equal(split.load(2)["image"], expected)
 
 
 def _remove(path):
-    shutil.rmtree(path) if path.is_dir() else path.unlink()
+  shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 @pytest.mark.parametrize(
@@ -58,8 +58,16 @@ def _remove(path):
     [
         (lambda r: _remove(r), FileNotFoundError, "data_dir .* does not exist"),
         (lambda r: _remove(r / "train"), FileNotFoundError, "split folder .*train does not exist"),
-        (lambda r: _remove(r / "train" / "normal"), FileNotFoundError, "train/normal does not exist"),
-        (lambda r: (r / "train/depth/4.npy").rename(r / "train/depth/7.npy"), ValueError, r"not exactly .*7\.npy"),
+        (
+            lambda r: _remove(r / "train" / "normal"),
+            FileNotFoundError,
+            "train/normal does not exist",
+        ),
+        (
+            lambda r: (r / "train/depth/4.npy").rename(r / "train/depth/7.npy"),
+            ValueError,
+            r"not exactly .*7\.npy",
+        ),
         (lambda r: _remove(r / "train/label/4.npy"), ValueError, "has 4 files but .* has 5"),
         (
             lambda r: np.save(r / "train/depth/2.npy", np.zeros((16, 24), np.float32)),
@@ -76,33 +84,41 @@ def _remove(path):
             ValueError,
             r"label/0\.npy has dtype int64; expected float32 or float64",
         ),
-        (lambda r: (r / "train/image/0.npy").write_bytes(b"not an npy"), ValueError, "not a readable .npy"),
+        (
+            lambda r: (r / "train/image/0.npy").write_bytes(b"not an npy"),
+            ValueError,
+            "not a readable .npy",
+        ),
     ],
 )
 def test_bad_layout_errors(root, corrupt, error, match):
-    corrupt(root)
-    with pytest.raises(error, match=match) as info:
-        nyuv2.NYUv2Split(root, "train")
-    assert "{image,label,depth,normal}/{i}.npy, 288x384" in str(info.value)
+  corrupt(root)
+  with pytest.raises(error, match=match) as info:
+    nyuv2.NYUv2Split(root, "train")
+  assert "{image,label,depth,normal}/{i}.npy, 288x384" in str(info.value)
 
 
 def test_empty_split(tmp_path):
-    root = make_nyuv2_layout(tmp_path, splits={"train": 0})
-    with pytest.raises(ValueError, match="split is empty"):
-        nyuv2.NYUv2Split(root, "train")
+  root = make_nyuv2_layout(tmp_path, splits={"train": 0})
+  with pytest.raises(ValueError, match="split is empty"):
+    nyuv2.NYUv2Split(root, "train")
 
 
 def test_real_frames():
-    data_dir = SHARED_DATA / "nyuv2_mini"
-    if not data_dir.is_dir():
-        pytest.skip(f"real NYUv2 frames not found at {data_dir} (../shared/data is absent)")
-    train = nyuv2.NYUv2Split(data_dir, "train")
-    assert (train.num_examples, train.image_shape) == (6, nyuv2.IMAGE_SHAPE)
-    assert nyuv2.NYUv2Split(data_dir, "val").num_examples == 4
-    labelled = np.load(data_dir / "train_labelled_tasks.npy")
-    for i in range(train.num_examples):
-        example = train.load(i)
-        has = [(example["semseg"] >= 0).any(), (example["depth"] > 0).any(), (example["normal"] != 0).any()]
-        np.testing.assert_array_equal(has, labelled[i] > 0)
-        assert example["semseg"].min() >= -1 and example["semseg"].max() < nyuv2.NUM_CLASSES
-        assert 0 <= example["image"].min() and example["image"].max() <= 1
+  data_dir = SHARED_DATA / "nyuv2_mini"
+  if not data_dir.is_dir():
+    pytest.skip(f"real NYUv2 frames not found at {data_dir} (../shared/data is absent)")
+  train = nyuv2.NYUv2Split(data_dir, "train")
+  assert (train.num_examples, train.image_shape) == (6, nyuv2.IMAGE_SHAPE)
+  assert nyuv2.NYUv2Split(data_dir, "val").num_examples == 4
+  labelled = np.load(data_dir / "train_labelled_tasks.npy")
+  for i in range(train.num_examples):
+    example = train.load(i)
+    has = [
+        (example["semseg"] >= 0).any(),
+        (example["depth"] > 0).any(),
+        (example["normal"] != 0).any(),
+    ]
+    np.testing.assert_array_equal(has, labelled[i] > 0)
+    assert example["semseg"].min() >= -1 and example["semseg"].max() < nyuv2.NUM_CLASSES
+    assert 0 <= example["image"].min() and example["image"].max() <= 1

@@ -16,7 +16,14 @@ TINY = ["--config.model.filters=(8,8,16,16,16)", "--config.log_every_steps=1"]
 
 
 def run_main(workdir, *overrides, config="configs/nyud.py"):
-  cmd = [sys.executable, "-m", "mtjax.main", f"--config={config}", f"--workdir={workdir}", *overrides]
+  cmd = [
+      sys.executable,
+      "-m",
+      "mtjax.main",
+      f"--config={config}",
+      f"--workdir={workdir}",
+      *overrides,
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
@@ -38,16 +45,31 @@ def test_trains_and_evaluates_on_real_nyuv2_frames(tmp_path):
     pytest.skip(f"real NYUv2 frames not found at {mini} (../shared beside the repository)")
   workdir = str(tmp_path / "run")
   proc = run_main(
-      workdir, f"--config.dataset.data_dir={mini}",
-      f"--config.label_setting={mini}/train_labelled_tasks.npy", "--config.delta_m_reference=full",
-      "--config.num_train_steps=2", "--config.eval_every_steps=2",
-      "--config.checkpoint_every_steps=2", *TINY)
+      workdir,
+      f"--config.dataset.data_dir={mini}",
+      f"--config.label_setting={mini}/train_labelled_tasks.npy",
+      "--config.delta_m_reference=full",
+      "--config.num_train_steps=2",
+      "--config.eval_every_steps=2",
+      "--config.checkpoint_every_steps=2",
+      *TINY,
+  )
   assert proc.returncode == 0, proc.stderr[-5000:]
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
   scalars = read_scalars(workdir)
-  for tag in ("train/loss", "train/loss/semseg", "train/loss/depth", "train/loss/normal",
-              "train/learning_rate", "eval/semseg/miou", "eval/semseg/pixel_acc",
-              "eval/depth/abs_err", "eval/depth/rel_err", "eval/depth/rmse", "eval/delta_m"):
+  for tag in (
+      "train/loss",
+      "train/loss/semseg",
+      "train/loss/depth",
+      "train/loss/normal",
+      "train/learning_rate",
+      "eval/semseg/miou",
+      "eval/semseg/pixel_acc",
+      "eval/depth/abs_err",
+      "eval/depth/rel_err",
+      "eval/depth/rmse",
+      "eval/delta_m",
+  ):
     assert 2 in scalars.get(tag, {}), (tag, sorted(scalars))
     assert np.isfinite(scalars[tag][2]), tag
   # The real val frames have no normals: the task is reported absent, not as 0 or NaN.

@@ -23,7 +23,9 @@ def _seg_batch(rng, shape=(2, 6, 7)):
 def _depth_batch(rng, shape=(2, 6, 7, 1)):
   gt = rng.uniform(0.5, 5.0, size=shape).astype(np.float32)
   gt[rng.random(shape) < 0.3] = 0.0  # invalid
-  pred = (gt * rng.uniform(0.7, 1.4, size=shape) + rng.normal(0, 0.1, size=shape)).astype(np.float32)
+  pred = (gt * rng.uniform(0.7, 1.4, size=shape) + rng.normal(0, 0.1, size=shape)).astype(
+      np.float32
+  )
   gt.reshape(-1)[:3] = 1.0
   pred.reshape(-1)[:3] = [-0.5, 0.0, 1.0]  # non-positive predictions fail δ1
   return pred, gt
@@ -39,6 +41,7 @@ def _normal_batch(rng, shape=(2, 6, 7, 3)):
 
 # ---- independent float64 references ----
 
+
 def _ref_seg(pred, labels):
   valid = (labels >= 0) & (labels < C)
   conf, _, _ = np.histogram2d(labels[valid], pred[valid], bins=C, range=[[0, C], [0, C]])
@@ -48,14 +51,21 @@ def _ref_seg(pred, labels):
     union = np.sum(((labels == c) | (pred == c)) & valid)
     if union:
       ious.append(tp / union)
-  return conf, {"miou": 100 * np.mean(ious), "pixel_acc": 100 * np.mean(pred[valid] == labels[valid])}
+  return conf, {
+      "miou": 100 * np.mean(ious),
+      "pixel_acc": 100 * np.mean(pred[valid] == labels[valid]),
+  }
 
 
 def _ref_depth(pred, gt):
   p, g = pred[gt > 0].astype(np.float64), gt[gt > 0].astype(np.float64)
   ratio = np.where(p > 0, np.maximum(p / g, g / np.where(p > 0, p, 1)), np.inf)
-  return {"abs_err": np.mean(np.abs(p - g)), "rel_err": np.mean(np.abs(p - g) / g),
-          "rmse": np.sqrt(np.mean((p - g) ** 2)), "delta1": 100 * np.mean(ratio < 1.25)}
+  return {
+      "abs_err": np.mean(np.abs(p - g)),
+      "rel_err": np.mean(np.abs(p - g) / g),
+      "rmse": np.sqrt(np.mean((p - g) ** 2)),
+      "delta1": 100 * np.mean(ratio < 1.25),
+  }
 
 
 def _ref_angles(pred, gt):
@@ -67,9 +77,14 @@ def _ref_angles(pred, gt):
 
 
 def _ref_normals(angles):
-  return {"mean": angles.mean(), "median": np.median(angles), "rmse": np.sqrt(np.mean(angles ** 2)),
-          "within_11_25": 100 * np.mean(angles < 11.25), "within_22_5": 100 * np.mean(angles < 22.5),
-          "within_30": 100 * np.mean(angles < 30)}
+  return {
+      "mean": angles.mean(),
+      "median": np.median(angles),
+      "rmse": np.sqrt(np.mean(angles**2)),
+      "within_11_25": 100 * np.mean(angles < 11.25),
+      "within_22_5": 100 * np.mean(angles < 22.5),
+      "within_30": 100 * np.mean(angles < 30),
+  }
 
 
 def _assert_close(got, want, atol=1e-6):
@@ -79,6 +94,7 @@ def _assert_close(got, want, atol=1e-6):
 
 
 # ---- single-batch correctness ----
+
 
 def test_segmentation_matches_reference():
   pred, labels = _seg_batch(np.random.default_rng(0))
@@ -114,7 +130,9 @@ def test_normals_match_reference_and_median_is_exact_to_a_bin():
 def test_median_even_count_across_empty_bins():
   # Two angles, 10° and 50°: exact median 30°, far from either bin.
   gt = np.array([[[1.0, 0, 0], [1.0, 0, 0], [0, 0, 0]]], np.float32)
-  pred = np.array([[[np.cos(np.radians(a)), np.sin(np.radians(a)), 0] for a in (10, 50, 0)]], np.float32)
+  pred = np.array(
+      [[[np.cos(np.radians(a)), np.sin(np.radians(a)), 0] for a in (10, 50, 0)]], np.float32
+  )
   got = metrics.finalize(metrics.normals_state(pred, gt))
   assert got["median"] == pytest.approx(30.0, abs=0.01)
   assert got["mean"] == pytest.approx(30.0, abs=1e-4)
@@ -129,6 +147,7 @@ def test_median_within_one_bin_width_for_any_bin_count(num_bins):
 
 
 # ---- additivity: split-level sums, never a mean of batch means ----
+
 
 def _merged(state_fn, batches):
   return functools.reduce(metrics.merge, [state_fn(*b) for b in batches])
@@ -146,7 +165,9 @@ def test_merge_over_batches_equals_whole_split():
   cat = lambda bs: [np.concatenate(x) for x in zip(*bs)]
 
   seg_state = _merged(lambda p, l: metrics.segmentation_state(p, l, C), seg)
-  np.testing.assert_array_equal(seg_state["confusion"], metrics.segmentation_state(*cat(seg), C)["confusion"])
+  np.testing.assert_array_equal(
+      seg_state["confusion"], metrics.segmentation_state(*cat(seg), C)["confusion"]
+  )
   _assert_close(metrics.finalize(seg_state), _ref_seg(*cat(seg))[1], atol=1e-9)
 
   depth_got = metrics.finalize(_merged(metrics.depth_state, depth))
@@ -173,6 +194,7 @@ def test_merge_numpy_float64_accumulator_and_nested_dicts():
 
 # ---- absent tasks ----
 
+
 def test_no_valid_pixel_finalizes_to_empty_dict():
   z = np.zeros((1, 3, 4), np.int32)
   states = {
@@ -185,14 +207,18 @@ def test_no_valid_pixel_finalizes_to_empty_dict():
 
 # ---- jit ----
 
+
 def test_state_functions_run_under_jit():
   rng = np.random.default_rng(6)
   seg, depth, normal = _seg_batch(rng), _depth_batch(rng), _normal_batch(rng)
 
   @jax.jit
   def step(seg, depth, normal):
-    state = {"semseg": metrics.segmentation_state(*seg, C), "depth": metrics.depth_state(*depth),
-             "normal": metrics.normals_state(*normal)}
+    state = {
+        "semseg": metrics.segmentation_state(*seg, C),
+        "depth": metrics.depth_state(*depth),
+        "normal": metrics.normals_state(*normal),
+    }
     return metrics.merge(state, state)
 
   got = metrics.finalize_all(jax.device_get(step(seg, depth, normal)))
@@ -203,14 +229,22 @@ def test_state_functions_run_under_jit():
 
 # ---- Δm ----
 
+
 def test_delta_m_hand_computed():
   refs = metrics.MTPSL_NYUV2_STL_REFERENCES["full"]
-  results = {"semseg": {"miou": 40.0, "pixel_acc": 60.0}, "depth": {"abs_err": 0.5},
-             "normal": {"mean": 26.0, "median": 20.0}}
+  results = {
+      "semseg": {"miou": 40.0, "pixel_acc": 60.0},
+      "depth": {"abs_err": 0.5},
+      "normal": {"mean": 26.0, "median": 20.0},
+  }
   # ((40 - 37.4474)/37.4474 - (0.5 - 0.607902)/0.607902 - (26 - 25.938105)/25.938105) / 3 * 100
-  assert metrics.delta_m(results, refs) == pytest.approx((6.816495 + 17.749900 - 0.238626) / 3, abs=1e-5)
+  assert metrics.delta_m(results, refs) == pytest.approx(
+      (6.816495 + 17.749900 - 0.238626) / 3, abs=1e-5
+  )
   # Absent entries are skipped; T counts only the entries used.
-  assert metrics.delta_m({"depth": {"abs_err": 0.5}, "normal": {}}, refs) == pytest.approx(17.749900, abs=1e-5)
+  assert metrics.delta_m({"depth": {"abs_err": 0.5}, "normal": {}}, refs) == pytest.approx(
+      17.749900, abs=1e-5
+  )
   assert metrics.delta_m({"semseg": {}}, refs) is None
 
 
@@ -222,6 +256,7 @@ def test_references_cover_all_settings_with_known_directions():
 
 
 # ---- errors ----
+
 
 def test_errors():
   with pytest.raises(ValueError, match="shape"):

@@ -62,10 +62,20 @@ _SCRIPT = textwrap.dedent("""
 
 def test_one_device_and_eight_devices_agree():
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu", PYTHONPATH=repo)
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=repo, env=env,
-                        capture_output=True, text=True, timeout=600)
+  env = dict(
+      os.environ,
+      XLA_FLAGS="--xla_force_host_platform_device_count=8",
+      JAX_PLATFORMS="cpu",
+      PYTHONPATH=repo,
+  )
+  proc = subprocess.run(
+      [sys.executable, "-c", _SCRIPT],
+      cwd=repo,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert proc.stdout.startswith("OK")
 

@@ -36,7 +36,9 @@ def synthetic_batch(batch_size: int, height: int, width: int, num_tasks: int, se
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+  )
   parser.add_argument("--batch_size", type=int, default=2, help="global batch size")
   parser.add_argument("--height", type=int, default=288)
   parser.add_argument("--width", type=int, default=384)
@@ -55,12 +57,16 @@ def main():
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
   step = train.make_train_step(config, model, tx, mesh)
   batch = sharding.global_batch(
-      mesh, synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks)))
+      mesh, synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
+  )
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
-  print(f"backend={jax.default_backend()} devices={jax.device_count()} conv_impl={args.conv_impl} "
-        f"compile={time.perf_counter() - t0:.1f}s", flush=True)
+  print(
+      f"backend={jax.default_backend()} devices={jax.device_count()} conv_impl={args.conv_impl} "
+      f"compile={time.perf_counter() - t0:.1f}s",
+      flush=True,
+  )
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
   times = []
@@ -71,8 +77,10 @@ def main():
     times.append(time.perf_counter() - t0)
     print(f"step {i}: {times[-1] * 1e3:.1f} ms  loss={float(metrics['loss']):.4f}", flush=True)
   median = float(np.median(times))
-  print(f"batch={args.batch_size} {args.height}x{args.width}: {median * 1e3:.1f} ms/step "
-        f"(median of {args.steps}), {args.batch_size / median:.2f} images/s")
+  print(
+      f"batch={args.batch_size} {args.height}x{args.width}: {median * 1e3:.1f} ms/step "
+      f"(median of {args.steps}), {args.batch_size / median:.2f} images/s"
+  )
 
 
 if __name__ == "__main__":

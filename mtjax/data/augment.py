@@ -28,118 +28,127 @@ _DENSE_KEYS = ("image", "semseg", "depth", "normal")
 
 
 def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    scales = tuple(float(s) for s in scales)
-    if not scales or min(scales) < 1.0:
-        raise ValueError(f"scales must be a non-empty sequence of floats >= 1 (crop then upsample), got {scales}.")
-    return scales
+  scales = tuple(float(s) for s in scales)
+  if not scales or min(scales) < 1.0:
+    raise ValueError(
+        f"scales must be a non-empty sequence of floats >= 1 (crop then upsample), got {scales}."
+    )
+  return scales
 
 
 def _bilinear(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-    """[h, w, C] -> float32 [H, W, C], PyTorch bilinear with align_corners=True."""
-    return tf.raw_ops.ResizeBilinear(images=x[None], size=size, align_corners=True, half_pixel_centers=False)[0]
+  """[h, w, C] -> float32 [H, W, C], PyTorch bilinear with align_corners=True."""
+  return tf.raw_ops.ResizeBilinear(
+      images=x[None], size=size, align_corners=True, half_pixel_centers=False
+  )[0]
 
 
 def _nearest(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-    """[h, w, C] -> [H, W, C] of the same dtype, PyTorch legacy nearest."""
-    return tf.raw_ops.ResizeNearestNeighbor(images=x[None], size=size, align_corners=False, half_pixel_centers=False)[0]
+  """[h, w, C] -> [H, W, C] of the same dtype, PyTorch legacy nearest."""
+  return tf.raw_ops.ResizeNearestNeighbor(
+      images=x[None], size=size, align_corners=False, half_pixel_centers=False
+  )[0]
 
 
 def scale_crop_params(
-    seed: tf.Tensor, height: int | tf.Tensor, width: int | tf.Tensor, scales: Sequence[float] = DEFAULT_SCALES
+    seed: tf.Tensor,
+    height: int | tf.Tensor,
+    width: int | tf.Tensor,
+    scales: Sequence[float] = DEFAULT_SCALES,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Draws MTPSL RandomScaleCrop parameters.
+  """Draws MTPSL RandomScaleCrop parameters.
 
-    s is uniform over ``scales``; the crop is h = int(H / s), w = int(W / s) (float64 division and
-    truncation, as Python's ``int(height / sc)``) at offset i ~ U{0..H-h}, j ~ U{0..W-w}.
+  s is uniform over ``scales``; the crop is h = int(H / s), w = int(W / s) (float64 division and
+  truncation, as Python's ``int(height / sc)``) at offset i ~ U{0..H-h}, j ~ U{0..W-w}.
 
-    Args:
-      seed: int32/int64 [2] stateless seed.
-      height, width: H, W of the example.
-      scales: candidate scale factors, each >= 1.
+  Args:
+    seed: int32/int64 [2] stateless seed.
+    height, width: H, W of the example.
+    scales: candidate scale factors, each >= 1.
 
-    Returns:
-      (scale float64 [], h int32 [], w int32 [], i int32 [], j int32 []) — the values of MTPSL's
-      ``trans_params`` [sc, h, w, i, j].
+  Returns:
+    (scale float64 [], h int32 [], w int32 [], i int32 [], j int32 []) — the values of MTPSL's
+    ``trans_params`` [sc, h, w, i, j].
 
-    Raises:
-      ValueError: ``scales`` empty or containing a value < 1.
-    """
-    scales = _check_scales(scales)
-    seed_s, seed_i, seed_j = tf.unstack(tf.random.split(seed, 3))
-    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
-    pick = tf.random.stateless_uniform([], seed_s, minval=0, maxval=len(scales), dtype=tf.int32)
-    scale = tf.gather(tf.constant(scales, tf.float64), pick)
-    h = tf.cast(tf.cast(height, tf.float64) / scale, tf.int32)
-    w = tf.cast(tf.cast(width, tf.float64) / scale, tf.int32)
-    i = tf.random.stateless_uniform([], seed_i, minval=0, maxval=height - h + 1, dtype=tf.int32)
-    j = tf.random.stateless_uniform([], seed_j, minval=0, maxval=width - w + 1, dtype=tf.int32)
-    return scale, h, w, i, j
+  Raises:
+    ValueError: ``scales`` empty or containing a value < 1.
+  """
+  scales = _check_scales(scales)
+  seed_s, seed_i, seed_j = tf.unstack(tf.random.split(seed, 3))
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+  pick = tf.random.stateless_uniform([], seed_s, minval=0, maxval=len(scales), dtype=tf.int32)
+  scale = tf.gather(tf.constant(scales, tf.float64), pick)
+  h = tf.cast(tf.cast(height, tf.float64) / scale, tf.int32)
+  w = tf.cast(tf.cast(width, tf.float64) / scale, tf.int32)
+  i = tf.random.stateless_uniform([], seed_i, minval=0, maxval=height - h + 1, dtype=tf.int32)
+  j = tf.random.stateless_uniform([], seed_j, minval=0, maxval=width - w + 1, dtype=tf.int32)
+  return scale, h, w, i, j
 
 
 def random_scale_crop(
     example: Mapping[str, tf.Tensor], seed: tf.Tensor, scales: Sequence[float] = DEFAULT_SCALES
 ) -> dict[str, tf.Tensor]:
-    """MTPSL RandomScaleCrop: crop a 1/s-sized window and resize it back to H x W.
+  """MTPSL RandomScaleCrop: crop a 1/s-sized window and resize it back to H x W.
 
-    Parameters come from ``scale_crop_params(seed, H, W, scales)``. ``image`` and ``normal`` are
-    resized bilinearly, ``semseg`` and ``depth`` by nearest neighbour; depth (metres) is divided by
-    s, as MTPSL does for NYUv2 (zooming in by s brings the scene s times closer). Unlike MTPSL,
-    normals are re-normalised to unit length after the bilinear resize; a pixel is invalid
-    (exactly 0) where the nearest-resized validity mask is 0 or the interpolated vector vanishes.
+  Parameters come from ``scale_crop_params(seed, H, W, scales)``. ``image`` and ``normal`` are
+  resized bilinearly, ``semseg`` and ``depth`` by nearest neighbour; depth (metres) is divided by
+  s, as MTPSL does for NYUv2 (zooming in by s brings the scene s times closer). Unlike MTPSL,
+  normals are re-normalised to unit length after the bilinear resize; a pixel is invalid
+  (exactly 0) where the nearest-resized validity mask is 0 or the interpolated vector vanishes.
 
-    Args:
-      example: dict with ``image`` float32 [H, W, 3] and optionally ``semseg`` int32 [H, W],
-        ``depth`` float32 [H, W, 1], ``normal`` float32 [H, W, 3]; other keys pass through.
-      seed: int32/int64 [2] stateless seed.
-      scales: candidate scale factors, each >= 1.
+  Args:
+    example: dict with ``image`` float32 [H, W, 3] and optionally ``semseg`` int32 [H, W],
+      ``depth`` float32 [H, W, 1], ``normal`` float32 [H, W, 3]; other keys pass through.
+    seed: int32/int64 [2] stateless seed.
+    scales: candidate scale factors, each >= 1.
 
-    Returns:
-      a new dict with the same keys, shapes and dtypes.
+  Returns:
+    a new dict with the same keys, shapes and dtypes.
 
-    Raises:
-      ValueError: bad ``scales``.
-    """
-    height, width = tf.unstack(tf.shape(example["image"])[:2])
-    scale, h, w, i, j = scale_crop_params(seed, height, width, scales)
-    size = tf.stack([height, width])
-    crop = {k: v[i : i + h, j : j + w] for k, v in example.items() if k in _DENSE_KEYS}
-    out = dict(example)
-    out["image"] = _bilinear(crop["image"], size)
-    if "semseg" in crop:
-        out["semseg"] = _nearest(crop["semseg"][..., None], size)[..., 0]
-    if "depth" in crop:
-        out["depth"] = _nearest(crop["depth"], size) / tf.cast(scale, tf.float32)
-    if "normal" in crop:
-        valid = tf.cast(tf.reduce_any(crop["normal"] != 0, axis=-1, keepdims=True), tf.float32)
-        normal = tf.math.l2_normalize(_bilinear(crop["normal"], size), axis=-1)
-        out["normal"] = tf.where(_nearest(valid, size) > 0, normal, 0.0)
-    return {k: tf.ensure_shape(v, example[k].shape) for k, v in out.items()}
+  Raises:
+    ValueError: bad ``scales``.
+  """
+  height, width = tf.unstack(tf.shape(example["image"])[:2])
+  scale, h, w, i, j = scale_crop_params(seed, height, width, scales)
+  size = tf.stack([height, width])
+  crop = {k: v[i : i + h, j : j + w] for k, v in example.items() if k in _DENSE_KEYS}
+  out = dict(example)
+  out["image"] = _bilinear(crop["image"], size)
+  if "semseg" in crop:
+    out["semseg"] = _nearest(crop["semseg"][..., None], size)[..., 0]
+  if "depth" in crop:
+    out["depth"] = _nearest(crop["depth"], size) / tf.cast(scale, tf.float32)
+  if "normal" in crop:
+    valid = tf.cast(tf.reduce_any(crop["normal"] != 0, axis=-1, keepdims=True), tf.float32)
+    normal = tf.math.l2_normalize(_bilinear(crop["normal"], size), axis=-1)
+    out["normal"] = tf.where(_nearest(valid, size) > 0, normal, 0.0)
+  return {k: tf.ensure_shape(v, example[k].shape) for k, v in out.items()}
 
 
 def random_flip(example: Mapping[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Horizontal flip with probability 0.5; the normals' x component is negated.
+  """Horizontal flip with probability 0.5; the normals' x component is negated.
 
-    Reference: DATA_AND_METRICS.md "Augmentation (MTPSL NYUv2)" (flip exists in MTPSL's unused
-    loader; MT-CP uses p = 0.5).
+  Reference: DATA_AND_METRICS.md "Augmentation (MTPSL NYUv2)" (flip exists in MTPSL's unused
+  loader; MT-CP uses p = 0.5).
 
-    Args:
-      example: dict of [H, W, ...] tensors ``image``/``semseg``/``depth``/``normal`` (any subset);
-        other keys pass through unchanged.
-      seed: int32/int64 [2] stateless seed.
+  Args:
+    example: dict of [H, W, ...] tensors ``image``/``semseg``/``depth``/``normal`` (any subset);
+      other keys pass through unchanged.
+    seed: int32/int64 [2] stateless seed.
 
-    Returns:
-      a new dict with the same keys, shapes and dtypes.
-    """
-    dense = {k: v for k, v in example.items() if k in _DENSE_KEYS}
+  Returns:
+    a new dict with the same keys, shapes and dtypes.
+  """
+  dense = {k: v for k, v in example.items() if k in _DENSE_KEYS}
 
-    def flipped():
-        out = {k: tf.reverse(v, axis=[1]) for k, v in dense.items()}
-        if "normal" in out:
-            out["normal"] = out["normal"] * tf.constant([-1.0, 1.0, 1.0])
-        return out
+  def flipped():
+    out = {k: tf.reverse(v, axis=[1]) for k, v in dense.items()}
+    if "normal" in out:
+      out["normal"] = out["normal"] * tf.constant([-1.0, 1.0, 1.0])
+    return out
 
-    do_flip = tf.random.stateless_uniform([], seed) < 0.5
-    return {**example, **tf.cond(do_flip, flipped, lambda: dense)}
+  do_flip = tf.random.stateless_uniform([], seed) < 0.5
+  return {**example, **tf.cond(do_flip, flipped, lambda: dense)}
 
 
 def augment(
@@ -149,28 +158,28 @@ def augment(
     scales: Sequence[float] = DEFAULT_SCALES,
     flip: bool = True,
 ) -> dict[str, tf.Tensor]:
-    """Training augmentation: ``random_scale_crop`` then (if ``flip``) ``random_flip``.
+  """Training augmentation: ``random_scale_crop`` then (if ``flip``) ``random_flip``.
 
-    The two steps use independent sub-seeds of ``seed`` (``tf.random.split``). ``scales=(1.0,)``
-    is the identity and is skipped. Reference: DATA_AND_METRICS.md "Augmentation (MTPSL NYUv2)".
+  The two steps use independent sub-seeds of ``seed`` (``tf.random.split``). ``scales=(1.0,)``
+  is the identity and is skipped. Reference: DATA_AND_METRICS.md "Augmentation (MTPSL NYUv2)".
 
-    Args:
-      example: see ``random_scale_crop``.
-      seed: int32/int64 [2] stateless seed.
-      scales: candidate scale factors, each >= 1.
-      flip: whether to apply the random horizontal flip.
+  Args:
+    example: see ``random_scale_crop``.
+    seed: int32/int64 [2] stateless seed.
+    scales: candidate scale factors, each >= 1.
+    flip: whether to apply the random horizontal flip.
 
-    Returns:
-      a new dict with the same keys, shapes and dtypes.
+  Returns:
+    a new dict with the same keys, shapes and dtypes.
 
-    Raises:
-      ValueError: bad ``scales``.
-    """
-    scales = _check_scales(scales)
-    seed_crop, seed_flip = tf.unstack(tf.random.split(seed, 2))
-    out = dict(example)
-    if scales != (1.0,):
-        out = random_scale_crop(out, seed_crop, scales)
-    if flip:
-        out = random_flip(out, seed_flip)
-    return out
+  Raises:
+    ValueError: bad ``scales``.
+  """
+  scales = _check_scales(scales)
+  seed_crop, seed_flip = tf.unstack(tf.random.split(seed, 2))
+  out = dict(example)
+  if scales != (1.0,):
+    out = random_scale_crop(out, seed_crop, scales)
+  if flip:
+    out = random_flip(out, seed_flip)
+  return out

@@ -24,137 +24,151 @@ _NPY_NAME = re.compile(r"(\d+)\.npy")
 
 
 def _layout(split: str) -> str:
-    return f"{split}/{{image,label,depth,normal}}/{{i}}.npy, {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}"
+  return f"{split}/{{image,label,depth,normal}}/{{i}}.npy, {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}"
 
 
 @dataclasses.dataclass(frozen=True)
 class NYUv2Split:
-    """One split of MTAN/MTPSL-preprocessed NYUv2, validated on construction.
+  """One split of MTAN/MTPSL-preprocessed NYUv2, validated on construction.
 
-    Construction checks the whole split from the ``.npy`` headers only (no pixel is read): the
-    four modality folders exist, each holds exactly ``0.npy .. N-1.npy`` with the same N > 0, and
-    every file is float32/float64 with shape image ``[H, W, 3]``, label ``[H, W]``, depth
-    ``[H, W, 1]``, normal ``[H, W, 3]``, where H, W come from ``image/0.npy`` (288x384 for the
-    published data). Reference: shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL
-    preprocessed"; MTPSL ``dataset/nyuv2ssl.py``.
+  Construction checks the whole split from the ``.npy`` headers only (no pixel is read): the
+  four modality folders exist, each holds exactly ``0.npy .. N-1.npy`` with the same N > 0, and
+  every file is float32/float64 with shape image ``[H, W, 3]``, label ``[H, W]``, depth
+  ``[H, W, 1]``, normal ``[H, W, 3]``, where H, W come from ``image/0.npy`` (288x384 for the
+  published data). Reference: shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL
+  preprocessed"; MTPSL ``dataset/nyuv2ssl.py``.
 
-    Args:
-      data_dir: dataset root holding ``{split}/``.
-      split: split folder name, e.g. ``"train"`` or ``"val"``.
+  Args:
+    data_dir: dataset root holding ``{split}/``.
+    split: split folder name, e.g. ``"train"`` or ``"val"``.
 
-    Attributes:
-      num_examples: N, the number of examples in the split.
-      tasks: ``NYUV2_TASKS`` = ("semseg", "depth", "normal").
-      image_shape: ``(H, W)``.
+  Attributes:
+    num_examples: N, the number of examples in the split.
+    tasks: ``NYUV2_TASKS`` = ("semseg", "depth", "normal").
+    image_shape: ``(H, W)``.
+
+  Raises:
+    FileNotFoundError: ``data_dir``, the split folder or a modality folder is missing.
+    ValueError: empty split, file names not exactly ``0.npy .. N-1.npy``, counts differing
+      between modalities, an unreadable file, or a wrong shape or dtype. Every message names the
+      offending path and the expected layout.
+  """
+
+  data_dir: Path | str
+  split: str
+  num_examples: int = dataclasses.field(init=False)
+  image_shape: tuple[int, int] = dataclasses.field(init=False)
+  tasks: tuple[str, ...] = dataclasses.field(init=False, default=NYUV2_TASKS)
+  # modality -> per file (data offset, dtype, memory order), read from the headers on construction.
+  _files: dict[str, tuple[tuple[int, np.dtype, str], ...]] = dataclasses.field(
+      init=False, repr=False, compare=False
+  )
+
+  def __post_init__(self):
+    root = Path(self.data_dir)
+    object.__setattr__(self, "data_dir", root)
+    layout = _layout(self.split)
+    if not root.is_dir():
+      raise FileNotFoundError(f"NYUv2 data_dir {root} does not exist; expected {layout}.")
+    split_dir = root / self.split
+    if not split_dir.is_dir():
+      raise FileNotFoundError(f"NYUv2 split folder {split_dir} does not exist; expected {layout}.")
+
+    num = None
+    for modality in _MODALITIES:
+      folder = split_dir / modality
+      if not folder.is_dir():
+        raise FileNotFoundError(f"NYUv2 folder {folder} does not exist; expected {layout}.")
+      names = [p.name for p in folder.glob("*.npy")]
+      if not names:
+        raise ValueError(f"NYUv2 split is empty: no .npy files in {folder}; expected {layout}.")
+      ids = sorted(int(m.group(1)) for m in map(_NPY_NAME.fullmatch, names) if m)
+      if len(ids) != len(names) or ids != list(range(len(ids))):
+        odd = sorted(set(names) - {f"{i}.npy" for i in range(len(names))})[:3]
+        raise ValueError(
+            f"NYUv2 files in {folder} are not exactly 0.npy..{len(names) - 1}.npy "
+            f"(unexpected: {odd}); expected {layout}."
+        )
+      if num is not None and len(ids) != num:
+        raise ValueError(
+            f"NYUv2 {folder} has {len(ids)} files but {split_dir / 'image'} has {num}; "
+            f"expected the same count in every modality of {layout}."
+        )
+      num = len(ids)
+    object.__setattr__(self, "num_examples", num)
+
+    image = _open(split_dir / "image" / "0.npy", layout)
+    if image.ndim != 3 or image.shape[-1] != 3:
+      raise ValueError(
+          f"NYUv2 file {split_dir / 'image' / '0.npy'} has shape {image.shape}; expected [H, W, 3] in {layout}."
+      )
+    object.__setattr__(self, "image_shape", tuple(int(d) for d in image.shape[:2]))
+    files = {}
+    for modality, trailing in _MODALITIES.items():
+      expected = self.image_shape + trailing
+      files[modality] = tuple(
+          _check(split_dir / modality / f"{i}.npy", expected, layout) for i in range(num)
+      )
+    object.__setattr__(self, "_files", files)
+
+  def load(self, index: int) -> dict[str, np.ndarray]:
+    """Loads example ``index`` in the conventions of SPEC.md.
+
+    Returns:
+      dict with ``image`` float32 [H, W, 3] in [0, 1]; ``semseg`` int32 [H, W], classes
+      0..12, -1 = ignore; ``depth`` float32 [H, W, 1] metres, 0 = invalid; ``normal``
+      float32 [H, W, 3] unit vectors, all-zero = invalid.
+
+    Thread-safe (tf.data calls it from parallel threads): the data are read with ``np.fromfile``
+    at the header offsets recorded on construction, because ``np.load`` parses headers with
+    ``ast.literal_eval``, which fails spuriously under concurrent threads in CPython 3.11
+    ("AST constructor recursion depth mismatch", python/cpython gh-106905).
 
     Raises:
-      FileNotFoundError: ``data_dir``, the split folder or a modality folder is missing.
-      ValueError: empty split, file names not exactly ``0.npy .. N-1.npy``, counts differing
-        between modalities, an unreadable file, or a wrong shape or dtype. Every message names the
-        offending path and the expected layout.
+      IndexError: ``index`` outside [0, num_examples).
     """
+    index = int(index)
+    if not 0 <= index < self.num_examples:
+      raise IndexError(f"NYUv2 {self.split} index {index} outside [0, {self.num_examples}).")
+    split_dir = self.data_dir / self.split
 
-    data_dir: Path | str
-    split: str
-    num_examples: int = dataclasses.field(init=False)
-    image_shape: tuple[int, int] = dataclasses.field(init=False)
-    tasks: tuple[str, ...] = dataclasses.field(init=False, default=NYUV2_TASKS)
-    # modality -> per file (data offset, dtype, memory order), read from the headers on construction.
-    _files: dict[str, tuple[tuple[int, np.dtype, str], ...]] = dataclasses.field(init=False, repr=False, compare=False)
+    def read(modality):
+      offset, dtype, order = self._files[modality][index]
+      shape = self.image_shape + _MODALITIES[modality]
+      data = np.fromfile(
+          split_dir / modality / f"{index}.npy", dtype, math.prod(shape), offset=offset
+      )
+      return data.reshape(shape, order=order)
 
-    def __post_init__(self):
-        root = Path(self.data_dir)
-        object.__setattr__(self, "data_dir", root)
-        layout = _layout(self.split)
-        if not root.is_dir():
-            raise FileNotFoundError(f"NYUv2 data_dir {root} does not exist; expected {layout}.")
-        split_dir = root / self.split
-        if not split_dir.is_dir():
-            raise FileNotFoundError(f"NYUv2 split folder {split_dir} does not exist; expected {layout}.")
-
-        num = None
-        for modality in _MODALITIES:
-            folder = split_dir / modality
-            if not folder.is_dir():
-                raise FileNotFoundError(f"NYUv2 folder {folder} does not exist; expected {layout}.")
-            names = [p.name for p in folder.glob("*.npy")]
-            if not names:
-                raise ValueError(f"NYUv2 split is empty: no .npy files in {folder}; expected {layout}.")
-            ids = sorted(int(m.group(1)) for m in map(_NPY_NAME.fullmatch, names) if m)
-            if len(ids) != len(names) or ids != list(range(len(ids))):
-                odd = sorted(set(names) - {f"{i}.npy" for i in range(len(names))})[:3]
-                raise ValueError(
-                    f"NYUv2 files in {folder} are not exactly 0.npy..{len(names) - 1}.npy "
-                    f"(unexpected: {odd}); expected {layout}."
-                )
-            if num is not None and len(ids) != num:
-                raise ValueError(
-                    f"NYUv2 {folder} has {len(ids)} files but {split_dir / 'image'} has {num}; "
-                    f"expected the same count in every modality of {layout}."
-                )
-            num = len(ids)
-        object.__setattr__(self, "num_examples", num)
-
-        image = _open(split_dir / "image" / "0.npy", layout)
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(
-                f"NYUv2 file {split_dir / 'image' / '0.npy'} has shape {image.shape}; expected [H, W, 3] in {layout}."
-            )
-        object.__setattr__(self, "image_shape", tuple(int(d) for d in image.shape[:2]))
-        files = {}
-        for modality, trailing in _MODALITIES.items():
-            expected = self.image_shape + trailing
-            files[modality] = tuple(_check(split_dir / modality / f"{i}.npy", expected, layout) for i in range(num))
-        object.__setattr__(self, "_files", files)
-
-    def load(self, index: int) -> dict[str, np.ndarray]:
-        """Loads example ``index`` in the conventions of SPEC.md.
-
-        Returns:
-          dict with ``image`` float32 [H, W, 3] in [0, 1]; ``semseg`` int32 [H, W], classes
-          0..12, -1 = ignore; ``depth`` float32 [H, W, 1] metres, 0 = invalid; ``normal``
-          float32 [H, W, 3] unit vectors, all-zero = invalid.
-
-        Thread-safe (tf.data calls it from parallel threads): the data are read with ``np.fromfile``
-        at the header offsets recorded on construction, because ``np.load`` parses headers with
-        ``ast.literal_eval``, which fails spuriously under concurrent threads in CPython 3.11
-        ("AST constructor recursion depth mismatch", python/cpython gh-106905).
-
-        Raises:
-          IndexError: ``index`` outside [0, num_examples).
-        """
-        index = int(index)
-        if not 0 <= index < self.num_examples:
-            raise IndexError(f"NYUv2 {self.split} index {index} outside [0, {self.num_examples}).")
-        split_dir = self.data_dir / self.split
-
-        def read(modality):
-            offset, dtype, order = self._files[modality][index]
-            shape = self.image_shape + _MODALITIES[modality]
-            data = np.fromfile(split_dir / modality / f"{index}.npy", dtype, math.prod(shape), offset=offset)
-            return data.reshape(shape, order=order)
-
-        return {
-            "image": read("image").astype(np.float32, copy=False),
-            "semseg": np.rint(read("label")).astype(np.int32),
-            "depth": read("depth").astype(np.float32, copy=False),
-            "normal": read("normal").astype(np.float32, copy=False),
-        }
+    return {
+        "image": read("image").astype(np.float32, copy=False),
+        "semseg": np.rint(read("label")).astype(np.int32),
+        "depth": read("depth").astype(np.float32, copy=False),
+        "normal": read("normal").astype(np.float32, copy=False),
+    }
 
 
 def _open(path: Path, layout: str) -> np.memmap:
-    """Memory-maps a .npy (reads its header only)."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"NYUv2 file {path} is not a readable .npy array ({e}); expected {layout}.") from e
+  """Memory-maps a .npy (reads its header only)."""
+  try:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise ValueError(
+        f"NYUv2 file {path} is not a readable .npy array ({e}); expected {layout}."
+    ) from e
 
 
 def _check(path: Path, expected: tuple[int, ...], layout: str) -> tuple[int, np.dtype, str]:
-    """Checks a .npy's dtype and shape; returns (data offset, dtype, memory order) for ``load``."""
-    array = _open(path, layout)
-    if array.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"NYUv2 file {path} has dtype {array.dtype}; expected float32 or float64 in {layout}.")
-    if array.shape != expected:
-        raise ValueError(f"NYUv2 file {path} has shape {array.shape}; expected {expected} in {layout}.")
-    return array.offset, array.dtype, "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+  """Checks a .npy's dtype and shape; returns (data offset, dtype, memory order) for ``load``."""
+  array = _open(path, layout)
+  if array.dtype not in _FLOAT_DTYPES:
+    raise ValueError(
+        f"NYUv2 file {path} has dtype {array.dtype}; expected float32 or float64 in {layout}."
+    )
+  if array.shape != expected:
+    raise ValueError(f"NYUv2 file {path} has shape {array.shape}; expected {expected} in {layout}.")
+  return (
+      array.offset,
+      array.dtype,
+      "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C",
+  )

@@ -30,51 +30,55 @@ _PERMUTATION, _AUGMENTATION = 0, 1
 
 
 def _keys(source) -> tuple[str, ...]:
-    keys = ("image", *source.tasks)
-    unknown = [k for k in keys if k not in FIELDS]
-    if unknown:
-        raise ValueError(f"source tasks {tuple(source.tasks)} include {unknown}; the pipeline knows {tuple(FIELDS)}.")
-    return keys
+  keys = ("image", *source.tasks)
+  unknown = [k for k in keys if k not in FIELDS]
+  if unknown:
+    raise ValueError(
+        f"source tasks {tuple(source.tasks)} include {unknown}; the pipeline knows {tuple(FIELDS)}."
+    )
+  return keys
 
 
 def _check_hosts(per_process_batch_size: int, process_index: int, process_count: int) -> None:
-    if per_process_batch_size < 1:
-        raise ValueError(f"per_process_batch_size must be >= 1, got {per_process_batch_size}.")
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must be in [0, process_count={process_count}), got {process_index}.")
+  if per_process_batch_size < 1:
+    raise ValueError(f"per_process_batch_size must be >= 1, got {per_process_batch_size}.")
+  if not 0 <= process_index < process_count:
+    raise ValueError(
+        f"process_index must be in [0, process_count={process_count}), got {process_index}."
+    )
 
 
 def _derive_seed(seed: tf.Tensor, *data: tf.Tensor) -> tf.Tensor:
-    """int64 [2] stateless seed folded with each of ``data`` in turn."""
-    for d in data:
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(d, tf.int64))
-    return seed
+  """int64 [2] stateless seed folded with each of ``data`` in turn."""
+  for d in data:
+    seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(d, tf.int64))
+  return seed
 
 
 def _load_fn(source, keys: tuple[str, ...]):
-    """tf function: int32 [] index -> dict of tensors; index -1 gives an invalid padding example."""
-    height, width = source.image_shape
-    shapes = {k: (height, width, *FIELDS[k][1]) for k in keys}
-    padding = [np.full(shapes[k], FIELDS[k][2], FIELDS[k][0].as_numpy_dtype) for k in keys]
+  """tf function: int32 [] index -> dict of tensors; index -1 gives an invalid padding example."""
+  height, width = source.image_shape
+  shapes = {k: (height, width, *FIELDS[k][1]) for k in keys}
+  padding = [np.full(shapes[k], FIELDS[k][2], FIELDS[k][0].as_numpy_dtype) for k in keys]
 
-    def load_numpy(index):
-        if index < 0:
-            return padding
-        example = source.load(int(index))
-        return [example[k] for k in keys]
+  def load_numpy(index):
+    if index < 0:
+      return padding
+    example = source.load(int(index))
+    return [example[k] for k in keys]
 
-    def load(index):
-        arrays = tf.numpy_function(load_numpy, [index], [FIELDS[k][0] for k in keys], stateful=False)
-        return {k: tf.ensure_shape(a, shapes[k]) for k, a in zip(keys, arrays)}
+  def load(index):
+    arrays = tf.numpy_function(load_numpy, [index], [FIELDS[k][0] for k in keys], stateful=False)
+    return {k: tf.ensure_shape(a, shapes[k]) for k, a in zip(keys, arrays)}
 
-    return load
+  return load
 
 
 def _options() -> tf.data.Options:
-    options = tf.data.Options()
-    options.deterministic = True
-    options.threading.max_intra_op_parallelism = 1
-    return options
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.max_intra_op_parallelism = 1
+  return options
 
 
 def train_dataset(
@@ -89,76 +93,85 @@ def train_dataset(
     scales: Sequence[float] = augment_lib.DEFAULT_SCALES,
     flip: bool = True,
 ) -> tf.data.Dataset:
-    """Infinite, deterministic, resumable training stream of this host's batches.
+  """Infinite, deterministic, resumable training stream of this host's batches.
 
-    The global example stream is the concatenation of epochs e = 0, 1, ..., each a permutation of
-    ``range(N)`` from ``stateless_shuffle`` seeded by (seed, e). Global step k consumes stream
-    positions [k G, (k + 1) G), G = per_process_batch_size * process_count; host p takes the
-    positions congruent to p mod process_count (``shard``), so the hosts' batches at step k are
-    disjoint and their union is the same set of examples for every process_count. Resuming at
-    ``start_step`` jumps to epoch floor(start_step G / N) and skips the rest of the offset within
-    that epoch before sharding and before any file is read, so it costs at most one epoch of
-    index bookkeeping and yields exactly batches start_step, start_step + 1, ... of a fresh run.
-    Each example is loaded with ``source.load`` and augmented (``augment.augment``) with a
-    stateless seed derived from (seed, epoch, index). Streams depend only on the arguments, for a
-    given TensorFlow version (``stateless_shuffle`` may change across versions).
+  The global example stream is the concatenation of epochs e = 0, 1, ..., each a permutation of
+  ``range(N)`` from ``stateless_shuffle`` seeded by (seed, e). Global step k consumes stream
+  positions [k G, (k + 1) G), G = per_process_batch_size * process_count; host p takes the
+  positions congruent to p mod process_count (``shard``), so the hosts' batches at step k are
+  disjoint and their union is the same set of examples for every process_count. Resuming at
+  ``start_step`` jumps to epoch floor(start_step G / N) and skips the rest of the offset within
+  that epoch before sharding and before any file is read, so it costs at most one epoch of
+  index bookkeeping and yields exactly batches start_step, start_step + 1, ... of a fresh run.
+  Each example is loaded with ``source.load`` and augmented (``augment.augment``) with a
+  stateless seed derived from (seed, epoch, index). Streams depend only on the arguments, for a
+  given TensorFlow version (``stateless_shuffle`` may change across versions).
 
-    Args:
-      source: see the module docstring.
-      label_mask: float [N, T] 0/1, row i for example i (``label_settings.resolve_label_mask``).
-      per_process_batch_size: B, examples per host batch.
-      seed: integer seed of the epoch order and the augmentation.
-      start_step: number of global steps already consumed.
-      process_index, process_count: this host and the number of hosts.
-      scales, flip: augmentation (``augment.augment``); ``scales=(1.0,), flip=False`` disables it.
+  Args:
+    source: see the module docstring.
+    label_mask: float [N, T] 0/1, row i for example i (``label_settings.resolve_label_mask``).
+    per_process_batch_size: B, examples per host batch.
+    seed: integer seed of the epoch order and the augmentation.
+    start_step: number of global steps already consumed.
+    process_index, process_count: this host and the number of hosts.
+    scales, flip: augmentation (``augment.augment``); ``scales=(1.0,), flip=False`` disables it.
 
-    Returns:
-      tf.data.Dataset of dicts: ``image`` float32 [B, H, W, 3]; one entry per source task
-      (``semseg`` int32 [B, H, W], ``depth`` float32 [B, H, W, 1], ``normal`` float32
-      [B, H, W, 3]); ``label_mask`` float32 [B, T]; ``index`` int32 [B]; ``valid`` float32 [B] (1).
+  Returns:
+    tf.data.Dataset of dicts: ``image`` float32 [B, H, W, 3]; one entry per source task
+    (``semseg`` int32 [B, H, W], ``depth`` float32 [B, H, W, 1], ``normal`` float32
+    [B, H, W, 3]); ``label_mask`` float32 [B, T]; ``index`` int32 [B]; ``valid`` float32 [B] (1).
 
-    Raises:
-      ValueError: ``label_mask`` not 2-D or its row count != N (both named); B < 1;
-        process_index outside [0, process_count); start_step < 0; a source task the pipeline does
-        not know; bad ``scales``.
-    """
-    _check_hosts(per_process_batch_size, process_index, process_count)
-    keys = _keys(source)
-    n = source.num_examples
-    label_mask = np.asarray(label_mask, np.float32)
-    if label_mask.ndim != 2 or label_mask.shape[0] != n:
-        raise ValueError(f"label_mask has shape {label_mask.shape}; expected [{n}, T] for the {n} source examples.")
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}.")
-    base_seed = tf.constant([0, seed], tf.int64)
-    mask = tf.constant(label_mask)
-    load = _load_fn(source, keys)
-
-    def epoch_stream(epoch):
-        perm = tf.random.experimental.stateless_shuffle(tf.range(n), _derive_seed(base_seed, _PERMUTATION, epoch))
-        return tf.data.Dataset.from_tensor_slices({"epoch": tf.fill([n], epoch), "index": perm})
-
-    def make_example(element):
-        index = element["index"]
-        example = augment_lib.augment(
-            load(index),
-            _derive_seed(base_seed, _AUGMENTATION, element["epoch"], index),
-            scales=scales,
-            flip=flip,
-        )
-        return {**example, "label_mask": tf.gather(mask, index), "index": index, "valid": tf.constant(1.0)}
-
-    first_epoch, offset = divmod(start_step * per_process_batch_size * process_count, n)
-    return (
-        tf.data.Dataset.counter(first_epoch)
-        .flat_map(epoch_stream)
-        .skip(offset)
-        .shard(process_count, process_index)
-        .map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(per_process_batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-        .with_options(_options())
+  Raises:
+    ValueError: ``label_mask`` not 2-D or its row count != N (both named); B < 1;
+      process_index outside [0, process_count); start_step < 0; a source task the pipeline does
+      not know; bad ``scales``.
+  """
+  _check_hosts(per_process_batch_size, process_index, process_count)
+  keys = _keys(source)
+  n = source.num_examples
+  label_mask = np.asarray(label_mask, np.float32)
+  if label_mask.ndim != 2 or label_mask.shape[0] != n:
+    raise ValueError(
+        f"label_mask has shape {label_mask.shape}; expected [{n}, T] for the {n} source examples."
     )
+  if start_step < 0:
+    raise ValueError(f"start_step must be >= 0, got {start_step}.")
+  base_seed = tf.constant([0, seed], tf.int64)
+  mask = tf.constant(label_mask)
+  load = _load_fn(source, keys)
+
+  def epoch_stream(epoch):
+    perm = tf.random.experimental.stateless_shuffle(
+        tf.range(n), _derive_seed(base_seed, _PERMUTATION, epoch)
+    )
+    return tf.data.Dataset.from_tensor_slices({"epoch": tf.fill([n], epoch), "index": perm})
+
+  def make_example(element):
+    index = element["index"]
+    example = augment_lib.augment(
+        load(index),
+        _derive_seed(base_seed, _AUGMENTATION, element["epoch"], index),
+        scales=scales,
+        flip=flip,
+    )
+    return {
+        **example,
+        "label_mask": tf.gather(mask, index),
+        "index": index,
+        "valid": tf.constant(1.0),
+    }
+
+  first_epoch, offset = divmod(start_step * per_process_batch_size * process_count, n)
+  return (
+      tf.data.Dataset.counter(first_epoch)
+      .flat_map(epoch_stream)
+      .skip(offset)
+      .shard(process_count, process_index)
+      .map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      .batch(per_process_batch_size, drop_remainder=True)
+      .prefetch(tf.data.AUTOTUNE)
+      .with_options(_options())
+  )
 
 
 def eval_dataset(
@@ -169,51 +182,51 @@ def eval_dataset(
     process_count: int = 1,
     tasks: Sequence[str] | None = None,
 ) -> tf.data.Dataset:
-    """Finite evaluation stream that sees every example of the split exactly once, unaugmented.
+  """Finite evaluation stream that sees every example of the split exactly once, unaugmented.
 
-    The index list 0..N-1 is padded with -1 to M = ceil(N / G) G, G = per_process_batch_size *
-    process_count, and sharded (host p takes positions congruent to p mod process_count), so every
-    host yields the same M / G batches. Padding examples have ``index`` -1, ``valid`` 0 and
-    invalid ground truth (image 0, semseg -1, depth 0, normal 0); metrics must weight by ``valid``
-    (or rely on the invalid ground truth).
+  The index list 0..N-1 is padded with -1 to M = ceil(N / G) G, G = per_process_batch_size *
+  process_count, and sharded (host p takes positions congruent to p mod process_count), so every
+  host yields the same M / G batches. Padding examples have ``index`` -1, ``valid`` 0 and
+  invalid ground truth (image 0, semseg -1, depth 0, normal 0); metrics must weight by ``valid``
+  (or rely on the invalid ground truth).
 
-    Args:
-      source: see the module docstring.
-      per_process_batch_size: B, examples per host batch.
-      process_index, process_count: this host and the number of hosts.
-      tasks: tasks of ``label_mask`` (config order); default ``source.tasks``.
+  Args:
+    source: see the module docstring.
+    per_process_batch_size: B, examples per host batch.
+    process_index, process_count: this host and the number of hosts.
+    tasks: tasks of ``label_mask`` (config order); default ``source.tasks``.
 
-    Returns:
-      tf.data.Dataset of dicts with the keys and shapes of ``train_dataset``; ``label_mask`` is
-      float32 [B, len(tasks)] of ones.
+  Returns:
+    tf.data.Dataset of dicts with the keys and shapes of ``train_dataset``; ``label_mask`` is
+    float32 [B, len(tasks)] of ones.
 
-    Raises:
-      ValueError: B < 1; process_index outside [0, process_count); a task not in
-        ``source.tasks``; a source task the pipeline does not know.
-    """
-    _check_hosts(per_process_batch_size, process_index, process_count)
-    keys = _keys(source)
-    tasks = tuple(source.tasks if tasks is None else tasks)
-    if not set(tasks) <= set(source.tasks):
-        raise ValueError(f"tasks {tasks} must be a subset of the source tasks {tuple(source.tasks)}.")
-    n = source.num_examples
-    total = -(-n // (per_process_batch_size * process_count)) * per_process_batch_size * process_count
-    load = _load_fn(source, keys)
+  Raises:
+    ValueError: B < 1; process_index outside [0, process_count); a task not in
+      ``source.tasks``; a source task the pipeline does not know.
+  """
+  _check_hosts(per_process_batch_size, process_index, process_count)
+  keys = _keys(source)
+  tasks = tuple(source.tasks if tasks is None else tasks)
+  if not set(tasks) <= set(source.tasks):
+    raise ValueError(f"tasks {tasks} must be a subset of the source tasks {tuple(source.tasks)}.")
+  n = source.num_examples
+  total = -(-n // (per_process_batch_size * process_count)) * per_process_batch_size * process_count
+  load = _load_fn(source, keys)
 
-    def make_example(position):
-        index = tf.where(position < n, tf.cast(position, tf.int32), -1)
-        return {
-            **load(index),
-            "label_mask": tf.ones([len(tasks)], tf.float32),
-            "index": index,
-            "valid": tf.cast(index >= 0, tf.float32),
-        }
+  def make_example(position):
+    index = tf.where(position < n, tf.cast(position, tf.int32), -1)
+    return {
+        **load(index),
+        "label_mask": tf.ones([len(tasks)], tf.float32),
+        "index": index,
+        "valid": tf.cast(index >= 0, tf.float32),
+    }
 
-    return (
-        tf.data.Dataset.range(total)
-        .shard(process_count, process_index)
-        .map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(per_process_batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-        .with_options(_options())
-    )
+  return (
+      tf.data.Dataset.range(total)
+      .shard(process_count, process_index)
+      .map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      .batch(per_process_batch_size, drop_remainder=True)
+      .prefetch(tf.data.AUTOTUNE)
+      .with_options(_options())
+  )
