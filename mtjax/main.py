@@ -24,18 +24,23 @@ flags.DEFINE_enum(
     "distributed",
     "auto",
     ["auto", "true", "false"],
-    "Call jax.distributed.initialize(): auto = when a multi-process launcher is detected "
-    "(JAX_COORDINATOR_ADDRESS, SLURM, Open MPI, multi-host TPU).",
+    "Call jax.distributed.initialize(): auto = when --coordinator_address is given or a multi-process"
+    " launcher is detected (JAX_COORDINATOR_ADDRESS, SLURM, Open MPI, multi-host Cloud TPU).",
 )
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, where the cluster is not auto-detected."
+)
+flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
+flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
-_MULTI_PROCESS_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSES")
+_MULTI_PROCESS_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
 
 
 def _is_multi_process_launch() -> bool:
   """Whether the environment describes a multi-process job that jax.distributed can join."""
-  if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+  if FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     return True
   if any(int(os.environ.get(name, "1")) > 1 for name in _MULTI_PROCESS_ENV):
     return True
@@ -60,7 +65,11 @@ def main(argv):
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
   if FLAGS.distributed == "true" or (FLAGS.distributed == "auto" and _is_multi_process_launch()):
-    jax.distributed.initialize()
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
   logging.info(
       "JAX process %d of %d; local devices %s",
       jax.process_index(),
