@@ -8,6 +8,7 @@ cluster: `jax.distributed.initialize()` is called when the environment says so (
 
 import logging as pylogging
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow serves tf.data only: no banners.
 
@@ -61,6 +62,8 @@ class _OnlyWarningsFrom(pylogging.Filter):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # Progress (steps/s, ETA from CLU's ReportProgress), metrics and notes go to stdout.
+  logging.get_absl_handler().python_handler.stream = sys.stdout
   logging.get_absl_logger().addFilter(_OnlyWarningsFrom("orbax"))
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")

@@ -68,7 +68,7 @@ def test_two_processes_match_one_process(tmp_path):
       timeout=600,
   )
   outputs = [p.communicate(timeout=600)[0] for p in procs]
-  assert single.returncode == 0, single.stderr[-4000:]
+  assert single.returncode == 0, (single.stdout + single.stderr)[-4000:]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-4000:]
   assert "process 1 of 2" in outputs[1] and "per-process batch=1" in outputs[0]
