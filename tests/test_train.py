@@ -78,3 +78,25 @@ def test_non_finite_loss_stops_without_checkpoint(tmp_path):
   with pytest.raises(train.NonFiniteLossError, match=r"step 1: .*loss/depth=(inf|nan)"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not glob.glob(str(tmp_path / "run" / "checkpoints" / "[0-9]*"))
+
+
+def test_learning_rate_halves_every_decay_period():
+  config = default.get_config()
+  config.lr_decay_every_steps = 10
+  schedule = train.learning_rate_schedule(config)
+  np.testing.assert_allclose(
+      [schedule(0), schedule(9), schedule(10), schedule(25)], [1e-4, 1e-4, 5e-5, 2.5e-5], rtol=1e-6
+  )
+
+
+def test_delta_m_references_follow_the_label_setting():
+  config = default.get_config()
+  config.label_setting = "randomlabels"
+  assert train.delta_m_references(config)["depth"] == {"abs_err": 0.754012}
+  config.label_setting = "/data/split.npy"
+  assert train.delta_m_references(config) is None  # "auto" cannot guess for a path.
+  config.delta_m_reference = "onelabel"
+  assert train.delta_m_references(config)["semseg"] == {"miou": 26.1113}
+  config.delta_m_reference = "twolabels"
+  with pytest.raises(ValueError, match="twolabels"):
+    train.delta_m_references(config)
