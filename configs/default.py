@@ -12,7 +12,10 @@ def get_config() -> ml_collections.ConfigDict:
   # ---- Data ----------------------------------------------------------------------------------
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "nyuv2"  # nyuv2: MTAN/MTPSL .npy layout (see README).
-  config.dataset.data_dir = ""  # Root holding {train,val}/{image,label,depth,normal}/{i}.npy.
+  # nyuv2: the root holding {train,val}/{image,label,depth,normal}/{i}.npy. procedural_rooms: the
+  # TFDS data_dir the generated dataset is built into ("" = TFDS's default).
+  config.dataset.data_dir = ""
+  config.dataset.builder_config = ""  # TFDS builder config (procedural_rooms: size, resolution).
   config.dataset.train_split = "train"
   config.dataset.eval_split = "val"
   config.dataset.num_classes = 13

@@ -23,7 +23,7 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from mtjax import checkpoint, metrics, sharding
-from mtjax.data import label_settings, nyuv2, pipeline
+from mtjax.data import label_settings, nyuv2, pipeline, procedural_source
 from mtjax.models import segnet
 from mtjax.tasks import Task, get_tasks, partial_label_loss, prediction_to_gt_format
 
@@ -59,7 +59,15 @@ def create_source(config: ml_collections.ConfigDict, split: str):
   """
   if config.dataset.name == "nyuv2":
     return nyuv2.NYUv2Split(config.dataset.data_dir, split)
-  raise ValueError(f"config.dataset.name={config.dataset.name!r}: expected one of ('nyuv2',)")
+  if config.dataset.name == "procedural_rooms":
+    return procedural_source.ProceduralRoomsSource(
+        split,
+        data_dir=config.dataset.data_dir or None,
+        config_name=config.dataset.builder_config or "default",
+    )
+  raise ValueError(
+      f"config.dataset.name={config.dataset.name!r}: expected one of ('nyuv2', 'procedural_rooms')"
+  )
 
 
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:

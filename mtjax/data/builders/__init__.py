@@ -1,0 +1,1 @@
+"""TFDS dataset builders shipped with mtjax (importing a module registers its builder)."""

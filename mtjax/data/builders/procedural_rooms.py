@@ -1,0 +1,97 @@
+"""TFDS builder ``procedural_rooms``: NYUv2-like labelled indoor frames rendered with no download.
+
+Each example is ``mtjax.data.procedural.render_scene(example_seed(split, i), H, W)`` (conventions,
+units and references in that module). Written as ``array_record`` by default so that
+``builder.as_data_source(split)`` gives thread-safe random access.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mtjax.data import procedural
+
+SPLITS = ("train", "validation", "test")
+# Seeds of split s are s * _SPLIT_STRIDE + index: disjoint between splits for < 10^7 examples.
+_SPLIT_STRIDE = 10_000_000
+
+
+def example_seed(split: str, index: int) -> int:
+  """Seed of example ``index`` of ``split`` (one of ``SPLITS``): stable across configs/versions.
+
+  Raises:
+    ValueError: unknown split or index outside [0, 10^7).
+  """
+  if split not in SPLITS or not 0 <= index < _SPLIT_STRIDE:
+    raise ValueError(f"bad split/index {split!r}/{index}; splits are {SPLITS}, index < 10^7.")
+  return SPLITS.index(split) * _SPLIT_STRIDE + int(index)
+
+
+@dataclasses.dataclass
+class ProceduralRoomsConfig(tfds.core.BuilderConfig):
+  """Sizes (examples per split) and resolution (height x width pixels)."""
+
+  num_train: int = 1000
+  num_validation: int = 200
+  num_test: int = 200
+  height: int = 96
+  width: int = 128
+
+
+class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
+  """Procedural rooms: image, 13-class semantic, z-depth, camera-frame normal, instance, id."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      ProceduralRoomsConfig(name="default", description="1000/200/200 at 96x128."),
+      ProceduralRoomsConfig(
+          name="tiny",
+          description="8/4/4 at 32x64, for tests.",
+          num_train=8,
+          num_validation=4,
+          num_test=4,
+          height=32,
+          width=64,
+      ),
+  ]
+  DEFAULT_CONFIG_NAME = "default"
+  # No downloads, hence no checksums file; also avoids tfds's ``code_path`` lookup, which needs
+  # the optional ``importlib_resources`` package.
+  url_infos = {}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    h, w = self.builder_config.height, self.builder_config.width
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Image(shape=(h, w, 3), dtype=np.uint8),
+                "semantic": tfds.features.Tensor(shape=(h, w), dtype=np.int32),
+                "depth": tfds.features.Tensor(shape=(h, w, 1), dtype=np.float32),
+                "normal": tfds.features.Tensor(shape=(h, w, 3), dtype=np.float32),
+                "instance": tfds.features.Tensor(shape=(h, w), dtype=np.int32),
+                "id": tfds.features.Text(),
+            }
+        ),
+        homepage="https://github.com/",  # Generated locally; no upstream source.
+        # Keep generation order, so that record i of a split is example i (``example_seed``).
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    config = self.builder_config
+    sizes = (config.num_train, config.num_validation, config.num_test)
+    return {s: self._generate_examples(s, n) for s, n in zip(SPLITS, sizes)}
+
+  def _generate_examples(self, split, num):
+    h, w = self.builder_config.height, self.builder_config.width
+    for i in range(num):
+      ex = procedural.render_scene(example_seed(split, i), h, w)
+      key = f"{split}_{i:07d}"
+      yield key, {k: ex[k] for k in ("image", "semantic", "depth", "normal", "instance")} | {
+          "id": key
+      }
