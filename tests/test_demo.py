@@ -27,3 +27,18 @@ def test_demo_config_trains_and_loss_decreases(tmp_path):
   assert loss[-10:].mean() < 0.8 * loss[:10].mean(), loss
   for tag in ("eval/semseg/miou", "eval/depth/abs_err", "eval/normal/mean"):
     assert np.isfinite(scalars[tag][40]), tag
+
+
+def test_contact_sheet_layout_and_instance_colours():
+  from mtjax.data import contact_sheet, procedural
+
+  examples = [procedural.render_scene(seed, 32, 48) for seed in (0, 1)]
+  sheet = contact_sheet.contact_sheet(examples)
+  assert sheet.shape == (64, 240, 3) and sheet.dtype == np.uint8
+  np.testing.assert_array_equal(sheet[:32, :48], examples[0]["image"])
+  instance = examples[1]["instance"]
+  rgb = contact_sheet.instance_to_rgb(instance)
+  for region in np.unique(instance):
+    colours = np.unique(rgb[instance == region], axis=0)
+    assert len(colours) == 1  # One colour per region; none (-1) is black.
+    assert (region >= 0) or not colours.any()
