@@ -52,7 +52,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def create_source(config: ml_collections.ConfigDict, split: str):
-  """The example source of `config.dataset` for `split` (validated on construction).
+  """The example source of `config.dataset` for `split` (validated on construction; a generated
+  dataset is generated on first use, by process 0).
 
   Raises:
     ValueError: unknown dataset name. FileNotFoundError / ValueError from the source: bad layout.
@@ -60,11 +61,16 @@ def create_source(config: ml_collections.ConfigDict, split: str):
   if config.dataset.name == "nyuv2":
     return nyuv2.NYUv2Split(config.dataset.data_dir, split)
   if config.dataset.name == "procedural_rooms":
-    return procedural_source.ProceduralRoomsSource(
+    make = functools.partial(
+        procedural_source.ProceduralRoomsSource,
         split,
         data_dir=config.dataset.data_dir or None,
         config_name=config.dataset.builder_config or "default",
     )
+    # Process 0 generates the dataset on first use; the others wait, then open it.
+    source = make() if jax.process_index() == 0 else None
+    multihost_utils.sync_global_devices(f"procedural_rooms {split} prepared")
+    return source if source is not None else make()
   raise ValueError(
       f"config.dataset.name={config.dataset.name!r}: expected one of ('nyuv2', 'procedural_rooms')"
   )
