@@ -76,7 +76,6 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
                 "id": tfds.features.Text(),
             }
         ),
-        homepage="https://github.com/",  # Generated locally; no upstream source.
         # Keep generation order, so that record i of a split is example i (``example_seed``).
         disable_shuffling=True,
     )
