@@ -5,18 +5,20 @@ import numpy as np
 from configs import demo
 from mtjax import train
 from tests.test_main import read_scalars
+from tests.test_train import tiny_config
 
 
 def test_demo_config_trains_and_loss_decreases(tmp_path):
-  config = demo.get_config()
-  config.dataset.data_dir = str(tmp_path / "tfds")
+  config = tiny_config(
+      tmp_path / "tfds",
+      base=demo.get_config(),
+      label_setting="onelabel",
+      batch_size=4,
+      num_train_steps=40,
+      eval_every_steps=40,
+      checkpoint_every_steps=40,
+  )
   config.dataset.builder_config = "tiny"  # 8 train / 4 validation rooms at 32x64.
-  config.model.filters = (8, 8, 16, 16, 16)
-  config.batch_size = 4
-  config.num_train_steps = 40
-  config.eval_every_steps = 40
-  config.checkpoint_every_steps = 40
-  config.log_every_steps = 1
   workdir = str(tmp_path / "run")
   state = train.train_and_evaluate(config, workdir)
   assert int(state.step) == 40

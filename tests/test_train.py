@@ -12,8 +12,9 @@ from mtjax import checkpoint, train
 from tests.data_fixtures import make_nyuv2_layout
 
 
-def tiny_config(data_dir, **overrides):
-  config = default.get_config()
+def tiny_config(data_dir, base=None, **overrides):
+  """`base` (default: configs/default.py) shrunk to a tiny model and a few steps, then `overrides`."""
+  config = default.get_config() if base is None else base
   config.dataset.data_dir = str(data_dir)
   config.label_setting = "randomlabels"
   config.model.filters = (8, 8, 16, 16, 16)
