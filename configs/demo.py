@@ -14,7 +14,14 @@ def get_config():
   config.dataset.builder_config = "default"  # 1000 train / 200 validation at 96x128.
   config.dataset.eval_split = "validation"
   config.label_setting = "onelabel"
+  # No RandomScaleCrop: it divides depth by the zoom factor, a scale ambiguity that a tiny model
+  # does not resolve in a few hundred steps (depth abs_err at step 600: 0.875 m with the MTPSL
+  # scales, 0.699 m without). The horizontal flip stays.
+  config.augment.scales = (1.0,)
   config.model.filters = (16, 32, 64, 64, 64)
+  # At these widths XLA's own conv gradient is the fastest on the CPU (batch 8 at 96x128: 315
+  # ms/step, against 359 for "auto", which picks "mmgrad" for the full-width model).
+  config.model.conv_impl = "xla"
   config.batch_size = 8
   config.learning_rate = 1e-3
   config.lr_decay_every_steps = 400
