@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mtjax import metrics
+from mtjax import tasks as tasks_lib
 
 _TASKS = ("semseg", "depth", "normal")
 
@@ -117,14 +118,8 @@ def evaluate(
   for chunk in _chunks(examples, 64):
     for name, preds in predictors.items():
       for t, pred in preds.items():
-        gt = np.stack([np.asarray(ex[t]) for ex in chunk])
-        pred = np.broadcast_to(pred, gt.shape)
-        if t == "semseg":
-          state = metrics.segmentation_state(pred, gt.astype(np.int32), num_classes)
-        elif t == "depth":
-          state = metrics.depth_state(pred, gt.astype(np.float32))
-        else:
-          state = metrics.normals_state(pred, gt.astype(np.float32))
+        gt = np.stack([np.asarray(ex[t]) for ex in chunk]).astype(pred.dtype)
+        state = tasks_lib.metric_state(t, np.broadcast_to(pred, gt.shape), gt, num_classes)
         state = {k: np.asarray(v, np.float64) for k, v in state.items()}
         prev = totals[name].get(t)
         totals[name][t] = state if prev is None else metrics.merge(prev, state)

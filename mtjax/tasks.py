@@ -127,25 +127,48 @@ def prediction_to_gt_format(name: str, pred: jax.Array) -> jax.Array:
   return jnp.argmax(pred, axis=-1).astype(jnp.int32) if name == "semseg" else pred
 
 
+def metric_state(name: str, pred: jax.Array, gt: jax.Array, num_classes: int) -> dict:
+  """Additive `mtjax.metrics` state of a prediction already in the ground truth's layout.
+
+  Args:
+    name: "semseg" (pred: int class ids [..., H, W]), "depth" (float [..., H, W, 1] metres) or
+      "normal" (float [..., H, W, 3]); see `prediction_to_gt_format`.
+    pred, gt: prediction and ground truth of the same shape.
+    num_classes: semantic classes (used by semseg only).
+
+  Raises:
+    ValueError: an unknown task name, or the metric's own shape/dtype errors.
+  """
+  if name == "semseg":
+    return metrics.segmentation_state(pred, gt, num_classes)
+  if name == "depth":
+    return metrics.depth_state(pred, gt)
+  if name == "normal":
+    return metrics.normals_state(pred, gt)
+  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+
+
+def _model_output_metric_state(name: str) -> Callable[[jax.Array, jax.Array, int], dict]:
+  return lambda pred, gt, c: metric_state(name, prediction_to_gt_format(name, pred), gt, c)
+
+
 TASKS: Mapping[str, Task] = {
     "semseg": Task(
         "semseg",
         semseg_loss,
-        lambda pred, gt, c: metrics.segmentation_state(
-            prediction_to_gt_format("semseg", pred), gt, c
-        ),
+        _model_output_metric_state("semseg"),
         lambda x, c, _: semseg_to_rgb(x, c),
     ),
     "depth": Task(
         "depth",
         depth_loss,
-        lambda pred, gt, _: metrics.depth_state(pred, gt),
+        _model_output_metric_state("depth"),
         lambda x, _, max_depth: depth_to_rgb(x, max_depth),
     ),
     "normal": Task(
         "normal",
         normal_loss,
-        lambda pred, gt, _: metrics.normals_state(pred, gt),
+        _model_output_metric_state("normal"),
         lambda x, *_: normal_to_rgb(x),
     ),
 }
