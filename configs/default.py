@@ -23,29 +23,39 @@ def get_config() -> ml_collections.ConfigDict:
   config.label_setting = "onelabel"
   config.tasks = ("semseg", "depth", "normal")
 
-  # ---- Augmentation (MTPSL RandomScaleCrop + horizontal flip) --------------------------------
+  # ---- Augmentation (MTPSL's training loader: RandomScaleCrop, no flip) ---------------------
   config.augment = ml_collections.ConfigDict()
   config.augment.scales = (1.0, 1.2, 1.5)
-  config.augment.flip = True
+  # Horizontal flip (normal x negated). MTPSL's NYUv2_crop loader does not flip; off by default.
+  config.augment.flip = False
 
   # ---- Model ---------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
   config.model.name = "segnet_mtl"
   config.model.filters = (64, 128, 256, 512, 512)
-  config.model.conv_impl = "auto"  # auto | xla | im2col (auto: im2col on CPU, XLA conv elsewhere).
+  # auto | xla | im2col | mmgrad. auto: mmgrad on the CPU (XLA's convolution forward, the kernel
+  # gradient as one matmul), XLA's own convolution (cuDNN) on accelerators.
+  config.model.conv_impl = "auto"
 
-  # ---- Optimisation (MTPSL: Adam 1e-4, x0.5 every 100 epochs, 200 epochs, batch 2) -----------
+  # ---- Optimisation (MTPSL: Adam 1e-4, 200 epochs at batch 2, halved entering epochs 99, 199) -
   config.batch_size = 2  # Global batch, split over all devices of all processes.
   config.learning_rate = 1e-4
-  config.lr_decay_every_steps = 39_750  # 100 epochs of 795 images at batch 2.
+  # Training length: num_train_steps when > 0, else num_epochs epochs of floor(N / batch_size)
+  # steps each (N = training examples; MTPSL's DataLoader drops the last partial batch).
+  config.num_epochs = 200.0
+  config.num_train_steps = -1
+  # Step decay: the lr is multiplied by lr_decay_factor on entering each of these epochs
+  # (fractions allowed; boundary step = round(epoch * steps_per_epoch)). MTPSL steps
+  # StepLR(step_size=100, gamma=0.5) at the START of every epoch, so its lr is 1e-4 for epochs
+  # 0-98, 5e-5 for 99-198 and 2.5e-5 for epoch 199 (NYUv2: 397 steps per epoch, 79,400 steps).
+  config.lr_decay_epochs = (99.0, 199.0)
   config.lr_decay_factor = 0.5
-  config.num_train_steps = 79_500  # 200 epochs.
   config.seed = 0
 
   # ---- Evaluation, logging, checkpoints ------------------------------------------------------
-  config.eval_every_steps = 3_975  # 10 epochs.
+  config.eval_every_steps = 3_970  # 10 epochs of 397 steps (NYUv2 at batch 2).
   config.log_every_steps = 100
-  config.checkpoint_every_steps = 3_975
+  config.checkpoint_every_steps = 3_970
   config.keep_checkpoints = 3  # The latest k are kept, plus the best by Δm.
   config.num_panel_images = 3  # Val examples shown in the TensorBoard image panel.
   # Single-task (STL) references for Δm: "auto" takes MTPSL's NYUv2 STL numbers of the label

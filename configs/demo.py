@@ -18,11 +18,12 @@ def get_config():
   # does not resolve in a few hundred steps (depth abs_err at step 600: 0.875 m with the MTPSL
   # scales, 0.699 m without). The horizontal flip stays.
   config.augment.scales = (1.0,)
+  config.augment.flip = True
   config.model.filters = (16, 32, 64, 64, 64)
   config.batch_size = 8
   config.learning_rate = 1e-3
-  config.lr_decay_every_steps = 400
   config.num_train_steps = 600
+  config.lr_decay_epochs = (3.2,)  # Step 400 of 125 steps per epoch.
   config.eval_every_steps = 200
   config.checkpoint_every_steps = 200
   config.log_every_steps = 50

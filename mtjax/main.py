@@ -6,14 +6,11 @@ cluster: `jax.distributed.initialize()` is called when the environment says so (
 `--distributed=true`).
 """
 
-import logging as pylogging
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow serves tf.data only: no banners.
+from mtjax import runtime  # Before TensorFlow: quiets its C++ banners.
 
 import jax  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -48,37 +45,19 @@ def _is_multi_process_launch() -> bool:
   return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
 
 
-class _OnlyWarningsFrom(pylogging.Filter):
-  """Drops INFO/DEBUG records logged from the given packages (Orbax logs every file it writes)."""
-
-  def __init__(self, *packages: str):
-    super().__init__()
-    self._paths = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
-
-  def filter(self, record):
-    return record.levelno >= pylogging.WARNING or not any(p in record.pathname for p in self._paths)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Progress (steps/s, ETA from CLU's ReportProgress), metrics and notes go to stdout.
-  logging.get_absl_handler().python_handler.stream = sys.stdout
-  logging.get_absl_logger().addFilter(_OnlyWarningsFrom("orbax"))
-  # tf.data only: keep TensorFlow off the accelerators JAX uses.
-  tf.config.set_visible_devices([], "GPU")
+  runtime.configure_logging()
+  runtime.configure_devices()
   if FLAGS.distributed == "true" or (FLAGS.distributed == "auto" and _is_multi_process_launch()):
     jax.distributed.initialize(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes,
         process_id=FLAGS.process_id,
     )
-  logging.info(
-      "JAX process %d of %d; local devices %s",
-      jax.process_index(),
-      jax.process_count(),
-      jax.local_devices(),
-  )
+  logging.info("%s", runtime.describe_devices())
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -22,7 +22,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from mtjax import checkpoint, metrics, sharding
+from mtjax import checkpoint, metrics, results, sharding
 from mtjax.data import label_settings, nyuv2, pipeline, procedural_source
 from mtjax.models import segnet
 from mtjax.tasks import Task, get_tasks, partial_label_loss, prediction_to_gt_format
@@ -92,19 +92,64 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   raise ValueError(f"config.model.name={config.model.name!r}: expected one of ('segnet_mtl',)")
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """MTPSL's step decay: lr · factor^floor(step / lr_decay_every_steps)."""
-  return optax.exponential_decay(
-      config.learning_rate,
-      transition_steps=config.lr_decay_every_steps,
-      decay_rate=config.lr_decay_factor,
-      staircase=True,
-  )
+def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """floor(num_examples / config.batch_size): MTPSL's DataLoader(drop_last=True) epoch length.
+
+  Raises:
+    ValueError: fewer training examples than one global batch.
+  """
+  steps = num_examples // config.batch_size
+  if steps < 1:
+    raise ValueError(
+        f"{num_examples} training examples < config.batch_size={config.batch_size}: expected at "
+        "least one full batch per epoch"
+    )
+  return steps
 
 
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam (PyTorch defaults, as MTPSL) with the step-decay schedule."""
-  return optax.adam(learning_rate_schedule(config))
+def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """Total updates: `config.num_train_steps` when > 0, else round(num_epochs · steps_per_epoch).
+
+  Raises:
+    ValueError: neither is positive (or the epoch length is 0; see `steps_per_epoch`).
+  """
+  if config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  if config.num_epochs <= 0:
+    raise ValueError(
+        f"config.num_train_steps={config.num_train_steps} and config.num_epochs="
+        f"{config.num_epochs}: expected one of them > 0"
+    )
+  return max(1, round(config.num_epochs * steps_per_epoch(config, num_examples)))
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """Step decay in epochs: lr(k) = learning_rate · lr_decay_factor^#{e in lr_decay_epochs :
+  k >= round(e · steps_per_epoch)}, k the number of updates already applied.
+
+  With MTPSL's (99, 199) and 397 steps per epoch (NYUv2, batch 2) this is its StepLR stepped at
+  the start of each epoch: 1e-4 for steps 0..39,302, 5e-5 up to 79,002, then 2.5e-5.
+
+  Raises:
+    ValueError: a negative decay epoch.
+  """
+  epochs = tuple(float(e) for e in config.lr_decay_epochs)
+  if any(e < 0 for e in epochs):
+    raise ValueError(f"config.lr_decay_epochs={epochs}: expected epochs >= 0")
+  boundaries = jnp.array([round(e * steps_per_epoch) for e in epochs], jnp.int32)
+  lr, factor = config.learning_rate, config.lr_decay_factor
+
+  def schedule(step):
+    return lr * factor ** jnp.sum(jnp.asarray(step) >= boundaries).astype(jnp.float32)
+
+  return schedule
+
+
+def create_optimizer(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.GradientTransformation:
+  """Adam (PyTorch defaults, as MTPSL) with the step-decay `learning_rate_schedule`."""
+  return optax.adam(learning_rate_schedule(config, steps_per_epoch))
 
 
 def create_train_state(
@@ -296,9 +341,9 @@ def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
     )
 
 
-def flatten_results(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+def flatten_results(evaluation: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
   """{task: {metric: v}} -> {"eval/<task>/<metric>": v}."""
-  return {f"eval/{t}/{m}": v for t, ms in results.items() for m, v in ms.items()}
+  return {f"eval/{t}/{m}": v for t, ms in evaluation.items() for m, v in ms.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,6 +354,9 @@ def flatten_results(results: Mapping[str, Mapping[str, float]]) -> dict[str, flo
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, evaluating, logging and checkpointing; resumes from the latest
   checkpoint there. Returns the final state.
+
+  Training runs `num_train_steps(config, N)` updates. Each evaluation writes TensorBoard scalars
+  and, atomically, `workdir/results.json` (`mtjax.results`: step, metrics, Δm, config hash).
 
   Raises:
     NonFiniteLossError: a loss term became NaN/inf (the broken state is not saved).
@@ -354,8 +402,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
 
   # ---- Model, optimizer, state (restored if the workdir has a checkpoint) ------------------------
+  epoch_steps = steps_per_epoch(config, train_source.num_examples)
+  total_steps = num_train_steps(config, train_source.num_examples)
   model = create_model(config)
-  tx = create_optimizer(config)
+  tx = create_optimizer(config, epoch_steps)
   state = create_train_state(model, tx, jax.random.key(config.seed), train_source.image_shape, mesh)
   manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints)
   restored = checkpoint.restore_latest(manager, state)
@@ -399,10 +449,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
       )
   )
-  schedule = learning_rate_schedule(config)
-  report_progress = periodic_actions.ReportProgress(
-      num_train_steps=config.num_train_steps, writer=writer
-  )
+  schedule = learning_rate_schedule(config, epoch_steps)
+  report_progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer)
+  is_writer = jax.process_index() == 0
+  record = results.start(workdir, config, total_steps, start_step) if is_writer else None
 
   # ---- Loop --------------------------------------------------------------------------------------
   # Step k's metrics are fetched after step k+1 is dispatched, so the host check never stalls the
@@ -417,8 +467,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       history.append(host)
     pending.clear()
 
-  logging.info("training steps %d -> %d", start_step, config.num_train_steps)
-  for step in range(start_step + 1, config.num_train_steps + 1):
+  logging.info(
+      "training steps %d -> %d (%d steps per epoch of %d examples at global batch %d)",
+      start_step,
+      total_steps,
+      epoch_steps,
+      train_source.num_examples,
+      config.batch_size,
+  )
+  for step in range(start_step + 1, total_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       batch = sharding.global_batch(mesh, next(train_iter))
       state, step_metrics = p_train_step(state, batch)
@@ -426,7 +483,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     pending.append((step, step_metrics))
     report_progress(step)
 
-    is_last = step == config.num_train_steps
+    is_last = step == total_steps
     do_log = step % config.log_every_steps == 0 or is_last
     do_eval = step % config.eval_every_steps == 0 or is_last
     do_save = step % config.checkpoint_every_steps == 0 or do_eval
@@ -443,9 +500,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     delta_m = None
     if do_eval:
       with report_progress.timed("eval"):
-        results = evaluate(p_eval_step, state, eval_ds.as_numpy_iterator(), mesh)
-      scalars = flatten_results(results)
-      absent = [t.name for t in tasks if not results.get(t.name)]
+        eval_results = evaluate(p_eval_step, state, eval_ds.as_numpy_iterator(), mesh)
+      scalars = flatten_results(eval_results)
+      absent = [t.name for t in tasks if not eval_results.get(t.name)]
       if absent:
         logging.info(
             "step %d: no ground truth in the %s split for %s (reported absent)",
@@ -454,7 +511,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             absent,
         )
       if references is not None:
-        delta_m = metrics.delta_m(results, references)
+        delta_m = metrics.delta_m(eval_results, references)
         if delta_m is not None:
           scalars["eval/delta_m"] = delta_m
       writer.write_scalars(step, scalars)
@@ -477,6 +534,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if do_save:
       with report_progress.timed("checkpoint"):
         checkpoint.save(manager, step, state, delta_m=delta_m)
+    if do_eval and is_writer:  # After the checkpoint: a resumed run redoes later evaluations.
+      record = results.add_evaluation(record, step, eval_results, delta_m)
+      results.write(workdir, record)
     writer.flush()
 
   manager.close()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import checkpoint, train
+from mtjax import checkpoint, results, train
+from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
 
 
@@ -50,6 +51,20 @@ def test_train_evaluate_checkpoint_and_summaries(data_dir, tmp_path):
   assert 4 in steps and set(steps) <= {2, 4}
   assert glob.glob(str(workdir / "events.out.tfevents.*"))
 
+  # results.json: one entry per evaluation, the same numbers as the TensorBoard scalars.
+  record = results.read(str(workdir))
+  assert record["num_train_steps"] == 4
+  assert record["config_hash"] == results.config_hash(tiny_config(data_dir))
+  assert [e["step"] for e in record["evaluations"]] == [2, 4]
+  scalars = read_scalars(str(workdir))
+  for e in record["evaluations"]:
+    for task, values in e["metrics"].items():
+      for metric, value in values.items():
+        np.testing.assert_allclose(value, scalars[f"eval/{task}/{metric}"][e["step"]], rtol=1e-6)
+    np.testing.assert_allclose(e["delta_m"], scalars["eval/delta_m"][e["step"]], rtol=1e-6)
+  assert results.final_evaluation(record) is record["evaluations"][-1]
+  assert not glob.glob(str(workdir / ".results.*"))  # No temporary file left behind.
+
 
 def test_rerun_resumes_from_latest_checkpoint_and_matches_uninterrupted_run(data_dir, tmp_path):
   straight = train.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "straight"))
@@ -63,6 +78,11 @@ def test_rerun_resumes_from_latest_checkpoint_and_matches_uninterrupted_run(data
   resumed = train.train_and_evaluate(tiny_config(data_dir), str(interrupted))
 
   assert int(resumed.step) == 4
+  # The resumed run keeps the evaluation of its first part and appends its own.
+  record = results.read(str(interrupted))
+  assert [e["step"] for e in record["evaluations"]] == [2, 4]
+  assert record["evaluations"][0]["config_hash"] != record["config_hash"]  # num_train_steps 2
+  assert results.final_evaluation(record)["step"] == 4
   # Same data stream, same params, optimizer and BatchNorm state: the resumed run is the same run.
   for a, b in zip(_leaves(straight), _leaves(resumed)):
     np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
@@ -81,13 +101,39 @@ def test_non_finite_loss_stops_without_checkpoint(tmp_path):
   assert not glob.glob(str(tmp_path / "run" / "checkpoints" / "[0-9]*"))
 
 
-def test_learning_rate_halves_every_decay_period():
+def test_learning_rate_schedule_is_mtpsl_steplr_stepped_at_each_epoch_start():
+  # MTPSL, NYUv2: 795 images at batch 2 with drop_last -> 397 steps per epoch; StepLR(100, 0.5)
+  # stepped at the start of every epoch: epochs 0-98 at 1e-4, 99-198 at 5e-5, 199 at 2.5e-5.
   config = default.get_config()
-  config.lr_decay_every_steps = 10
-  schedule = train.learning_rate_schedule(config)
+  spe = train.steps_per_epoch(config, 795)
+  assert spe == 397
+  assert train.num_train_steps(config, 795) == 79_400
+  schedule = train.learning_rate_schedule(config, spe)
+  steps = [0, 99 * 397 - 1, 99 * 397, 199 * 397 - 1, 199 * 397, 79_399]
   np.testing.assert_allclose(
-      [schedule(0), schedule(9), schedule(10), schedule(25)], [1e-4, 1e-4, 5e-5, 2.5e-5], rtol=1e-6
+      [schedule(k) for k in steps], [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5], rtol=1e-6
   )
+  # The same epochs at another dataset size and batch: boundaries move with the epoch length.
+  config.batch_size = 8
+  spe = train.steps_per_epoch(config, 1000)
+  assert (spe, train.num_train_steps(config, 1000)) == (125, 25_000)
+  schedule = train.learning_rate_schedule(config, spe)
+  np.testing.assert_allclose([schedule(12_374), schedule(12_375)], [1e-4, 5e-5], rtol=1e-6)
+
+
+def test_training_length_steps_override_epochs_and_bad_values_are_named():
+  config = default.get_config()
+  config.num_train_steps = 7
+  assert train.num_train_steps(config, 795) == 7
+  config.num_train_steps, config.num_epochs = -1, 0.0
+  with pytest.raises(ValueError, match="num_epochs"):
+    train.num_train_steps(config, 795)
+  config.num_epochs = 1.0
+  with pytest.raises(ValueError, match="batch_size=2"):
+    train.num_train_steps(config, 1)
+  config.lr_decay_epochs = (-1.0,)
+  with pytest.raises(ValueError, match="lr_decay_epochs"):
+    train.learning_rate_schedule(config, 10)
 
 
 def test_delta_m_references_follow_the_label_setting():

@@ -53,7 +53,7 @@ def main():
   config.model.filters = tuple(int(f) for f in args.filters.split(","))
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
-  model, tx = train.create_model(config), train.create_optimizer(config)
+  model, tx = train.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
   step = train.make_train_step(config, model, tx, mesh)
   batch = sharding.global_batch(

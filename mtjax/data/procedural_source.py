@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from mtjax.data.builders import procedural_rooms
 
@@ -37,7 +38,11 @@ class ProceduralRoomsSource:
         config=config_name,
         file_format="array_record",
     )
-    builder.download_and_prepare()
+    if not builder.is_prepared():
+      # Rooms are generated, not downloaded: the builder logs progress in rooms instead of TFDS's
+      # download-oriented progress bars.
+      tfds.display_progress_bar(False)
+      builder.download_and_prepare()
     self.split = split
     self._data = builder.as_data_source(split=split)
     self.num_examples = len(self._data)

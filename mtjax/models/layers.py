@@ -245,7 +245,9 @@ class BatchNorm(nn.Module):
   Variables as ``flax.linen.BatchNorm``: params ``scale`` (ones), ``bias`` (zeros); batch_stats
   ``mean`` (zeros), ``var`` (ones), all [C] float32.
   Training (``use_running_average=False``): normalises with the batch mean and biased variance
-  (one pass, float32) and updates running = momentum * running + (1 - momentum) * batch, with
+  (two passes in float32: mean, then the mean of squared deviations; the one-pass
+  E[x²] − E[x]² cancels catastrophically when the mean is large against the spread, as in trained
+  networks' activations) and updates running = momentum * running + (1 - momentum) * batch, with
   the UNBIASED variance N/(N-1) var for ``var`` (PyTorch; N = B*H*W). ``momentum`` 0.9 here is
   PyTorch's momentum 0.1. Evaluation: uses the running averages and mutates nothing.
   The normalisation is applied as one fused multiply-add x * s + t.
@@ -271,7 +273,7 @@ class BatchNorm(nn.Module):
       axes = tuple(range(x.ndim - 1))
       xf = x.astype(jnp.float32)
       mean = jnp.mean(xf, axes)
-      var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
+      var = jnp.mean(jnp.square(xf - mean), axes)
       if not self.is_initializing():
         n = x.size // c
         m = self.momentum

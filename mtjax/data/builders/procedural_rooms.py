@@ -2,15 +2,23 @@
 
 Each example is ``mtjax.data.procedural.render_scene(example_seed(split, i), H, W)`` (conventions,
 units and references in that module). Written as ``array_record`` by default so that
-``builder.as_data_source(split)`` gives thread-safe random access.
+``builder.as_data_source(split)`` gives thread-safe random access. Rooms are rendered in parallel
+worker processes (one per CPU core; the examples do not depend on how many) and progress is
+logged as rooms rendered, since nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
+import multiprocessing
+import os
+import time
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from mtjax.data import procedural
 
@@ -83,14 +91,62 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
     config = self.builder_config
-    sizes = (config.num_train, config.num_validation, config.num_test)
-    return {s: self._generate_examples(s, n) for s, n in zip(SPLITS, sizes)}
+    sizes = dict(zip(SPLITS, (config.num_train, config.num_validation, config.num_test)))
+    # One pool of worker processes renders every split; the last split to finish shuts it down.
+    # "spawn": the parent may already run JAX's and TensorFlow's threads, which fork would copy.
+    workers = min(os.cpu_count() or 1, max(sum(sizes.values()) // 16, 1))
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn")
+    )
+    pending = set(SPLITS)
 
-  def _generate_examples(self, split, num):
+    def generate(split):
+      try:
+        yield from self._generate_examples(split, sizes[split], pool)
+      finally:
+        pending.discard(split)
+        if not pending:
+          pool.shutdown()
+
+    return {s: generate(s) for s in SPLITS}
+
+  def _generate_examples(self, split, num, pool):
     h, w = self.builder_config.height, self.builder_config.width
-    for i in range(num):
-      ex = procedural.render_scene(example_seed(split, i), h, w)
+    render = functools.partial(_render, height=h, width=w)
+    seeds = [example_seed(split, i) for i in range(num)]
+    start, every = time.monotonic(), max(num // 5, 50)
+    for i, ex in enumerate(pool.map(render, seeds, chunksize=8)):
       key = f"{split}_{i:07d}"
-      yield key, {k: ex[k] for k in ("image", "semantic", "depth", "normal", "instance")} | {
-          "id": key
-      }
+      yield key, ex | {"id": key}
+      if (i + 1) % every == 0 or i + 1 == num:
+        logging.info(
+            "procedural_rooms: %s %d/%d rooms rendered (%.0f s)",
+            split,
+            i + 1,
+            num,
+            time.monotonic() - start,
+        )
+
+  # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size, ...)"
+  # here; this dataset downloads nothing, so say what happens instead.
+  def _log_download_bytes(self) -> None:
+    c = self.builder_config
+    total = c.num_train + c.num_validation + c.num_test
+    logging.info(
+        "generating procedural_rooms/%s (%s rooms at %dx%d; nothing is downloaded) into %s; "
+        "this happens once (about 1 minute per 1,000 rooms per CPU core at 96x128)",
+        c.name,
+        f"{total:,}",
+        c.height,
+        c.width,
+        self.data_dir,
+    )
+
+  def _log_download_done(self) -> None:
+    logging.info("procedural_rooms/%s generated in %s; later runs reuse it", self.builder_config.name, self.data_dir)
+
+
+def _render(seed: int, *, height: int, width: int) -> dict[str, np.ndarray]:
+  """The stored features of one example (a worker process's task)."""
+  ex = procedural.render_scene(seed, height, width)
+  return {k: ex[k] for k in ("image", "semantic", "depth", "normal", "instance")}

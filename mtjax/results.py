@@ -1,0 +1,139 @@
+"""`WORKDIR/results.json`: a run's evaluations, machine-readable without TensorBoard.
+
+The trainer rewrites the file atomically (a temporary file in the same directory, then
+`os.replace`) after every evaluation, so a reader sees the previous complete file or the new one,
+never a partial one. Layout (`FORMAT` = "mtjax.results/1"):
+
+    {
+      "format": "mtjax.results/1",
+      "config_hash": "<sha256 of the run's config>",   # of the latest (re)start
+      "config": {...},                                 # that config, as JSON
+      "num_train_steps": 600,
+      "evaluations": [                                 # ascending step, one per evaluation
+        {"step": 200, "config_hash": "...", "time": 1700000000.0,
+         "metrics": {"semseg": {"miou": 12.3, ...}, "depth": {...}, "normal": {...}},
+         "delta_m": -3.1},                             # null when Δm is disabled or undefined
+        ...
+      ]
+    }
+
+Metric names and units are `mtjax.metrics.finalize`'s (mIoU and accuracies in %, depth errors in
+metres, normal angles in degrees); a task absent from the evaluation split maps to {}. A run is
+finished when its last evaluation is at `num_train_steps` under the current config hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+FORMAT = "mtjax.results/1"
+FILENAME = "results.json"
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """sha256 hex digest of the config's canonical JSON (keys sorted): equal configs, equal hash."""
+  return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()
+
+
+def path(workdir: str) -> str:
+  return os.path.join(workdir, FILENAME)
+
+
+def read(workdir: str) -> dict[str, Any] | None:
+  """The run record of `workdir`, or None when it has no results.json yet.
+
+  Raises:
+    ValueError: the file exists but is not JSON of format `FORMAT` (named, with what was found).
+  """
+  try:
+    with open(path(workdir)) as f:
+      text = f.read()
+  except FileNotFoundError:
+    return None
+  try:
+    record = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path(workdir)} is not valid JSON ({e}); expected an {FORMAT} record") from e
+  if not isinstance(record, dict) or record.get("format") != FORMAT:
+    found = record.get("format") if isinstance(record, dict) else type(record).__name__
+    raise ValueError(f"{path(workdir)} has format {found!r}; expected {FORMAT!r}")
+  return record
+
+
+def write_text(file: str, text: str) -> None:
+  """Writes `text` to `file` atomically: a temporary file in the same directory (created if
+  needed), flushed to disk, then renamed over `file`; on any error the temporary is removed."""
+  directory = os.path.dirname(os.path.abspath(file))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(file)}.", suffix=".tmp", dir=directory)
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, file)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def write(workdir: str, record: Mapping[str, Any]) -> None:
+  """Writes `record` to `workdir`/results.json atomically (`write_text`)."""
+  write_text(path(workdir), json.dumps(record, indent=1))
+
+
+def start(
+    workdir: str, config: ml_collections.ConfigDict, num_train_steps: int, start_step: int
+) -> dict[str, Any]:
+  """The record a (re)started run continues: the evaluations already in `workdir` up to
+  `start_step` (those after it are redone by the resumed run), under the current config.
+
+  Raises:
+    ValueError: an unreadable results.json (see `read`); it is left as it is.
+  """
+  previous = read(workdir)
+  evaluations = [] if previous is None else previous["evaluations"]
+  return {
+      "format": FORMAT,
+      "config_hash": config_hash(config),
+      "config": json.loads(config.to_json(sort_keys=True)),
+      "num_train_steps": int(num_train_steps),
+      "evaluations": [e for e in evaluations if e["step"] <= start_step],
+  }
+
+
+def add_evaluation(
+    record: dict[str, Any],
+    step: int,
+    results: Mapping[str, Mapping[str, float]],
+    delta_m: float | None,
+) -> dict[str, Any]:
+  """`record` with the evaluation at `step` appended (replacing one at the same step)."""
+  entry = {
+      "step": int(step),
+      "config_hash": record["config_hash"],
+      "time": time.time(),
+      "metrics": {task: dict(values) for task, values in results.items()},
+      "delta_m": delta_m,
+  }
+  evaluations = [e for e in record["evaluations"] if e["step"] != step] + [entry]
+  return {**record, "evaluations": sorted(evaluations, key=lambda e: e["step"])}
+
+
+def final_evaluation(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+  """The evaluation at `num_train_steps` under the record's current config hash, or None when
+  the run has not finished (or has no record)."""
+  if not record or not record["evaluations"]:
+    return None
+  last = record["evaluations"][-1]
+  if last["step"] == record["num_train_steps"] and last["config_hash"] == record["config_hash"]:
+    return last
+  return None
