@@ -113,7 +113,9 @@ def _grid_kwargs(grid: Any, where: str) -> dict:
   expected = {"configs", "seeds", "baseline"}
   if not isinstance(grid, Mapping) or set(grid) != expected:
     keys = sorted(grid) if isinstance(grid, Mapping) else type(grid).__name__
-    raise ValueError(f"{where}: get_grid() returned {keys}; expected a dict with keys {sorted(expected)}")
+    raise ValueError(
+        f"{where}: get_grid() returned {keys}; expected a dict with keys {sorted(expected)}"
+    )
   return dict(grid)
 
 
@@ -176,7 +178,9 @@ def run_state(name: str, seed: int, workdir: str, config: ml_collections.ConfigD
     )
   evaluations = {}
   if record is not None:
-    evaluations = {e["step"]: e["metrics"] for e in record["evaluations"] if e["config_hash"] == expected}
+    evaluations = {
+        e["step"]: e["metrics"] for e in record["evaluations"] if e["config_hash"] == expected
+    }
   final = results_lib.final_evaluation(record)
   if final is not None:
     return Run(name, seed, workdir, "done", evaluations, final["step"])
@@ -247,7 +251,11 @@ def run_grid(
     workdir = run_workdir(root, name, seed)
     run = run_state(name, seed, workdir, config)
     prefix = f"[{i}/{total}] {name} seed {seed} ({workdir}):"
-    if run.status in ("done", "conflict") or not execute or (names is not None and name not in names):
+    if (
+        run.status in ("done", "conflict")
+        or not execute
+        or (names is not None and name not in names)
+    ):
       log(f"{prefix} {run.status}{', not rerun' if run.status == 'done' else ''} {run.message}")
       runs.append(run)
       continue
@@ -312,7 +320,9 @@ def summarize(
       raise ValueError(f"metric {key!r}: expected 'task/metric', e.g. 'depth/abs_err'")
   for key in delta_m_keys:
     if key.split("/")[1] not in metrics.HIGHER_IS_BETTER:
-      raise ValueError(f"Δm metric {key!r} has no direction; expected one of {sorted(metrics.HIGHER_IS_BETTER)}")
+      raise ValueError(
+          f"Δm metric {key!r} has no direction; expected one of {sorted(metrics.HIGHER_IS_BETTER)}"
+      )
   names = list(dict.fromkeys(r.name for r in runs))
   rows = []
   for name in names:
@@ -380,7 +390,9 @@ def markdown_table(
     delta_m_keys: Sequence[str] = DEFAULT_DELTA_M_METRICS,
 ) -> str:
   """The Markdown table of `summarize` rows, with the runs that are not counted listed below it."""
-  arrows = {k: "↑" if metrics.HIGHER_IS_BETTER.get(k.split("/")[1], True) else "↓" for k in metric_keys}
+  arrows = {
+      k: "↑" if metrics.HIGHER_IS_BETTER.get(k.split("/")[1], True) else "↓" for k in metric_keys
+  }
   with_step = any(row["step"] is not None for row in rows)
   header = ["config", *(["step"] if with_step else []), "runs"]
   header += [f"{k} {arrows[k]}" for k in metric_keys] + [f"Δm vs {baseline} (%) ↑"]
@@ -431,7 +443,9 @@ def report(
       group = [r for r in runs if r.name == name]
       for step in common_steps(group):
         step_rows += [
-            row for row in summarize(runs, grid.baseline, step=step, **kwargs) if row["name"] == name
+            row
+            for row in summarize(runs, grid.baseline, step=step, **kwargs)
+            if row["name"] == name
         ]
     text += "\nAt each evaluation:\n\n" + markdown_table(step_rows, grid.baseline, **kwargs)
     summary["by_step"] = step_rows

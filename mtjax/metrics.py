@@ -58,6 +58,9 @@ MTPSL_NYUV2_STL_REFERENCES = {
     },
 }
 
+# Depth predictions are clamped to this before the depth metrics (MTPSL's DepthMeter), metres.
+MIN_DEPTH_PREDICTION = 1e-9
+
 # Default normal-angle histogram: 18000 bins of 0.01° over [0, 180].
 NORMAL_HISTOGRAM_BINS = 18000
 
@@ -122,10 +125,14 @@ def depth_state(pred, gt):
     pred: float [..., H, W, 1] predicted depth in metres.
     gt: float [..., H, W, 1] ground-truth depth in metres; pixels with gt <= 0 are invalid.
 
+  Predictions are clamped to p = max(pred, 1e-9) first, as MTPSL's ``DepthMeter.update``
+  (``utils/evaluation.py``: "only positive depth values are possible"), so a negative prediction
+  costs |1e-9 - g|, not |pred - g|; this matters early in training, when the linear depth head
+  still predicts negative depths.
+
   Returns:
     {"abs_sum": Σ|p - g|, "rel_sum": Σ|p - g| / g, "sq_sum": Σ(p - g)², all float32 over valid pixels
-    (metres, unitless, m²); "delta1_count": int32 #(max(p/g, g/p) < 1.25), a prediction <= 0 never
-    counts; "count": int32 N_valid}.
+    (metres, unitless, m²); "delta1_count": int32 #(max(p/g, g/p) < 1.25); "count": int32 N_valid}.
 
   Raises:
     ValueError: shapes differ or the trailing dimension is not 1.
@@ -136,10 +143,9 @@ def depth_state(pred, gt):
   _check_same_shape("pred", pred, "gt", gt, last_dim=1)
   valid = gt > 0
   g = jnp.where(valid, gt, 1.0)
-  p = jnp.where(valid, pred, 1.0)
+  p = jnp.where(valid, jnp.maximum(pred, MIN_DEPTH_PREDICTION), 1.0)
   err = jnp.abs(p - g)
-  p_pos = jnp.where(p > 0, p, 1.0)
-  within = (p > 0) & (jnp.maximum(p_pos / g, g / p_pos) < 1.25)
+  within = jnp.maximum(p / g, g / p) < 1.25
   return {
       "abs_sum": jnp.sum(err),  # invalid pixels have p = g = 1 and contribute 0
       "rel_sum": jnp.sum(err / g),

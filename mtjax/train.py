@@ -123,7 +123,9 @@ def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int
   return max(1, round(config.num_epochs * steps_per_epoch(config, num_examples)))
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+def learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
   """Step decay in epochs: lr(k) = learning_rate · lr_decay_factor^#{e in lr_decay_epochs :
   k >= round(e · steps_per_epoch)}, k the number of updates already applied.
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from configs import demo
 from mtjax import train
-from tests.test_main import read_scalars
+from tests.test_main import TINY, read_scalars, run_main
 from tests.test_train import tiny_config
 
 
@@ -44,3 +44,24 @@ def test_contact_sheet_layout_and_instance_colours():
     colours = np.unique(rgb[instance == region], axis=0)
     assert len(colours) == 1  # One colour per region; none (-1) is black.
     assert (region >= 0) or not colours.any()
+
+
+def test_first_run_log_says_what_happens(tmp_path):
+  # A newcomer's first command: the dataset is generated, not downloaded, and a CPU-only machine
+  # is named as such instead of JAX's "Unable to initialize backend 'tpu'".
+  proc = run_main(
+      str(tmp_path / "run"),
+      *TINY,
+      f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+      "--config.dataset.builder_config=tiny",
+      "--config.batch_size=4",
+      "--config.num_train_steps=1",
+      config="configs/demo.py",
+  )
+  log = proc.stdout + proc.stderr
+  assert proc.returncode == 0, log[-3000:]
+  assert "generating procedural_rooms/tiny (16 rooms at 32x64; nothing is downloaded)" in log
+  assert "procedural_rooms: train 8/8 rooms rendered" in log
+  assert "no GPU or TPU found, so training runs on the CPU" in log
+  for confusing in ("Downloading and preparing", "Unknown size", "Unable to initialize backend"):
+    assert confusing not in log, confusing

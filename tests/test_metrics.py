@@ -58,8 +58,9 @@ def _ref_seg(pred, labels):
 
 
 def _ref_depth(pred, gt):
-  p, g = pred[gt > 0].astype(np.float64), gt[gt > 0].astype(np.float64)
-  ratio = np.where(p > 0, np.maximum(p / g, g / np.where(p > 0, p, 1)), np.inf)
+  # MTPSL's DepthMeter: predictions clamped to >= 1e-9 before every error.
+  p, g = np.maximum(pred[gt > 0].astype(np.float64), 1e-9), gt[gt > 0].astype(np.float64)
+  ratio = np.maximum(p / g, g / p)
   return {
       "abs_err": np.mean(np.abs(p - g)),
       "rel_err": np.mean(np.abs(p - g) / g),
@@ -117,6 +118,16 @@ def test_miou_excludes_classes_absent_from_gt_and_pred():
 def test_depth_matches_reference():
   pred, gt = _depth_batch(np.random.default_rng(1))
   _assert_close(metrics.finalize(metrics.depth_state(pred, gt)), _ref_depth(pred, gt))
+
+
+def test_depth_clamps_negative_predictions_as_mtpsl():
+  # A barely trained linear head predicts negative depths: MTPSL scores them as 1e-9 m.
+  gt = np.array([2.0, 3.0, 0.0, 1.0], np.float32).reshape(1, 2, 2, 1)
+  pred = np.array([-1.0, 3.5, -7.0, 1.0], np.float32).reshape(1, 2, 2, 1)
+  got = metrics.finalize(metrics.depth_state(pred, gt))
+  np.testing.assert_allclose(got["abs_err"], (2.0 + 0.5 + 0.0) / 3, rtol=1e-6)  # not (3+0.5)/3
+  np.testing.assert_allclose(got["rmse"], np.sqrt((4.0 + 0.25) / 3), rtol=1e-6)
+  np.testing.assert_allclose(got["delta1"], 200 / 3, rtol=1e-6)
 
 
 def test_normals_match_reference_and_median_is_exact_to_a_bin():

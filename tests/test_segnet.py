@@ -165,6 +165,7 @@ def test_batchnorm_matches_pytorch_semantics():
   ref = (x64 - rm) / np.sqrt(rv + 1e-5) * np.array([1.0, 2.0, 0.5]) + np.array([0, 1.0, -1])
   np.testing.assert_allclose(np.asarray(y_eval).reshape(-1, 3), ref, rtol=1e-4, atol=1e-4)
 
+
 def test_batchnorm_variance_exact_for_large_mean_small_spread():
   # Trained activations: a large per-channel offset, a small spread (here 80 ± 0.02). One-pass
   # E[x²] − E[x]² in float32 loses the variance to cancellation (an ulp of 6400 is 5e-4, the
@@ -178,7 +179,6 @@ def test_batchnorm_variance_exact_for_large_mean_small_spread():
   np.testing.assert_allclose(upd["batch_stats"]["var"], x64.var(0, ddof=1), rtol=1e-3)
   ref = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
   np.testing.assert_allclose(np.asarray(y).reshape(-1, 2), ref, atol=2e-3)
-
 
 
 # ---------------------------------------------------------------- pooling

@@ -143,7 +143,11 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
     )
 
   def _log_download_done(self) -> None:
-    logging.info("procedural_rooms/%s generated in %s; later runs reuse it", self.builder_config.name, self.data_dir)
+    logging.info(
+        "procedural_rooms/%s generated in %s; later runs reuse it",
+        self.builder_config.name,
+        self.data_dir,
+    )
 
 
 def _render(seed: int, *, height: int, width: int) -> dict[str, np.ndarray]:
