@@ -17,6 +17,7 @@ def test_demo_config_trains_and_loss_decreases(tmp_path):
       num_train_steps=40,
       eval_every_steps=40,
       checkpoint_every_steps=40,
+      lr_decay_epochs=(),  # The demo's decay epochs are steps 10 and 14 of 8 tiny rooms.
   )
   config.dataset.builder_config = "tiny"  # 8 train / 4 validation rooms at 32x64.
   workdir = str(tmp_path / "run")

@@ -74,7 +74,17 @@ def test_two_processes_match_one_process(tmp_path):
   assert "process 1 of 2" in outputs[1] and "per-process batch=1" in outputs[0]
 
   one, two = read_scalars(str(tmp_path / "single")), read_scalars(str(multi))
-  for tag in ("train/loss", "eval/semseg/miou", "eval/depth/abs_err", "eval/normal/mean"):
+  # The losses of steps 1 and 2 agree to round-off. The evaluation follows two Adam updates, whose
+  # first is lr * sign(g): gradients that are zero up to round-off (biases feeding BatchNorm) take
+  # a sign that depends on the reduction order, which moves near-tied argmax pixels of this
+  # random-data model (seen: mIoU 0.609869 vs 0.609935), so it is compared at 1e-3. A sharding
+  # error (wrong examples, per-process BatchNorm) moves these metrics by far more.
+  for tag, rtol in (
+      ("train/loss", 1e-4),
+      ("eval/semseg/miou", 1e-3),
+      ("eval/depth/abs_err", 1e-3),
+      ("eval/normal/mean", 1e-3),
+  ):
     for step, value in one[tag].items():
-      np.testing.assert_allclose(two[tag][step], value, rtol=1e-4, err_msg=tag)
+      np.testing.assert_allclose(two[tag][step], value, rtol=rtol, err_msg=tag)
   assert os.path.isdir(multi / "checkpoints" / "2")

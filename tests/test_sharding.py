@@ -49,9 +49,15 @@ _SCRIPT = textwrap.dedent("""
       losses.append(jax.device_get(metrics))
       results.append((losses, batch_stats))
     (m1, s1), (m8, s8) = results
-    for step_1, step_8 in zip(m1, m8):
+    # Step 1 (forward, global BatchNorm statistics, loss) agrees to round-off. Step 2 follows one
+    # update, and round-off in step 1 flips near-tied max-pool argmaxes (SegNet's unpooling routes
+    # the gradient through them) and the sign of gradients that are zero up to round-off (Adam's
+    # first update is lr * sign(g)); the next loss then moves by ~1e-4 relative, by how much
+    # depending on the machine's reduction order (AVX2 vs AVX-512). A sharding error (per-device
+    # BatchNorm, gradients not all-reduced) moves it by far more.
+    for step_1, step_8, rtol in zip(m1, m8, (1e-5, 2e-3)):
       for k in step_1:
-        np.testing.assert_allclose(step_8[k], step_1[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(step_8[k], step_1[k], rtol=rtol, atol=1e-6, err_msg=k)
     # BatchNorm statistics of the first step are over the global batch, not per device.
     for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s8)):
       np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
