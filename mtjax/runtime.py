@@ -14,21 +14,31 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow serves tf.data only: no banners.
 
 
+# Lines a first run prints that say nothing useful to its reader: JAX probing for a TPU it does
+# not find (`describe_devices` names what was found instead), TFDS noting that the folder of a
+# dataset about to be generated has no metadata yet, and TFDS recommending OpenCV for decoding
+# 96x128 PNGs.
+_NOISE = (
+    "Unable to initialize backend",
+    "has no dataset_info.json",
+    "OpenCV is not installed",
+)
+
+
 class _Drop(pylogging.Filter):
-  """Drops INFO/DEBUG records logged from the given packages (Orbax logs every file it writes),
-  and JAX's INFO line for each platform it probes and does not find ("Unable to initialize
-  backend 'tpu'"): on a CPU-only machine that is expected, and `describe_devices` says what was
-  found instead."""
+  """Drops INFO/DEBUG records logged from the given packages (Orbax logs every file it writes)
+  and the records of `_NOISE`."""
 
   def __init__(self, *packages: str):
     super().__init__()
     self._paths = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
 
   def filter(self, record):
+    message = record.getMessage()
+    if any(noise in message for noise in _NOISE):
+      return False
     if record.levelno >= pylogging.WARNING:
       return True
-    if record.getMessage().startswith("Unable to initialize backend"):
-      return False
     return not any(p in record.pathname for p in self._paths)
 
 

@@ -61,8 +61,14 @@ def test_first_run_log_says_what_happens(tmp_path):
   )
   log = proc.stdout + proc.stderr
   assert proc.returncode == 0, log[-3000:]
-  assert "generating procedural_rooms/tiny (16 rooms at 32x64; nothing is downloaded)" in log
+  assert "generating procedural_rooms/tiny: 16 rooms at 32x64, nothing is downloaded" in log
   assert "procedural_rooms: train 8/8 rooms rendered" in log
   assert "no GPU or TPU found, so training runs on the CPU" in log
-  for confusing in ("Downloading and preparing", "Unknown size", "Unable to initialize backend"):
+  confusing_lines = (
+      "Downloading and preparing",
+      "Unknown size",
+      "Unable to initialize backend",
+      "has no dataset_info.json",
+  )
+  for confusing in confusing_lines:
     assert confusing not in log, confusing
