@@ -375,6 +375,7 @@ def summarize(
 def _cell(mean: float, std: float, digits: int) -> str:
   if not math.isfinite(mean):
     return "–"
+  mean = round(mean, digits) + 0.0  # No "-0.00".
   return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(std) else f"{mean:.{digits}f} ± –"
 
 

@@ -75,6 +75,7 @@ def write_text(file: str, text: str) -> None:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(file)}.", suffix=".tmp", dir=directory)
   try:
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the results from other users.
     with os.fdopen(fd, "w") as f:
       f.write(text)
       f.flush()

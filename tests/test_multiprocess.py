@@ -41,6 +41,16 @@ def test_two_processes_match_one_process(tmp_path):
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
+  # The one-process reference first: three trainers on two cores starve the two-process job's
+  # coordination (its shutdown barrier has timed out under such load).
+  single = subprocess.run(
+      _command(data_dir, tmp_path / "single"),
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   multi = tmp_path / "multi"
   procs = [
       subprocess.Popen(
@@ -59,14 +69,6 @@ def test_two_processes_match_one_process(tmp_path):
       )
       for i in range(2)
   ]
-  single = subprocess.run(
-      _command(data_dir, tmp_path / "single"),
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
   outputs = [p.communicate(timeout=600)[0] for p in procs]
   assert single.returncode == 0, (single.stdout + single.stderr)[-4000:]
   for p, out in zip(procs, outputs):
