@@ -3,13 +3,13 @@
 
 One step: global batch on the ('data',) mesh -> `train_step` under `jax.jit` with the state donated:
 model apply -> per-task masked losses (only each example's labelled tasks count) -> grads -> Adam.
-`eval_step` returns additive metric states that the host merges over the whole split, once.
+`evaluation.eval_step` returns additive metric states that the host merges over the whole split,
+once. The training length and learning rate come from `mtjax.schedule`.
 """
 
 import functools
 import math
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import flax
 import flax.linen as nn
@@ -22,10 +22,10 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from mtjax import checkpoint, metrics, results, sharding
+from mtjax import checkpoint, evaluation, metrics, results, schedule, sharding
 from mtjax.data import label_settings, nyuv2, pipeline, procedural_source
 from mtjax.models import segnet
-from mtjax.tasks import Task, get_tasks, partial_label_loss, prediction_to_gt_format
+from mtjax.tasks import Task, get_tasks, partial_label_loss
 
 
 @flax.struct.dataclass
@@ -92,66 +92,11 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   raise ValueError(f"config.model.name={config.model.name!r}: expected one of ('segnet_mtl',)")
 
 
-def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
-  """floor(num_examples / config.batch_size): MTPSL's DataLoader(drop_last=True) epoch length.
-
-  Raises:
-    ValueError: fewer training examples than one global batch.
-  """
-  steps = num_examples // config.batch_size
-  if steps < 1:
-    raise ValueError(
-        f"{num_examples} training examples < config.batch_size={config.batch_size}: expected at "
-        "least one full batch per epoch"
-    )
-  return steps
-
-
-def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
-  """Total updates: `config.num_train_steps` when > 0, else round(num_epochs · steps_per_epoch).
-
-  Raises:
-    ValueError: neither is positive (or the epoch length is 0; see `steps_per_epoch`).
-  """
-  if config.num_train_steps > 0:
-    return int(config.num_train_steps)
-  if config.num_epochs <= 0:
-    raise ValueError(
-        f"config.num_train_steps={config.num_train_steps} and config.num_epochs="
-        f"{config.num_epochs}: expected one of them > 0"
-    )
-  return max(1, round(config.num_epochs * steps_per_epoch(config, num_examples)))
-
-
-def learning_rate_schedule(
-    config: ml_collections.ConfigDict, steps_per_epoch: int
-) -> optax.Schedule:
-  """Step decay in epochs: lr(k) = learning_rate · lr_decay_factor^#{e in lr_decay_epochs :
-  k >= round(e · steps_per_epoch)}, k the number of updates already applied.
-
-  With MTPSL's (99, 199) and 397 steps per epoch (NYUv2, batch 2) this is its StepLR stepped at
-  the start of each epoch: 1e-4 for steps 0..39,302, 5e-5 up to 79,002, then 2.5e-5.
-
-  Raises:
-    ValueError: a negative decay epoch.
-  """
-  epochs = tuple(float(e) for e in config.lr_decay_epochs)
-  if any(e < 0 for e in epochs):
-    raise ValueError(f"config.lr_decay_epochs={epochs}: expected epochs >= 0")
-  boundaries = jnp.array([round(e * steps_per_epoch) for e in epochs], jnp.int32)
-  lr, factor = config.learning_rate, config.lr_decay_factor
-
-  def schedule(step):
-    return lr * factor ** jnp.sum(jnp.asarray(step) >= boundaries).astype(jnp.float32)
-
-  return schedule
-
-
 def create_optimizer(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> optax.GradientTransformation:
-  """Adam (PyTorch defaults, as MTPSL) with the step-decay `learning_rate_schedule`."""
-  return optax.adam(learning_rate_schedule(config, steps_per_epoch))
+  """Adam (PyTorch defaults, as MTPSL) with the step decay `schedule.learning_rate_schedule`."""
+  return optax.adam(schedule.learning_rate_schedule(config, steps_per_epoch))
 
 
 def create_train_state(
@@ -242,97 +187,6 @@ def make_train_step(config, model, tx, mesh):
   )
 
 
-def eval_step(
-    state: TrainState,
-    batch: Mapping[str, jax.Array],
-    *,
-    model: nn.Module,
-    tasks: Sequence[Task],
-    num_classes: int,
-) -> dict[str, dict[str, jax.Array]]:
-  """Additive metric states of one batch, {task: state} (`mtjax.metrics`), padding excluded.
-
-  Every pixel with ground truth counts (the label mask is a training-time notion); padded examples
-  (valid == 0) have their ground truth set to the task's invalid value, so they count nowhere.
-  """
-  predictions = model.apply(
-      {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
-  )
-  states = {}
-  for task in tasks:
-    gt = batch[task.name]
-    valid = batch["valid"].reshape((-1,) + (1,) * (gt.ndim - 1)) > 0
-    gt = jnp.where(valid, gt, -1 if task.name == "semseg" else 0)
-    states[task.name] = task.metric_state(predictions[task.name], gt, num_classes)
-  return states
-
-
-def delta_m_references(config: ml_collections.ConfigDict) -> dict | None:
-  """The STL references Δm is measured against, or None when Δm is disabled or undefined.
-
-  "auto" picks MTPSL's NYUv2 numbers of `config.label_setting` when that is full | onelabel |
-  randomlabels; for a path setting it is undefined (name a setting explicitly).
-
-  Raises:
-    ValueError: an unknown reference name.
-  """
-  name = config.delta_m_reference
-  if not name:
-    return None
-  table = metrics.MTPSL_NYUV2_STL_REFERENCES
-  if name == "auto":
-    name = config.label_setting if config.label_setting in table else None
-    if name is None or config.dataset.name != "nyuv2":
-      return None
-  if name not in table:
-    raise ValueError(
-        f"config.delta_m_reference={name!r}: expected 'auto', '' or one of {tuple(table)}"
-    )
-  return {task: ref for task, ref in table[name].items() if task in config.tasks}
-
-
-def evaluate(
-    eval_fn,
-    state: TrainState,
-    batches: Iterator[Mapping[str, np.ndarray]],
-    mesh: jax.sharding.Mesh,
-) -> dict[str, dict[str, float]]:
-  """Runs `eval_fn` over every batch and finalises the split's metrics: {task: {metric: value}}.
-
-  Batch states are merged on the host in float64, so the numbers are sums over the whole split
-  (never a mean of batch means). A task with no ground truth in the split maps to {} (absent).
-  """
-  total = None
-  for local_batch in batches:
-    batch_state = jax.tree.map(
-        lambda x: np.asarray(x, np.float64),
-        jax.device_get(eval_fn(state, sharding.global_batch(mesh, local_batch))),
-    )
-    total = batch_state if total is None else metrics.merge(total, batch_state)
-  if total is None:
-    raise ValueError("the evaluation split yielded no batch")
-  return metrics.finalize_all(total)
-
-
-def image_panel(
-    predict_fn, state, local_batch, mesh, tasks: Sequence[Task], num_classes: int, count: int
-) -> np.ndarray:
-  """uint8 [count, H, (1 + 2T) W, 3]: image | gt, prediction per task, for the first examples."""
-  batch = sharding.global_batch(mesh, local_batch)
-  predictions = multihost_utils.process_allgather(predict_fn(state, batch["image"]), tiled=True)
-  batch = multihost_utils.process_allgather(batch, tiled=True)
-  n = min(count, int(np.sum(batch["valid"] > 0)))
-  max_depth = float(np.max(batch["depth"][:n])) if "depth" in batch else 1.0
-  columns = [np.round(np.clip(batch["image"][:n], 0, 1) * 255).astype(np.uint8)]
-  for task in tasks:
-    pred = np.asarray(prediction_to_gt_format(task.name, predictions[task.name][:n]))
-    columns += [
-        task.to_rgb(np.asarray(batch[task.name][:n]), num_classes, max_depth),
-        task.to_rgb(pred, num_classes, max_depth),
-    ]
-  return np.concatenate(columns, axis=2)
-
-
 def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
   """Raises NonFiniteLossError naming the step and the non-finite task terms."""
   bad = [k for k, v in step_metrics.items() if not math.isfinite(v)]
@@ -341,11 +195,6 @@ def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
         f"non-finite loss at step {step}: {', '.join(f'{k}={step_metrics[k]}' for k in bad)}; "
         "training stopped, no checkpoint of this state was written"
     )
-
-
-def flatten_results(evaluation: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-  """{task: {metric: v}} -> {"eval/<task>/<metric>": v}."""
-  return {f"eval/{t}/{m}": v for t, ms in evaluation.items() for m, v in ms.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -357,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   """Trains `config` in `workdir`, evaluating, logging and checkpointing; resumes from the latest
   checkpoint there. Returns the final state.
 
-  Training runs `num_train_steps(config, N)` updates. Each evaluation writes TensorBoard scalars
+  Training runs `schedule.num_train_steps(config, N)` updates. Each evaluation writes TensorBoard scalars
   and, atomically, `workdir/results.json` (`mtjax.results`: step, metrics, Δm, config hash).
 
   Raises:
@@ -393,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       dict(zip(config.tasks, label_mask.sum(0).astype(int).tolist())),
       train_source.num_examples,
   )
-  references = delta_m_references(config)
+  references = evaluation.delta_m_references(config)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if references is None:
     logging.warning(
@@ -404,8 +253,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
 
   # ---- Model, optimizer, state (restored if the workdir has a checkpoint) ------------------------
-  epoch_steps = steps_per_epoch(config, train_source.num_examples)
-  total_steps = num_train_steps(config, train_source.num_examples)
+  epoch_steps = schedule.steps_per_epoch(config, train_source.num_examples)
+  total_steps = schedule.num_train_steps(config, train_source.num_examples)
   model = create_model(config)
   tx = create_optimizer(config, epoch_steps)
   state = create_train_state(model, tx, jax.random.key(config.seed), train_source.image_shape, mesh)
@@ -442,7 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   p_train_step = make_train_step(config, model, tx, mesh)
   p_eval_step = jax.jit(
       functools.partial(
-          eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes
+          evaluation.eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes
       ),
       out_shardings=sharding.replicated(mesh),
   )
@@ -451,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
       )
   )
-  schedule = learning_rate_schedule(config, epoch_steps)
+  lr_schedule = schedule.learning_rate_schedule(config, epoch_steps)
   report_progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer)
   is_writer = jax.process_index() == 0
   record = results.start(workdir, config, total_steps, start_step) if is_writer else None
@@ -495,15 +344,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     if do_log:
       summary = {k: float(np.mean([h[k] for h in history])) for k in history[-1]}
-      summary["learning_rate"] = float(schedule(step - 1))
+      summary["learning_rate"] = float(lr_schedule(step - 1))
       writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
       history.clear()
 
     delta_m = None
     if do_eval:
       with report_progress.timed("eval"):
-        eval_results = evaluate(p_eval_step, state, eval_ds.as_numpy_iterator(), mesh)
-      scalars = flatten_results(eval_results)
+        eval_results = evaluation.evaluate(p_eval_step, state, eval_ds.as_numpy_iterator(), mesh)
+      scalars = evaluation.flatten_results(eval_results)
       absent = [t.name for t in tasks if not eval_results.get(t.name)]
       if absent:
         logging.info(
@@ -521,7 +370,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       writer.write_images(
           step,
           {
-              "eval/panel": image_panel(
+              "eval/panel": evaluation.image_panel(
                   p_predict,
                   state,
                   first,

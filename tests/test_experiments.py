@@ -18,22 +18,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ("semseg/miou", "depth/abs_err", "normal/mean")
 
 GRID_FILE = """
-from configs import default
+from tests.test_train import tiny_config
 
 
 def tiny(label_setting):
-  config = default.get_config()
-  config.dataset.data_dir = {data_dir!r}
-  config.label_setting = label_setting
-  config.model.filters = (8, 8, 16, 16, 16)
-  config.batch_size = 2
-  config.num_train_steps = 2
-  config.eval_every_steps = 1
-  config.checkpoint_every_steps = 2
-  config.keep_checkpoints = 1
-  config.num_panel_images = 1
-  config.delta_m_reference = ""
-  return config
+  return tiny_config(
+      {data_dir!r},
+      label_setting=label_setting,
+      num_train_steps=2,
+      eval_every_steps=1,
+      num_panel_images=1,
+      delta_m_reference="",
+  )
 
 
 def get_grid():

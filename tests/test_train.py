@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import checkpoint, results, train
+from mtjax import checkpoint, evaluation, results, schedule, train
 from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
 
@@ -105,45 +105,45 @@ def test_learning_rate_schedule_is_mtpsl_steplr_stepped_at_each_epoch_start():
   # MTPSL, NYUv2: 795 images at batch 2 with drop_last -> 397 steps per epoch; StepLR(100, 0.5)
   # stepped at the start of every epoch: epochs 0-98 at 1e-4, 99-198 at 5e-5, 199 at 2.5e-5.
   config = default.get_config()
-  spe = train.steps_per_epoch(config, 795)
+  spe = schedule.steps_per_epoch(config, 795)
   assert spe == 397
-  assert train.num_train_steps(config, 795) == 79_400
-  schedule = train.learning_rate_schedule(config, spe)
+  assert schedule.num_train_steps(config, 795) == 79_400
+  lr = schedule.learning_rate_schedule(config, spe)
   steps = [0, 99 * 397 - 1, 99 * 397, 199 * 397 - 1, 199 * 397, 79_399]
   np.testing.assert_allclose(
-      [schedule(k) for k in steps], [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5], rtol=1e-6
+      [lr(k) for k in steps], [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5], rtol=1e-6
   )
   # The same epochs at another dataset size and batch: boundaries move with the epoch length.
   config.batch_size = 8
-  spe = train.steps_per_epoch(config, 1000)
-  assert (spe, train.num_train_steps(config, 1000)) == (125, 25_000)
-  schedule = train.learning_rate_schedule(config, spe)
-  np.testing.assert_allclose([schedule(12_374), schedule(12_375)], [1e-4, 5e-5], rtol=1e-6)
+  spe = schedule.steps_per_epoch(config, 1000)
+  assert (spe, schedule.num_train_steps(config, 1000)) == (125, 25_000)
+  lr = schedule.learning_rate_schedule(config, spe)
+  np.testing.assert_allclose([lr(12_374), lr(12_375)], [1e-4, 5e-5], rtol=1e-6)
 
 
 def test_training_length_steps_override_epochs_and_bad_values_are_named():
   config = default.get_config()
   config.num_train_steps = 7
-  assert train.num_train_steps(config, 795) == 7
+  assert schedule.num_train_steps(config, 795) == 7
   config.num_train_steps, config.num_epochs = -1, 0.0
   with pytest.raises(ValueError, match="num_epochs"):
-    train.num_train_steps(config, 795)
+    schedule.num_train_steps(config, 795)
   config.num_epochs = 1.0
   with pytest.raises(ValueError, match="batch_size=2"):
-    train.num_train_steps(config, 1)
+    schedule.num_train_steps(config, 1)
   config.lr_decay_epochs = (-1.0,)
   with pytest.raises(ValueError, match="lr_decay_epochs"):
-    train.learning_rate_schedule(config, 10)
+    schedule.learning_rate_schedule(config, 10)
 
 
 def test_delta_m_references_follow_the_label_setting():
   config = default.get_config()
   config.label_setting = "randomlabels"
-  assert train.delta_m_references(config)["depth"] == {"abs_err": 0.754012}
+  assert evaluation.delta_m_references(config)["depth"] == {"abs_err": 0.754012}
   config.label_setting = "/data/split.npy"
-  assert train.delta_m_references(config) is None  # "auto" cannot guess for a path.
+  assert evaluation.delta_m_references(config) is None  # "auto" cannot guess for a path.
   config.delta_m_reference = "onelabel"
-  assert train.delta_m_references(config)["semseg"] == {"miou": 26.1113}
+  assert evaluation.delta_m_references(config)["semseg"] == {"miou": 26.1113}
   config.delta_m_reference = "twolabels"
   with pytest.raises(ValueError, match="twolabels"):
-    train.delta_m_references(config)
+    evaluation.delta_m_references(config)

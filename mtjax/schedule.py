@@ -1,0 +1,63 @@
+"""Training length and learning-rate schedule in epochs, so that they stay right for any dataset
+size and global batch (MTPSL's NYUv2 setting: 200 epochs of 397 steps, StepLR stepped at the start
+of every epoch; configs/default.py).
+"""
+
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """floor(num_examples / config.batch_size): MTPSL's DataLoader(drop_last=True) epoch length.
+
+  Raises:
+    ValueError: fewer training examples than one global batch.
+  """
+  steps = num_examples // config.batch_size
+  if steps < 1:
+    raise ValueError(
+        f"{num_examples} training examples < config.batch_size={config.batch_size}: expected at "
+        "least one full batch per epoch"
+    )
+  return steps
+
+
+def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """Total updates: `config.num_train_steps` when > 0, else round(num_epochs · steps_per_epoch).
+
+  Raises:
+    ValueError: neither is positive (or the epoch length is 0; see `steps_per_epoch`).
+  """
+  if config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  if config.num_epochs <= 0:
+    raise ValueError(
+        f"config.num_train_steps={config.num_train_steps} and config.num_epochs="
+        f"{config.num_epochs}: expected one of them > 0"
+    )
+  return max(1, round(config.num_epochs * steps_per_epoch(config, num_examples)))
+
+
+def learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
+  """Step decay in epochs: lr(k) = learning_rate · lr_decay_factor^#{e in lr_decay_epochs :
+  k >= round(e · steps_per_epoch)}, k the number of updates already applied.
+
+  With MTPSL's (99, 199) and 397 steps per epoch (NYUv2, batch 2) this is its StepLR stepped at
+  the start of each epoch: 1e-4 for steps 0..39,302, 5e-5 up to 79,002, then 2.5e-5.
+
+  Raises:
+    ValueError: a negative decay epoch.
+  """
+  epochs = tuple(float(e) for e in config.lr_decay_epochs)
+  if any(e < 0 for e in epochs):
+    raise ValueError(f"config.lr_decay_epochs={epochs}: expected epochs >= 0")
+  boundaries = jnp.array([round(e * steps_per_epoch) for e in epochs], jnp.int32)
+  lr, factor = config.learning_rate, config.lr_decay_factor
+
+  def schedule(step):
+    return lr * factor ** jnp.sum(jnp.asarray(step) >= boundaries).astype(jnp.float32)
+
+  return schedule
