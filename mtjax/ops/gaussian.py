@@ -1,0 +1,445 @@
+"""Region Gaussians and the distances between Gaussians: squared 2-Wasserstein (W2) and KL.
+
+Region-aware distribution contrast (Li et al., ECCV 2024, Sec. 3; shared/reference/METHODS.md §1)
+models the mapped features of each region as a Gaussian N(μ, Σ) and compares two regions by the
+squared 2-Wasserstein distance (Eq. 5):
+
+    W2(a, b) = ‖μ_a − μ_b‖² + Tr Σ_a + Tr Σ_b − 2 Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}).
+
+Every function here is pure jnp, float32-safe, and usable under the caller's ``jax.jit``,
+``jax.vmap`` and ``jax.grad``; all shapes are static. Conventions: features float [..., P, D] or
+[..., H, W, D]; region ids int [..., P] or [..., H, W], −1 = no region; a *full* covariance is
+[..., D, D] (symmetric positive semi-definite), a *diagonal* one is [..., D] (the variances).
+
+**The cross term.** Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}) is the nuclear norm ‖M‖_* (sum of singular
+values) of M = Σ_b^{1/2} Σ_a^{1/2}, since MᵀM = Σ_a^{1/2} Σ_b Σ_a^{1/2}. The square root of each
+covariance is taken once (``eigh``; for R + S Gaussians, not R·S pairs), so a pair costs one D x D
+matmul plus the nuclear norm of M. Two ways to get the nuclear norm (``sqrt_method``):
+
+* ``"newton_schulz"``: the polar factor Q of M (M = Q (MᵀM)^{1/2}) by the scaled Newton–Schulz
+  iteration X ← ½ αX (3I − α² XᵀX) (Chen & Chow, "A stable scaling of Newton–Schulz for improving
+  the sign function computation of a Hermitian matrix", 2014): batched matmuls only. It starts
+  from M / u with u ≥ σ_max(M) and a lower bound ℓ ≤ σ_min(M) / u, both from the eigenvalues of Σ_a
+  and Σ_b (σ_max(M) ≤ (λ_max,a λ_max,b)^{1/2}, σ_min(M) ≥ (λ_min,a λ_min,b)^{1/2}); α = (3 / (1 + ℓ +
+  ℓ²))^{1/2} maps [ℓ, 1] onto [ℓ', 1] with ℓ' = ½ αℓ (3 − α²ℓ²), about 2.6ℓ while ℓ is small, then
+  quadratically to 1. It stops once ℓ ≥ 1 − 1e-6 for every pair of the call (at most 40
+  iterations, reached only below ℓ ≈ 1e-16). Then ‖M‖_* = Tr(QᵀM), to within a relative 1 − ℓ; the
+  value is stationary in Q, so Q's own rounding enters only to second order.
+* ``"eigh"``: the eigenvalues of MᵀM per pair (LAPACK / cuSOLVER), ‖M‖_* = Σ sqrt(λ). Exact up to
+  rounding, but a batched small-matrix eigensolver is slow on every backend; the reference. On
+  JAX 0.10.2's CPU runtime a jitted gradient through it intermittently never returns (all XLA
+  worker threads idle; 2 of 5 runs at R = 16, D = 16, 1 of 6 with
+  ``--xla_cpu_multi_thread_eigen=false``; eager runs and ``"newton_schulz"``, 0 of 16, did not).
+
+``"auto"`` picks ``"newton_schulz"`` on every backend: measured fastest on the CPU
+(tools/benchmark_gaussian.py, README "Gaussian ops").
+
+**Gradients** (custom VJPs, finite wherever the inputs are finite):
+
+* Σ ↦ Σ^{1/2} by ``eigh``: the Daleckii–Krein derivative, whose divided differences for the square
+  root are (√λ_i − √λ_j) / (λ_i − λ_j) = 1 / (√λ_i + √λ_j). No eigenvalue gap is divided by, so
+  repeated eigenvalues (identical covariances, εI of an empty region) are harmless; only a pair of
+  exactly zero eigenvalues (a singular Σ, shrinkage ε = 0) gets a zero (sub)gradient.
+* M ↦ ‖M‖_*: its derivative is the polar factor Q = M (MᵀM)^{−1/2}, already computed by
+  Newton–Schulz; the ``"eigh"`` path forms it from the eigenvectors, with directions whose singular
+  value is below 3.5e-4 σ_max (the square root of float32's epsilon) given zero, a subgradient.
+
+Cost for R x S pairs in dimension D: O((R + S) D³) for the square roots, O(R S D³ k) for the
+nuclear norms with k Newton–Schulz iterations (two batched matmuls each).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+COVARIANCES = ("full", "diag")
+SQRT_METHODS = ("auto", "eigh", "newton_schulz")
+
+# Matmuls at full float32 precision on every backend (GPU TF32 / TPU bf16 passes would cost the
+# W2 its accuracy: the cross term cancels against the traces).
+_HIGHEST = lax.Precision.HIGHEST
+# Newton–Schulz stops once the lower bound on every singular value of Q is within this of 1.
+_NS_TOL = 1e-6
+_NS_MAX_ITERS = 40
+# The eigenvalue bound on σ_max(M) is inflated by this factor so that rounding in the eigenvalues
+# never puts a singular value above 1 (above √3 the iteration would diverge).
+_NS_UPPER_SLACK = 1.01
+# Singular values below this fraction of σ_max get a zero gradient on the "eigh" path.
+_EIGH_GRAD_RTOL = 3.5e-4
+
+
+def _mT(x: Array) -> Array:
+  return jnp.swapaxes(x, -1, -2)
+
+
+def _matmul(a: Array, b: Array) -> Array:
+  return jnp.matmul(a, b, precision=_HIGHEST)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _resolve_sqrt_method(sqrt_method: str) -> str:
+  _check_choice("sqrt_method", sqrt_method, SQRT_METHODS)
+  return "newton_schulz" if sqrt_method == "auto" else sqrt_method
+
+
+# --------------------------------------------------------------------------------------------
+# Region moments
+# --------------------------------------------------------------------------------------------
+
+
+def region_gaussians(
+    features: Array,
+    region_ids: Array,
+    num_regions: int,
+    *,
+    covariance: str = "full",
+    eps: float = 1e-4,
+    spatial_dims: int = 2,
+) -> tuple[Array, Array, Array]:
+  """Mean, covariance and pixel count of the features in each region (METHODS.md §1, step 2).
+
+  μ_r = (1/n_r) Σ_{p ∈ r} f_p and Σ_r = (1/n_r) Σ_{p ∈ r} (f_p − μ_r)(f_p − μ_r)ᵀ + εI (the
+  maximum-likelihood covariance with shrinkage ε; two-pass: the pixels are centred on their own
+  region's mean before the outer products, so a large mean costs no precision). A region with no
+  pixel gets μ = 0, Σ = εI and count 0 (finite, masked by the caller via ``counts``); a single-pixel
+  region gets Σ = εI. Pixels with id −1 (no region) or any id outside [0, num_regions) belong to no
+  region.
+
+  Args:
+    features: float [..., P, D] (``spatial_dims=1``) or [..., H, W, D] (``spatial_dims=2``, the
+      default), any units; the statistics are computed in its dtype.
+    region_ids: integer [..., P] or [..., H, W], the same shape as ``features`` without its last axis.
+    num_regions: R, static.
+    covariance: ``"full"`` (Σ [..., R, D, D]) or ``"diag"`` (variances [..., R, D]).
+    eps: shrinkage ε ≥ 0 added to the diagonal, in squared feature units. ε > 0 keeps every Σ
+      positive definite: the KL divergence is then defined and W2's gradients bounded.
+    spatial_dims: how many axes before D (and at the end of ``region_ids``) are pixels: 1 or 2;
+      the axes before them are batch axes.
+
+  Returns:
+    ``(means [..., R, D], covs [..., R, D, D] or [..., R, D], counts int32 [..., R])``.
+
+  Raises:
+    ValueError: on an unknown ``covariance``, ``num_regions < 1``, ``eps < 0``, ``spatial_dims``
+      not 1 or 2, non-float features, non-integer ids, or shapes that do not match as above.
+  """
+  _check_choice("covariance", covariance, COVARIANCES)
+  features, region_ids = jnp.asarray(features), jnp.asarray(region_ids)
+  if not isinstance(num_regions, int) or num_regions < 1:
+    raise ValueError(f"num_regions must be a positive int, got {num_regions!r}")
+  if eps < 0:
+    raise ValueError(f"eps must be >= 0, got {eps}")
+  if spatial_dims not in (1, 2):
+    raise ValueError(
+        f"spatial_dims must be 1 ([..., P, D]) or 2 ([..., H, W, D]), got {spatial_dims}"
+    )
+  if not jnp.issubdtype(features.dtype, jnp.floating):
+    raise ValueError(f"features must be floating point, got {features.dtype}")
+  if not jnp.issubdtype(region_ids.dtype, jnp.integer):
+    raise ValueError(f"region_ids must be integers (−1 = no region), got {region_ids.dtype}")
+  if features.ndim < spatial_dims + 1 or features.shape[:-1] != region_ids.shape:
+    layout = "[..., P, D] and [..., P]" if spatial_dims == 1 else "[..., H, W, D] and [..., H, W]"
+    raise ValueError(
+        f"features {features.shape} and region_ids {region_ids.shape} must be {layout} "
+        f"(spatial_dims={spatial_dims})"
+    )
+  lead = region_ids.shape[: region_ids.ndim - spatial_dims]
+  num_pixels = math.prod(region_ids.shape[len(lead) :])
+  dim = features.shape[-1]
+  f = features.reshape(*lead, num_pixels, dim)
+  onehot = jax.nn.one_hot(region_ids.reshape(*lead, num_pixels), num_regions, dtype=f.dtype)
+  counts = jnp.sum(onehot, axis=-2)
+  denom = jnp.maximum(counts, 1.0)[..., None]
+  means = jnp.einsum("...pr,...pd->...rd", onehot, f, precision=_HIGHEST) / denom
+  # Each pixel minus the mean of its own region (pixels of no region keep f; their weight is 0).
+  centred = f - jnp.einsum("...pr,...rd->...pd", onehot, means, precision=_HIGHEST)
+  if covariance == "full":
+    second = jnp.einsum("...pr,...pd,...pe->...rde", onehot, centred, centred, precision=_HIGHEST)
+    covs = second / denom[..., None] + eps * jnp.eye(dim, dtype=f.dtype)
+  else:
+    covs = jnp.einsum("...pr,...pd->...rd", onehot, centred * centred, precision=_HIGHEST)
+    covs = covs / denom + eps
+  return means, covs, counts.astype(jnp.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix functions with stable derivatives
+# --------------------------------------------------------------------------------------------
+
+
+def _sqrt_psd(cov: Array) -> tuple[Array, Array]:
+  w, v = jnp.linalg.eigh(cov)
+  s = jnp.sqrt(jnp.maximum(w, 0.0))
+  return _matmul(v * s[..., None, :], _mT(v)), w, v, s
+
+
+@jax.custom_vjp
+def sqrtm_psd(cov: Array) -> tuple[Array, Array]:
+  """Principal square root of symmetric PSD matrices, and their eigenvalues.
+
+  Args:
+    cov: float [..., D, D], symmetric positive semi-definite (only the symmetric part is read;
+      eigenvalues below 0 from rounding are clamped to 0).
+
+  Returns:
+    ``(S [..., D, D], w [..., D])``: S = V diag(√max(w, 0)) Vᵀ and the eigenvalues w, ascending.
+
+  Derivative: Daleckii–Krein, dS = V ((Vᵀ dΣ V) ∘ K) Vᵀ with K_ij = 1 / (√λ_i + √λ_j) (0 where both
+  are 0), dw_k = v_kᵀ dΣ v_k: finite for repeated eigenvalues (module docstring).
+  """
+  s_mat, w, _, _ = _sqrt_psd(cov)
+  return s_mat, w
+
+
+def _sqrtm_psd_fwd(cov):
+  s_mat, w, v, s = _sqrt_psd(cov)
+  return (s_mat, w), (v, s)
+
+
+def _sqrtm_psd_bwd(res, cotangents):
+  v, s = res
+  g_s, g_w = cotangents
+  g_s = 0.5 * (g_s + _mT(g_s))
+  denom = s[..., :, None] + s[..., None, :]
+  loewner = jnp.where(denom > 0, 1.0 / jnp.where(denom > 0, denom, 1.0), 0.0)
+  inner = _matmul(_mT(v), _matmul(g_s, v)) * loewner
+  inner = inner + g_w[..., None, :] * jnp.eye(s.shape[-1], dtype=s.dtype)
+  return (_matmul(v, _matmul(inner, _mT(v))),)
+
+
+sqrtm_psd.defvjp(_sqrtm_psd_fwd, _sqrtm_psd_bwd)
+
+
+def _polar_newton_schulz(m: Array, upper: Array, lower: Array) -> Array:
+  """Polar factor of m [..., D, D] given upper ≥ σ_max(m) > 0 and 0 ≤ lower ≤ σ_min(m) [...]."""
+  eye = jnp.eye(m.shape[-1], dtype=m.dtype)
+  x = m / upper[..., None, None]
+  ell = jnp.clip(lower / upper, 0.0, 1.0)
+
+  def cond(state):
+    k, _, ell = state
+    return (k < _NS_MAX_ITERS) & jnp.any(ell < 1.0 - _NS_TOL)
+
+  def body(state):
+    k, x, ell = state
+    alpha = jnp.sqrt(3.0 / (1.0 + ell + ell * ell))
+    y = x * alpha[..., None, None]
+    x = 0.5 * _matmul(y, 3.0 * eye - _matmul(_mT(y), y))
+    ell = 0.5 * alpha * ell * (3.0 - (alpha * ell) ** 2)
+    return k + 1, x, jnp.minimum(ell, 1.0)
+
+  _, q, _ = lax.while_loop(cond, body, (jnp.int32(0), x, ell))
+  return q
+
+
+@jax.custom_vjp
+def _nuclear_norm_newton_schulz(m: Array, upper: Array, lower: Array) -> Array:
+  return jnp.sum(_polar_newton_schulz(m, upper, lower) * m, axis=(-2, -1))
+
+
+def _nn_ns_fwd(m, upper, lower):
+  q = _polar_newton_schulz(m, upper, lower)
+  return jnp.sum(q * m, axis=(-2, -1)), q
+
+
+def _nn_ns_bwd(q, g):
+  shape = q.shape[:-2]
+  return g[..., None, None] * q, jnp.zeros(shape, q.dtype), jnp.zeros(shape, q.dtype)
+
+
+_nuclear_norm_newton_schulz.defvjp(_nn_ns_fwd, _nn_ns_bwd)
+
+
+def _singular_values_eigh(m: Array) -> tuple[Array, Array]:
+  w, v = jnp.linalg.eigh(_matmul(_mT(m), m))
+  return jnp.sqrt(jnp.maximum(w, 0.0)), v
+
+
+@jax.custom_vjp
+def _nuclear_norm_eigh(m: Array) -> Array:
+  return jnp.sum(_singular_values_eigh(m)[0], axis=-1)
+
+
+def _nn_eigh_fwd(m):
+  sv, v = _singular_values_eigh(m)
+  return jnp.sum(sv, axis=-1), (m, sv, v)
+
+
+def _nn_eigh_bwd(res, g):
+  m, sv, v = res
+  keep = sv > _EIGH_GRAD_RTOL * jnp.max(sv, axis=-1, keepdims=True)
+  inv = jnp.where(keep, 1.0 / jnp.where(keep, sv, 1.0), 0.0)
+  q = _matmul(m, _matmul(v * inv[..., None, :], _mT(v)))  # M (MᵀM)^{-1/2}: the polar factor.
+  return (g[..., None, None] * q,)
+
+
+_nuclear_norm_eigh.defvjp(_nn_eigh_fwd, _nn_eigh_bwd)
+
+
+def _cross_term(s_a, w_a, s_b, w_b, method: str) -> Array:
+  """Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}) = ‖S_b S_a‖_* for broadcastable [..., D, D] roots."""
+  m = _matmul(s_b, s_a)
+  if method == "eigh":
+    return _nuclear_norm_eigh(m)
+  w_a, w_b = lax.stop_gradient(jnp.maximum(w_a, 0.0)), lax.stop_gradient(jnp.maximum(w_b, 0.0))
+  upper = jnp.sqrt(w_a[..., -1] * w_b[..., -1]) * _NS_UPPER_SLACK
+  lower = jnp.sqrt(w_a[..., 0] * w_b[..., 0])
+  zero = upper <= 0  # Σ_a = 0 or Σ_b = 0: M = 0, and so is its nuclear norm.
+  upper = jnp.where(zero, 1.0, upper)
+  return _nuclear_norm_newton_schulz(m, upper, jnp.where(zero, 0.0, lower))
+
+
+# --------------------------------------------------------------------------------------------
+# Distances
+# --------------------------------------------------------------------------------------------
+
+
+def _kind(mean: Array, cov: Array, which: str) -> str:
+  if mean.ndim >= 1 and cov.ndim == mean.ndim + 1 and cov.shape[-2:] == (mean.shape[-1],) * 2:
+    return "full"
+  if mean.ndim >= 1 and cov.ndim == mean.ndim and cov.shape[-1] == mean.shape[-1]:
+    return "diag"
+  raise ValueError(
+      f"{which}: a mean [..., D] needs a covariance [..., D, D] (full) or [..., D] (diagonal); "
+      f"got mean {mean.shape} and covariance {cov.shape}"
+  )
+
+
+def _check_pair(mean_a, cov_a, mean_b, cov_b) -> tuple[str, tuple[Array, ...]]:
+  arrays = tuple(jnp.asarray(x) for x in (mean_a, cov_a, mean_b, cov_b))
+  for name, x in zip(("mean_a", "cov_a", "mean_b", "cov_b"), arrays):
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise ValueError(f"{name} must be floating point, got {x.dtype}")
+  kind_a, kind_b = _kind(*arrays[:2], "a"), _kind(*arrays[2:], "b")
+  if kind_a != kind_b:
+    raise ValueError(f"covariances must both be full or both diagonal; got a {kind_a}, b {kind_b}")
+  if arrays[0].shape[-1] != arrays[2].shape[-1]:
+    raise ValueError(f"dimensions differ: a has D={arrays[0].shape[-1]}, b D={arrays[2].shape[-1]}")
+  return kind_a, arrays
+
+
+def wasserstein2(
+    mean_a: Array, cov_a: Array, mean_b: Array, cov_b: Array, *, sqrt_method: str = "auto"
+) -> Array:
+  """Squared 2-Wasserstein distance between Gaussians (Li et al., ECCV 2024, Eq. 5).
+
+  Full: ‖μ_a − μ_b‖² + Tr Σ_a + Tr Σ_b − 2 Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}); diagonal (Σ =
+  diag(σ²)): ‖μ_a − μ_b‖² + ‖σ_a − σ_b‖². Clamped at 0 (rounding can take an exact 0 below it).
+
+  Args:
+    mean_a, mean_b: float [..., D].
+    cov_a, cov_b: float [..., D, D] symmetric PSD (both full), or [..., D] variances ≥ 0 (both
+      diagonal). Leading axes broadcast against each other.
+    sqrt_method: how the full cross term is computed: ``"auto"`` | ``"newton_schulz"`` |
+      ``"eigh"`` (module docstring). Ignored for diagonal covariances.
+
+  Returns:
+    float [...]: the broadcast leading shape, in squared feature units.
+
+  Raises:
+    ValueError: on mismatched or non-float shapes, mixed full/diagonal covariances, or an unknown
+      ``sqrt_method``.
+  """
+  method = _resolve_sqrt_method(sqrt_method)
+  kind, (mean_a, cov_a, mean_b, cov_b) = _check_pair(mean_a, cov_a, mean_b, cov_b)
+  mean_term = jnp.sum((mean_a - mean_b) ** 2, axis=-1)
+  if kind == "diag":
+    return mean_term + jnp.sum((jnp.sqrt(cov_a) - jnp.sqrt(cov_b)) ** 2, axis=-1)
+  s_a, w_a = sqrtm_psd(cov_a)
+  s_b, w_b = sqrtm_psd(cov_b)
+  cross = _cross_term(s_a, w_a, s_b, w_b, method)
+  traces = jnp.trace(cov_a, axis1=-2, axis2=-1) + jnp.trace(cov_b, axis1=-2, axis2=-1)
+  return jnp.maximum(mean_term + traces - 2.0 * cross, 0.0)
+
+
+def pairwise_wasserstein2(
+    means_a: Array, covs_a: Array, means_b: Array, covs_b: Array, *, sqrt_method: str = "auto"
+) -> Array:
+  """Squared W2 between every Gaussian of one set and every Gaussian of another (Eq. 5).
+
+  out[..., i, j] = wasserstein2(a_i, b_j). Each covariance's square root is computed once (R + S
+  eigendecompositions); the R·S cross terms are nuclear norms of S_b,j S_a,i (module docstring).
+
+  Args:
+    means_a: float [..., R, D]; covs_a [..., R, D, D] (full) or [..., R, D] (diagonal).
+    means_b: float [..., S, D]; covs_b likewise, the same kind as covs_a. The leading axes ``...``
+      broadcast (e.g. images of a batch, task pairs).
+    sqrt_method: ``"auto"`` | ``"newton_schulz"`` | ``"eigh"``, as ``wasserstein2``.
+
+  Returns:
+    float [..., R, S], clamped at 0.
+
+  Raises:
+    ValueError: as ``wasserstein2``, and if the means are not at least [R, D].
+  """
+  method = _resolve_sqrt_method(sqrt_method)
+  kind, (means_a, covs_a, means_b, covs_b) = _check_pair(means_a, covs_a, means_b, covs_b)
+  if means_a.ndim < 2 or means_b.ndim < 2:
+    raise ValueError(
+        f"means must be [..., R, D] and [..., S, D]; got {means_a.shape}, {means_b.shape}"
+    )
+  diff = means_a[..., :, None, :] - means_b[..., None, :, :]
+  mean_term = jnp.sum(diff * diff, axis=-1)
+  if kind == "diag":
+    std_a, std_b = jnp.sqrt(covs_a), jnp.sqrt(covs_b)
+    d_std = std_a[..., :, None, :] - std_b[..., None, :, :]
+    return mean_term + jnp.sum(d_std * d_std, axis=-1)
+  s_a, w_a = sqrtm_psd(covs_a)
+  s_b, w_b = sqrtm_psd(covs_b)
+  cross = _cross_term(
+      s_a[..., :, None, :, :],
+      w_a[..., :, None, :],
+      s_b[..., None, :, :, :],
+      w_b[..., None, :, :],
+      method,
+  )
+  tr_a = jnp.trace(covs_a, axis1=-2, axis2=-1)
+  tr_b = jnp.trace(covs_b, axis1=-2, axis2=-1)
+  return jnp.maximum(mean_term + tr_a[..., :, None] + tr_b[..., None, :] - 2.0 * cross, 0.0)
+
+
+def kl_divergence(mean_a: Array, cov_a: Array, mean_b: Array, cov_b: Array) -> Array:
+  """KL(a ‖ b) between Gaussians (the paper's distance ablation, METHODS.md §1 step 3).
+
+  ½ [Tr(Σ_b⁻¹ Σ_a) + (μ_b − μ_a)ᵀ Σ_b⁻¹ (μ_b − μ_a) − D + ln det Σ_b − ln det Σ_a], via Cholesky
+  factors (full) or elementwise (diagonal). Not symmetric.
+
+  Args:
+    mean_a, mean_b: float [..., D].
+    cov_a, cov_b: float [..., D, D] symmetric positive definite (both full), or [..., D] variances
+      > 0 (both diagonal). Leading axes broadcast. A singular covariance gives inf or NaN: keep
+      ``region_gaussians``' shrinkage ε > 0.
+
+  Returns:
+    float [...], in nats.
+
+  Raises:
+    ValueError: as ``wasserstein2``.
+  """
+  kind, (mean_a, cov_a, mean_b, cov_b) = _check_pair(mean_a, cov_a, mean_b, cov_b)
+  diff = mean_b - mean_a
+  dim = mean_a.shape[-1]
+  if kind == "diag":
+    terms = cov_a / cov_b + diff * diff / cov_b - 1.0 + jnp.log(cov_b) - jnp.log(cov_a)
+    return 0.5 * jnp.sum(terms, axis=-1)
+  batch = jnp.broadcast_shapes(
+      mean_a.shape[:-1], cov_a.shape[:-2], mean_b.shape[:-1], cov_b.shape[:-2]
+  )
+  l_a = jnp.linalg.cholesky(jnp.broadcast_to(cov_a, batch + (dim, dim)))
+  l_b = jnp.linalg.cholesky(jnp.broadcast_to(cov_b, batch + (dim, dim)))
+  solve = functools.partial(jax.scipy.linalg.solve_triangular, lower=True)
+  trace_term = jnp.sum(solve(l_b, l_a) ** 2, axis=(-2, -1))  # ‖L_b⁻¹ L_a‖_F² = Tr(Σ_b⁻¹ Σ_a).
+  y = solve(l_b, jnp.broadcast_to(diff, batch + (dim,))[..., None])[..., 0]
+  logdet = lambda l: 2.0 * jnp.sum(jnp.log(jnp.diagonal(l, axis1=-2, axis2=-1)), axis=-1)
+  return 0.5 * (trace_term + jnp.sum(y * y, axis=-1) - dim + logdet(l_b) - logdet(l_a))
