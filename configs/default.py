@@ -29,6 +29,17 @@ def get_config() -> ml_collections.ConfigDict:
   # Horizontal flip (normal x negated). MTPSL's NYUv2_crop loader does not flip; off by default.
   config.augment.flip = False
 
+  # ---- Regions (region-aware regularizers; mtjax/data/regions.py, shared REGIONS.md) ---------
+  # Train batches get `regions` int32 [B, H, W] (-1 = none) unless the source is "none".
+  config.regions = ml_collections.ConfigDict()
+  config.regions.source = "none"  # none | instance | patch | semantic_gt | files
+  config.regions.dir = ""  # files: an exported region directory (manifest.json, {split}/{id}.png)
+  config.regions.patch_size = 32  # patch: grid cell, pixels
+  config.regions.split_components = False  # semantic_gt: one region per connected component
+  config.regions.max_regions = 32  # R: the largest R regions are kept, as 0..R-1
+  config.regions.min_pixels = 16  # smaller regions (counted at the loss resolution) are dropped
+  config.regions.loss_stride = 1  # the loss sees every loss_stride-th pixel
+
   # ---- Model ---------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
   config.model.name = "segnet_mtl"

@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 
 from mtjax import runtime  # noqa: F401 -- first: quiets TensorFlow before a run imports it.
-from mtjax import metrics
+from mtjax import fileio, metrics
 from mtjax import results as results_lib
 
 FAILURE_FILE = "failure.json"
@@ -214,7 +214,7 @@ def _write_failure(workdir: str, error: BaseException) -> None:
       "traceback": traceback.format_exception(error),
       "time": time.time(),
   }
-  results_lib.write_text(os.path.join(workdir, FAILURE_FILE), json.dumps(failure, indent=1))
+  fileio.write_atomic(os.path.join(workdir, FAILURE_FILE), json.dumps(failure, indent=1))
 
 
 def run_grid(
@@ -503,8 +503,8 @@ def main(argv: Sequence[str]) -> None:
     run_grid(grid, flags.workdir, names=flags.only)
   runs = run_grid(grid, flags.workdir, execute=False, log=lambda _: None)
   text, summary = report(grid, runs, by_step=flags.by_step, **keys)
-  results_lib.write_text(os.path.join(flags.workdir, "results.md"), text)
-  results_lib.write_text(
+  fileio.write_atomic(os.path.join(flags.workdir, "results.md"), text)
+  fileio.write_atomic(
       os.path.join(flags.workdir, "summary.json"), json.dumps(summary, indent=1, default=str)
   )
   print(text, flush=True)

@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
+
+from mtjax import fileio
 
 FORMAT = "mtjax.results/1"
 FILENAME = "results.json"
@@ -54,41 +55,14 @@ def read(workdir: str) -> dict[str, Any] | None:
     ValueError: the file exists but is not JSON of format `FORMAT` (named, with what was found).
   """
   try:
-    with open(path(workdir)) as f:
-      text = f.read()
+    return fileio.read_versioned_json(path(workdir), FORMAT, "a run record")
   except FileNotFoundError:
     return None
-  try:
-    record = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path(workdir)} is not valid JSON ({e}); expected an {FORMAT} record") from e
-  if not isinstance(record, dict) or record.get("format") != FORMAT:
-    found = record.get("format") if isinstance(record, dict) else type(record).__name__
-    raise ValueError(f"{path(workdir)} has format {found!r}; expected {FORMAT!r}")
-  return record
-
-
-def write_text(file: str, text: str) -> None:
-  """Writes `text` to `file` atomically: a temporary file in the same directory (created if
-  needed), flushed to disk, then renamed over `file`; on any error the temporary is removed."""
-  directory = os.path.dirname(os.path.abspath(file))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(file)}.", suffix=".tmp", dir=directory)
-  try:
-    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the results from other users.
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, file)
-  except BaseException:
-    os.unlink(tmp)
-    raise
 
 
 def write(workdir: str, record: Mapping[str, Any]) -> None:
-  """Writes `record` to `workdir`/results.json atomically (`write_text`)."""
-  write_text(path(workdir), json.dumps(record, indent=1))
+  """Writes `record` to `workdir`/results.json atomically (`fileio.write_atomic`)."""
+  fileio.write_atomic(path(workdir), json.dumps(record, indent=1))
 
 
 def start(

@@ -23,7 +23,7 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from mtjax import checkpoint, evaluation, metrics, results, schedule, sharding
-from mtjax.data import label_settings, nyuv2, pipeline, procedural_source
+from mtjax.data import label_settings, nyuv2, pipeline, procedural_source, regions
 from mtjax.models import segnet
 from mtjax.tasks import Task, get_tasks, partial_label_loss
 
@@ -279,6 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       process_count=jax.process_count(),
       scales=tuple(config.augment.scales),
       flip=config.augment.flip,
+      regions=regions.RegionSpec.from_config(config.regions),
   ).as_numpy_iterator()
   eval_ds = pipeline.eval_dataset(
       eval_source,

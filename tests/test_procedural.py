@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mtjax.data import label_settings, pipeline, procedural
+from mtjax.data import label_settings, pipeline, procedural, regions
 from mtjax.data.builders import procedural_rooms
 from mtjax.data.procedural_source import ProceduralRoomsSource
 
@@ -134,3 +134,29 @@ def test_source_feeds_train_pipeline(data_dir):
   assert batch["semseg"].shape == (2, 32, 64) and batch["depth"].shape == (2, 32, 64, 1)
   i = int(batch["index"][0])
   np.testing.assert_array_equal(batch["semseg"][0], source.load(i)["semseg"])
+
+
+def test_instance_regions_in_train_batches(data_dir):
+  """config.regions.source="instance": the rooms' instance ids, relabelled by area, scale-cropped
+  and flipped with the labels; the stable id is the TFDS id."""
+  source = ProceduralRoomsSource("train", data_dir=data_dir, config_name="tiny")
+  assert source.example_id(3) == "train_0000003"
+  spec = regions.RegionSpec(source="instance", max_regions=4, min_pixels=1)
+  ds = pipeline.train_dataset(
+      source, label_mask=np.ones((8, 3)), per_process_batch_size=2, seed=0, flip=True, regions=spec
+  )
+  for batch in ds.take(3).as_numpy_iterator():
+    assert batch["regions"].shape == (2, 32, 64) and batch["regions"].max() <= 3
+    for b in range(2):
+      ids = batch["regions"][b]
+      # Each kept region lies inside one semantic class (an instance is one object).
+      for r in np.unique(ids[ids >= 0]):
+        assert len(np.unique(batch["semseg"][b][ids == r])) == 1
+  # Without augmentation the map is exactly relabel_by_area of the stored instance ids.
+  plain = pipeline.train_dataset(
+      source, label_mask=np.ones((8, 3)), per_process_batch_size=2, seed=0, scales=(1.0,),
+      flip=False, regions=spec,
+  )
+  batch = next(plain.as_numpy_iterator())
+  stored = source.load(int(batch["index"][0]))["instance"]
+  np.testing.assert_array_equal(batch["regions"][0], regions.relabel_by_area(stored, 4))

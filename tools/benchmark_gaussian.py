@@ -239,10 +239,13 @@ def main():
   print(
       f"# {cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.default_backend()}"
   )
-  print(f"# B={args.batch}, features {args.height}x{args.width}, median of {args.repeats} steps")
+  print(
+      f"# B={args.batch}, features {args.height}x{args.width}, median of {args.repeats} steps",
+      flush=True,
+  )
   header = "| cov | R | D | impl | ms fwd+bwd | speedup vs torch | peak MiB | XLA temp MiB |"
-  print(header)
-  print("|---|---|---|---|---|---|---|---|")
+  print(header, flush=True)
+  print("|---|---|---|---|---|---|---|---|", flush=True)
   rows = []
   for covariance in args.covariances.split(","):
     for num_regions in (int(r) for r in args.regions.split(",")):

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 DEFAULT_SCALES = (1.0, 1.2, 1.5)
-_DENSE_KEYS = ("image", "semseg", "depth", "normal")
+_DENSE_KEYS = ("image", "semseg", "depth", "normal", "regions")
 
 
 def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
@@ -98,7 +98,8 @@ def random_scale_crop(
 
   Args:
     example: dict with ``image`` float32 [H, W, 3] and optionally ``semseg`` int32 [H, W],
-      ``depth`` float32 [H, W, 1], ``normal`` float32 [H, W, 3]; other keys pass through.
+      ``depth`` float32 [H, W, 1], ``normal`` float32 [H, W, 3], ``regions`` int32 [H, W]
+      (nearest, like ``semseg``); other keys pass through.
     seed: int32/int64 [2] stateless seed.
     scales: candidate scale factors, each >= 1.
 
@@ -114,8 +115,9 @@ def random_scale_crop(
   crop = {k: v[i : i + h, j : j + w] for k, v in example.items() if k in _DENSE_KEYS}
   out = dict(example)
   out["image"] = _bilinear(crop["image"], size)
-  if "semseg" in crop:
-    out["semseg"] = _nearest(crop["semseg"][..., None], size)[..., 0]
+  for key in ("semseg", "regions"):  # Ids: nearest, so labels and regions stay aligned.
+    if key in crop:
+      out[key] = _nearest(crop[key][..., None], size)[..., 0]
   if "depth" in crop:
     out["depth"] = _nearest(crop["depth"], size) / tf.cast(scale, tf.float32)
   if "normal" in crop:
@@ -132,7 +134,8 @@ def random_flip(example: Mapping[str, tf.Tensor], seed: tf.Tensor) -> dict[str, 
   loader; MT-CP uses p = 0.5).
 
   Args:
-    example: dict of [H, W, ...] tensors ``image``/``semseg``/``depth``/``normal`` (any subset);
+    example: dict of [H, W, ...] tensors ``image``/``semseg``/``depth``/``normal``/``regions``
+      (any subset);
       other keys pass through unchanged.
     seed: int32/int64 [2] stateless seed.
 

@@ -111,6 +111,14 @@ class NYUv2Split:
       )
     object.__setattr__(self, "_files", files)
 
+  has_instances = False  # No instance ids: config.regions.source="instance" is refused.
+
+  def example_id(self, index: int) -> str:
+    """The stable id of example ``index`` (region maps are keyed by it): the file index, ``"7"``."""
+    if not 0 <= int(index) < self.num_examples:
+      raise IndexError(f"NYUv2 {self.split} index {index} outside [0, {self.num_examples}).")
+    return str(int(index))
+
   def load(self, index: int) -> dict[str, np.ndarray]:
     """Loads example ``index`` in the conventions of SPEC.md.
 

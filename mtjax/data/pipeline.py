@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtjax.data import augment as augment_lib
+from mtjax.data import regions as regions_lib
 
 # key -> (dtype, trailing dims after [H, W], fill value marking "invalid" in padding examples).
 FIELDS = {
@@ -24,13 +25,14 @@ FIELDS = {
     "semseg": (tf.int32, (), -1),
     "depth": (tf.float32, (1,), 0),
     "normal": (tf.float32, (3,), 0),
+    "regions": (tf.int32, (), -1),
 }
 # Purposes folded into the user seed so that the epoch permutations and augmentations are independent.
 _PERMUTATION, _AUGMENTATION = 0, 1
 
 
-def _keys(source) -> tuple[str, ...]:
-  keys = ("image", *source.tasks)
+def _keys(source, *extra: str) -> tuple[str, ...]:
+  keys = ("image", *source.tasks, *extra)
   unknown = [k for k in keys if k not in FIELDS]
   if unknown:
     raise ValueError(
@@ -74,6 +76,29 @@ def _load_fn(source, keys: tuple[str, ...]):
   return load
 
 
+def _regions_fn(spec: regions_lib.RegionSpec, image_shape: tuple[int, int]):
+  """tf function: augmented example -> int32 [H, W] relabelled regions (``regions`` module)."""
+  height, width = image_shape
+
+  def relabel(ids):
+    return regions_lib.relabel_by_area(ids, spec.max_regions, spec.min_pixels, spec.loss_stride)
+
+  def semantic(semseg):
+    return relabel(regions_lib.semantic_regions(semseg, spec.split_components))
+
+  patch = tf.constant(regions_lib.patch_regions(height, width, spec.patch_size))
+
+  def regions(example):
+    if spec.source == "semantic_gt":
+      ids = tf.numpy_function(semantic, [example["semseg"]], tf.int32, stateful=False)
+    else:
+      raw = patch if spec.source == "patch" else example["regions"]
+      ids = tf.numpy_function(relabel, [raw], tf.int32, stateful=False)
+    return tf.ensure_shape(ids, (height, width))
+
+  return regions
+
+
 def _options() -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True
@@ -92,6 +117,7 @@ def train_dataset(
     process_count: int = 1,
     scales: Sequence[float] = augment_lib.DEFAULT_SCALES,
     flip: bool = True,
+    regions: regions_lib.RegionSpec | None = None,
 ) -> tf.data.Dataset:
   """Infinite, deterministic, resumable training stream of this host's batches.
 
@@ -115,19 +141,33 @@ def train_dataset(
     start_step: number of global steps already consumed.
     process_index, process_count: this host and the number of hosts.
     scales, flip: augmentation (``augment.augment``); ``scales=(1.0,), flip=False`` disables it.
+    regions: what to attach as ``regions`` (``mtjax.data.regions``); None or source ``"none"``:
+      nothing. Maps of the stored example (instance ids, exported files) are augmented with the
+      labels (nearest); a patch grid or the semantic regions are made on the augmented example;
+      then ``relabel_by_area``.
 
   Returns:
     tf.data.Dataset of dicts: ``image`` float32 [B, H, W, 3]; one entry per source task
     (``semseg`` int32 [B, H, W], ``depth`` float32 [B, H, W, 1], ``normal`` float32
-    [B, H, W, 3]); ``label_mask`` float32 [B, T]; ``index`` int32 [B]; ``valid`` float32 [B] (1).
+    [B, H, W, 3]); ``label_mask`` float32 [B, T]; ``index`` int32 [B]; ``valid`` float32 [B] (1);
+    with ``regions`` enabled, ``regions`` int32 [B, H, W] in {−1, 0, ..., max_regions − 1}.
 
   Raises:
     ValueError: ``label_mask`` not 2-D or its row count != N (both named); B < 1;
       process_index outside [0, process_count); start_step < 0; a source task the pipeline does
-      not know; bad ``scales``.
+      not know; bad ``scales``; a region source the dataset cannot serve (``semantic_gt``
+      without ``semseg``; the errors of ``regions.WithRegionMaps``).
+    FileNotFoundError: a missing region manifest or map.
   """
   _check_hosts(per_process_batch_size, process_index, process_count)
-  keys = _keys(source)
+  spec = regions or regions_lib.RegionSpec()
+  if spec.before_augmentation:
+    source = regions_lib.WithRegionMaps(source, spec)
+  if spec.source == "semantic_gt" and "semseg" not in source.tasks:
+    raise ValueError(
+        f"config.regions.source='semantic_gt' needs semseg; the tasks are {source.tasks}"
+    )
+  keys = _keys(source, *(("regions",) if spec.before_augmentation else ()))
   n = source.num_examples
   label_mask = np.asarray(label_mask, np.float32)
   if label_mask.ndim != 2 or label_mask.shape[0] != n:
@@ -139,6 +179,7 @@ def train_dataset(
   base_seed = tf.constant([0, seed], tf.int64)
   mask = tf.constant(label_mask)
   load = _load_fn(source, keys)
+  attach_regions = _regions_fn(spec, source.image_shape) if spec.enabled else None
 
   def epoch_stream(epoch):
     perm = tf.random.experimental.stateless_shuffle(
@@ -154,6 +195,8 @@ def train_dataset(
         scales=scales,
         flip=flip,
     )
+    if attach_regions is not None:
+      example["regions"] = attach_regions(example)
     return {
         **example,
         "label_mask": tf.gather(mask, index),

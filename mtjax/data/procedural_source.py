@@ -52,6 +52,22 @@ class ProceduralRoomsSource:
     # image decoder behind it) is not documented, and examples are small.
     self._lock = threading.Lock()
 
+  has_instances = True  # ``load`` returns ``instance`` ids (config.regions.source="instance").
+
+  def example_id(self, index: int) -> str:
+    """The stable id of example ``index`` (its TFDS ``id``, e.g. ``"train_0000042"``)."""
+    record_id = self._record(index)["id"]
+    return record_id.decode() if isinstance(record_id, bytes) else str(record_id)
+
+  def _record(self, index: int):
+    index = int(index)
+    if not 0 <= index < self.num_examples:
+      raise IndexError(
+          f"procedural_rooms {self.split} index {index} outside [0, {self.num_examples})."
+      )
+    with self._lock:
+      return self._data[index]
+
   def load(self, index: int) -> dict[str, np.ndarray]:
     """Example ``index``; thread-safe (tf.data calls it from parallel threads).
 
@@ -64,13 +80,7 @@ class ProceduralRoomsSource:
     Raises:
       IndexError: ``index`` outside [0, num_examples).
     """
-    index = int(index)
-    if not 0 <= index < self.num_examples:
-      raise IndexError(
-          f"procedural_rooms {self.split} index {index} outside [0, {self.num_examples})."
-      )
-    with self._lock:
-      ex = self._data[index]
+    ex = self._record(index)
     return {
         "image": np.asarray(ex["image"], np.float32) / 255.0,
         "semseg": np.asarray(ex["semantic"], np.int32),

@@ -22,14 +22,11 @@ matmul plus the nuclear norm of M. Two ways to get the nuclear norm (``sqrt_meth
   from M / u with u ≥ σ_max(M) and a lower bound ℓ ≤ σ_min(M) / u, both from the eigenvalues of Σ_a
   and Σ_b (σ_max(M) ≤ (λ_max,a λ_max,b)^{1/2}, σ_min(M) ≥ (λ_min,a λ_min,b)^{1/2}); α = (3 / (1 + ℓ +
   ℓ²))^{1/2} maps [ℓ, 1] onto [ℓ', 1] with ℓ' = ½ αℓ (3 − α²ℓ²), about 2.6ℓ while ℓ is small, then
-  quadratically to 1. It stops once ℓ ≥ 1 − 1e-6 for every pair of the call (at most 40
-  iterations, reached only below ℓ ≈ 1e-16). Then ‖M‖_* = Tr(QᵀM), to within a relative 1 − ℓ; the
+  quadratically to 1. It stops once ℓ ≥ 1 − 1e-6 for every pair of the call (checked every 2
+  iterations; at most 40, reached only below ℓ ≈ 1e-16). Then ‖M‖_* = Tr(QᵀM), to within a relative 1 − ℓ; the
   value is stationary in Q, so Q's own rounding enters only to second order.
 * ``"eigh"``: the eigenvalues of MᵀM per pair (LAPACK / cuSOLVER), ‖M‖_* = Σ sqrt(λ). Exact up to
-  rounding, but a batched small-matrix eigensolver is slow on every backend; the reference. On
-  JAX 0.10.2's CPU runtime a jitted gradient through it intermittently never returns (all XLA
-  worker threads idle; 2 of 5 runs at R = 16, D = 16, 1 of 6 with
-  ``--xla_cpu_multi_thread_eigen=false``; eager runs and ``"newton_schulz"``, 0 of 16, did not).
+  rounding, but a batched small-matrix eigensolver is slow on every backend; the reference.
 
 ``"auto"`` picks ``"newton_schulz"`` on every backend: measured fastest on the CPU
 (tools/benchmark_gaussian.py, README "Gaussian ops").
@@ -43,6 +40,14 @@ matmul plus the nuclear norm of M. Two ways to get the nuclear norm (``sqrt_meth
 * M ↦ ‖M‖_*: its derivative is the polar factor Q = M (MᵀM)^{−1/2}, already computed by
   Newton–Schulz; the ``"eigh"`` path forms it from the eigenvectors, with directions whose singular
   value is below 3.5e-4 σ_max (the square root of float32's epsilon) given zero, a subgradient.
+
+**One LAPACK call per distance.** Each distance function factors all its covariances (both
+sets) in a single batched ``eigh`` (or ``cholesky`` for KL). On JAX 0.10.2's CPU runtime a jitted
+program with two batched eigendecompositions that can run concurrently intermittently never
+completes (every XLA worker idle: with a separate ``eigh`` per set, 3 of 3 runs of
+``tools/benchmark_gaussian.py``'s R = 32, D = 32 step hung within 8 steps; with one, 0 of 7).
+In your own CPU train step, prefer one call over stacked or vmapped inputs (task pairs, images)
+to several separate calls.
 
 Cost for R x S pairs in dimension D: O((R + S) D³) for the square roots, O(R S D³ k) for the
 nuclear norms with k Newton–Schulz iterations (two batched matmuls each).
@@ -68,6 +73,7 @@ _HIGHEST = lax.Precision.HIGHEST
 # Newton–Schulz stops once the lower bound on every singular value of Q is within this of 1.
 _NS_TOL = 1e-6
 _NS_MAX_ITERS = 40
+_NS_UNROLL = 2
 # The eigenvalue bound on σ_max(M) is inflated by this factor so that rounding in the eigenvalues
 # never puts a singular value above 1 (above √3 the iteration would diverge).
 _NS_UPPER_SLACK = 1.01
@@ -157,20 +163,62 @@ def region_gaussians(
   lead = region_ids.shape[: region_ids.ndim - spatial_dims]
   num_pixels = math.prod(region_ids.shape[len(lead) :])
   dim = features.shape[-1]
-  f = features.reshape(*lead, num_pixels, dim)
-  onehot = jax.nn.one_hot(region_ids.reshape(*lead, num_pixels), num_regions, dtype=f.dtype)
-  counts = jnp.sum(onehot, axis=-2)
-  denom = jnp.maximum(counts, 1.0)[..., None]
-  means = jnp.einsum("...pr,...pd->...rd", onehot, f, precision=_HIGHEST) / denom
-  # Each pixel minus the mean of its own region (pixels of no region keep f; their weight is 0).
-  centred = f - jnp.einsum("...pr,...rd->...pd", onehot, means, precision=_HIGHEST)
+  f = features.reshape(-1, num_pixels, dim)
+  ids = region_ids.reshape(-1, num_pixels).astype(jnp.int32)
+  moments = functools.partial(_region_moments, num_regions=num_regions, full=covariance == "full")
+  means, second, counts = jax.vmap(moments)(f, ids)
   if covariance == "full":
-    second = jnp.einsum("...pr,...pd,...pe->...rde", onehot, centred, centred, precision=_HIGHEST)
-    covs = second / denom[..., None] + eps * jnp.eye(dim, dtype=f.dtype)
+    covs = second + eps * jnp.eye(dim, dtype=f.dtype)
   else:
-    covs = jnp.einsum("...pr,...pd->...rd", onehot, centred * centred, precision=_HIGHEST)
-    covs = covs / denom + eps
-  return means, covs, counts.astype(jnp.int32)
+    covs = second + eps
+  means = means.reshape(*lead, num_regions, dim)
+  covs = covs.reshape(*lead, num_regions, *second.shape[2:])
+  return means, covs, counts.reshape(*lead, num_regions)
+
+
+def _moments_forward(f, ids, num_regions, full):
+  """Per region: mean [R, D], centred second moment [R, D, D] or [R, D], count; and the pixels
+  centred on their own region's mean (0 for pixels of no region) for the backward pass."""
+  in_range = (ids >= 0) & (ids < num_regions)
+  onehot = jax.nn.one_hot(ids, num_regions, dtype=f.dtype)  # Rows of ids outside [0, R) are 0.
+  counts = jnp.sum(onehot, axis=0)
+  inv_n = 1.0 / jnp.maximum(counts, 1.0)
+  means = jnp.matmul(onehot.T, f, precision=_HIGHEST) * inv_n[:, None]
+  safe_ids = jnp.where(in_range, ids, 0)
+  centred = jnp.where(in_range[:, None], f - means[safe_ids], 0.0)
+  # Outer products summed per region: P·D² multiply-adds, not the P·R·D² of a one-hot contraction.
+  outer = centred[:, :, None] * centred[:, None, :] if full else centred * centred
+  second = jax.ops.segment_sum(outer, safe_ids, num_segments=num_regions)
+  second = second * (inv_n[:, None, None] if full else inv_n[:, None])
+  return means, second, counts.astype(jnp.int32), (centred, safe_ids, in_range, inv_n)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _region_moments(f, ids, num_regions, full):
+  return _moments_forward(f, ids, num_regions, full)[:3]
+
+
+def _region_moments_fwd(f, ids, num_regions, full):
+  means, second, counts, res = _moments_forward(f, ids, num_regions, full)
+  return (means, second, counts), res
+
+
+def _region_moments_bwd(num_regions, full, res, cotangents):
+  """df_p = (dμ_r + (dΣ_r + dΣ_rᵀ) c_p) / n_r for pixel p of region r (diag: 2 dσ²_r ∘ c_p); the
+  path through μ inside c_p = f_p − μ_r vanishes because Σ_{p ∈ r} c_p = 0."""
+  del num_regions
+  centred, safe_ids, in_range, inv_n = res
+  d_means, d_second, _ = cotangents
+  if full:
+    sym = (d_second + jnp.swapaxes(d_second, -1, -2)) * inv_n[:, None, None]
+    d_centred = jnp.einsum("pde,pe->pd", sym[safe_ids], centred, precision=_HIGHEST)
+  else:
+    d_centred = 2.0 * (d_second * inv_n[:, None])[safe_ids] * centred
+  d_f = d_centred + (d_means * inv_n[:, None])[safe_ids]
+  return jnp.where(in_range[:, None], d_f, 0.0), None
+
+
+_region_moments.defvjp(_region_moments_fwd, _region_moments_bwd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,11 +269,36 @@ def _sqrtm_psd_bwd(res, cotangents):
 sqrtm_psd.defvjp(_sqrtm_psd_fwd, _sqrtm_psd_bwd)
 
 
+def _stack_sets(x_a: Array, x_b: Array, item_ndim: int) -> Array:
+  """x_a [..., R, *item] and x_b [..., S, *item] as one [..., R + S, *item] array (leading axes
+  broadcast). The distances factor both sets' covariances in ONE LAPACK call: on JAX 0.10.2's CPU
+  runtime, two batched eigendecompositions or Cholesky factorizations that can run concurrently
+  in one jitted program intermittently never complete (module docstring)."""
+  lead = jnp.broadcast_shapes(x_a.shape[: -item_ndim - 1], x_b.shape[: -item_ndim - 1])
+  x_a = jnp.broadcast_to(x_a, lead + x_a.shape[-item_ndim - 1 :])
+  x_b = jnp.broadcast_to(x_b, lead + x_b.shape[-item_ndim - 1 :])
+  return jnp.concatenate([x_a, x_b], axis=-item_ndim - 1)
+
+
+def _sqrtm_sets(covs_a: Array, covs_b: Array):
+  """``sqrtm_psd`` of [..., R, D, D] and [..., S, D, D] in one call: (s_a, w_a, s_b, w_b)."""
+  r = covs_a.shape[-3]
+  s_all, w_all = sqrtm_psd(_stack_sets(covs_a, covs_b, 2))
+  return s_all[..., :r, :, :], w_all[..., :r, :], s_all[..., r:, :, :], w_all[..., r:, :]
+
+
+def _bmm(a: Array, b: Array, contract_b: int) -> Array:
+  """Batched [N, D, D] products a @ b (``contract_b=1``) or a @ bᵀ (``contract_b=2``), as plain
+  dot_generals: on XLA's CPU backend a transposed left operand, several batch axes or an
+  elementwise producer fused into the operand each make the batched matmul 1.5-2.5x slower."""
+  return lax.dot_general(a, b, (((2,), (contract_b,)), ((0,), (0,))), precision=_HIGHEST)
+
+
 def _polar_newton_schulz(m: Array, upper: Array, lower: Array) -> Array:
   """Polar factor of m [..., D, D] given upper ≥ σ_max(m) > 0 and 0 ≤ lower ≤ σ_min(m) [...]."""
-  eye = jnp.eye(m.shape[-1], dtype=m.dtype)
-  x = m / upper[..., None, None]
-  ell = jnp.clip(lower / upper, 0.0, 1.0)
+  batch, dim = m.shape[:-2], m.shape[-1]
+  x = m.reshape(-1, dim, dim) / upper.reshape(-1, 1, 1)
+  ell = jnp.clip(lower / upper, 0.0, 1.0).reshape(-1)
 
   def cond(state):
     k, _, ell = state
@@ -233,14 +306,19 @@ def _polar_newton_schulz(m: Array, upper: Array, lower: Array) -> Array:
 
   def body(state):
     k, x, ell = state
-    alpha = jnp.sqrt(3.0 / (1.0 + ell + ell * ell))
-    y = x * alpha[..., None, None]
-    x = 0.5 * _matmul(y, 3.0 * eye - _matmul(_mT(y), y))
-    ell = 0.5 * alpha * ell * (3.0 - (alpha * ell) ** 2)
-    return k + 1, x, jnp.minimum(ell, 1.0)
+    # _NS_UNROLL iterations per trip: on XLA's CPU backend 13 iterations at R = S = D = 32 took
+    # 39 ms unrolled and 69 ms as a loop of single iterations; iterating past convergence
+    # changes nothing (Q is a fixed point: α = 1 once ℓ = 1).
+    for _ in range(_NS_UNROLL):
+      alpha = jnp.sqrt(3.0 / (1.0 + ell + ell * ell))
+      # ½ αX (3I − α² XᵀX) = (3α/2) X − (α³/2) (XXᵀ) X.
+      y = _bmm(_bmm(x, x, 2), x, 1)
+      x = (1.5 * alpha)[:, None, None] * x - (0.5 * alpha**3)[:, None, None] * y
+      ell = jnp.minimum(0.5 * alpha * ell * (3.0 - (alpha * ell) ** 2), 1.0)
+    return k + _NS_UNROLL, x, ell
 
   _, q, _ = lax.while_loop(cond, body, (jnp.int32(0), x, ell))
-  return q
+  return q.reshape(*batch, dim, dim)
 
 
 @jax.custom_vjp
@@ -287,9 +365,9 @@ def _nn_eigh_bwd(res, g):
 _nuclear_norm_eigh.defvjp(_nn_eigh_fwd, _nn_eigh_bwd)
 
 
-def _cross_term(s_a, w_a, s_b, w_b, method: str) -> Array:
-  """Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}) = ‖S_b S_a‖_* for broadcastable [..., D, D] roots."""
-  m = _matmul(s_b, s_a)
+def _cross_term(m, w_a, w_b, method: str) -> Array:
+  """Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}) = ‖M‖_* for M = S_b S_a [..., D, D], given the eigenvalues
+  w_a, w_b [..., D] of Σ_a, Σ_b (broadcastable to M's leading shape)."""
   if method == "eigh":
     return _nuclear_norm_eigh(m)
   w_a, w_b = lax.stop_gradient(jnp.maximum(w_a, 0.0)), lax.stop_gradient(jnp.maximum(w_b, 0.0))
@@ -356,9 +434,8 @@ def wasserstein2(
   mean_term = jnp.sum((mean_a - mean_b) ** 2, axis=-1)
   if kind == "diag":
     return mean_term + jnp.sum((jnp.sqrt(cov_a) - jnp.sqrt(cov_b)) ** 2, axis=-1)
-  s_a, w_a = sqrtm_psd(cov_a)
-  s_b, w_b = sqrtm_psd(cov_b)
-  cross = _cross_term(s_a, w_a, s_b, w_b, method)
+  s_a, w_a, s_b, w_b = _sqrtm_sets(cov_a[..., None, :, :], cov_b[..., None, :, :])
+  cross = _cross_term(_matmul(s_b, s_a), w_a, w_b, method)[..., 0]
   traces = jnp.trace(cov_a, axis1=-2, axis2=-1) + jnp.trace(cov_b, axis1=-2, axis2=-1)
   return jnp.maximum(mean_term + traces - 2.0 * cross, 0.0)
 
@@ -395,15 +472,11 @@ def pairwise_wasserstein2(
     std_a, std_b = jnp.sqrt(covs_a), jnp.sqrt(covs_b)
     d_std = std_a[..., :, None, :] - std_b[..., None, :, :]
     return mean_term + jnp.sum(d_std * d_std, axis=-1)
-  s_a, w_a = sqrtm_psd(covs_a)
-  s_b, w_b = sqrtm_psd(covs_b)
-  cross = _cross_term(
-      s_a[..., :, None, :, :],
-      w_a[..., :, None, :],
-      s_b[..., None, :, :, :],
-      w_b[..., None, :, :],
-      method,
-  )
+  s_a, w_a, s_b, w_b = _sqrtm_sets(covs_a, covs_b)
+  # M_ij = S_b,j S_a,i for every pair as ONE matmul without batch axes (and so its gradient):
+  # XLA's CPU batched matmul over [..., R, S] pair axes is several times slower.
+  m = jnp.einsum("...jac,...icb->...ijab", s_b, s_a, precision=_HIGHEST)
+  cross = _cross_term(m, w_a[..., :, None, :], w_b[..., None, :, :], method)
   tr_a = jnp.trace(covs_a, axis1=-2, axis2=-1)
   tr_b = jnp.trace(covs_b, axis1=-2, axis2=-1)
   return jnp.maximum(mean_term + tr_a[..., :, None] + tr_b[..., None, :] - 2.0 * cross, 0.0)
@@ -436,8 +509,13 @@ def kl_divergence(mean_a: Array, cov_a: Array, mean_b: Array, cov_b: Array) -> A
   batch = jnp.broadcast_shapes(
       mean_a.shape[:-1], cov_a.shape[:-2], mean_b.shape[:-1], cov_b.shape[:-2]
   )
-  l_a = jnp.linalg.cholesky(jnp.broadcast_to(cov_a, batch + (dim, dim)))
-  l_b = jnp.linalg.cholesky(jnp.broadcast_to(cov_b, batch + (dim, dim)))
+  both = _stack_sets(
+      jnp.broadcast_to(cov_a, batch + (dim, dim))[..., None, :, :],
+      jnp.broadcast_to(cov_b, batch + (dim, dim))[..., None, :, :],
+      2,
+  )
+  factors = jnp.linalg.cholesky(both)  # One LAPACK call (``_stack_sets``).
+  l_a, l_b = factors[..., 0, :, :], factors[..., 1, :, :]
   solve = functools.partial(jax.scipy.linalg.solve_triangular, lower=True)
   trace_term = jnp.sum(solve(l_b, l_a) ** 2, axis=(-2, -1))  # ‖L_b⁻¹ L_a‖_F² = Tr(Σ_b⁻¹ Σ_a).
   y = solve(l_b, jnp.broadcast_to(diff, batch + (dim,))[..., None])[..., 0]
