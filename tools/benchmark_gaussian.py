@@ -58,7 +58,8 @@ def make_inputs(batch: int, height: int, width: int, num_regions: int, dim: int,
 
 
 def infonce(neg_distance, counts, xp, logsumexp):
-  """Mean over valid regions i of −log softmax_j(−W2[i, j] / τ)[i], τ = D; ``xp`` = jnp or torch."""
+  """Mean over valid regions i of −log softmax_j(−W2[i, j] / τ)[i], τ = R (the number of
+  regions, the last axis); ``xp`` = jnp or torch."""
   valid = counts > 0
   logits = neg_distance / neg_distance.shape[-1]
   logits = xp.where(valid[..., None, :], logits, xp.full_like(logits, -1e30))

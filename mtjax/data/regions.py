@@ -272,19 +272,20 @@ class WithRegionMaps:
           f"{Path(spec.dir) / 'manifest.json'} says image_size {size}; the {self.split} images "
           f"are {list(self.image_shape)}"
       )
-    for index in range(self.num_examples):
-      example_id = source.example_id(index)
+    # Read once here, not per example in tf.data (procedural_rooms reads its id from the record).
+    self._ids = [source.example_id(index) for index in range(self.num_examples)]
+    for example_id in self._ids:
       check_map_header(map_path(spec.dir, self.split, example_id), example_id, self.image_shape)
 
   def example_id(self, index: int) -> str:
-    return self._source.example_id(index)
+    return self._ids[index] if self.spec.source == "files" else self._source.example_id(index)
 
   def load(self, index: int) -> dict[str, np.ndarray]:
     example = self._source.load(index)
     if self.spec.source == "instance":
       example["regions"] = np.asarray(example["instance"], np.int32)
     else:
-      example_id = self._source.example_id(index)
+      example_id = self._ids[int(index)]
       path = map_path(self.spec.dir, self.split, example_id)
       example["regions"] = read_map(path, example_id, self.image_shape)
     return example

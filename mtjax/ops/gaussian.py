@@ -226,7 +226,8 @@ _region_moments.defvjp(_region_moments_fwd, _region_moments_bwd)
 # --------------------------------------------------------------------------------------------
 
 
-def _sqrt_psd(cov: Array) -> tuple[Array, Array]:
+def _sqrt_psd(cov: Array) -> tuple[Array, Array, Array, Array]:
+  """(S, eigenvalues w, eigenvectors V, √max(w, 0)) of symmetric PSD ``cov``."""
   w, v = jnp.linalg.eigh(cov)
   s = jnp.sqrt(jnp.maximum(w, 0.0))
   return _matmul(v * s[..., None, :], _mT(v)), w, v, s
