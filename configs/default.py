@@ -40,6 +40,37 @@ def get_config() -> ml_collections.ConfigDict:
   config.regions.min_pixels = 16  # smaller regions (counted at the loss resolution) are dropped
   config.regions.loss_stride = 1  # the loss sees every loss_stride-th pixel
 
+  # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------
+  config.regularizer = ml_collections.ConfigDict()
+  config.regularizer.name = "none"  # none | rdc
+  config.regularizer.weight = 1.0  # λ (RDC Eq. 1: λ = 1).
+  # RDC (Li et al., ECCV 2024; mtjax/regularizers/rdc.py). The paper gives no τ, a_θ shape or
+  # covariance shrinkage; those defaults are ours (README "Region-aware distribution contrast").
+  config.regularizer.contrast = "gaussian"  # gaussian | vector (region means) | pixel
+  config.regularizer.distance = "w2"  # w2 | kl (gaussian contrast)
+  config.regularizer.covariance = "full"  # full | diag (gaussian contrast)
+  config.regularizer.extraction = "region"  # region (config.regions) | patch (a fixed grid)
+  config.regularizer.vector_similarity = "cosine"  # cosine | l2 (vector contrast)
+  # τ of sim = exp(-W / τ), in the distance's units. Ours: a_θ's maps are normalised per channel,
+  # so squared W2 between regions of different content is O(D); τ = 8 puts the logit gaps of
+  # D = 64 features at O(1-10) at the start of training.
+  config.regularizer.temperature = 8.0
+  config.regularizer.patch_size = 32  # extraction=patch: grid cell, input pixels
+  config.regularizer.pixel_samples = 256  # contrast=pixel: sampled pixels per map
+  config.regularizer.eps = 1e-4  # covariance shrinkage ε, squared feature units
+  config.regularizer.sqrt_method = "auto"  # auto | newton_schulz | eigh (W2's cross term)
+  config.regularizer.gumbel = True  # semseg prediction -> hard Gumbel one-hot (MTPSL); else argmax
+  # a_θ: input layer, then stages of FiLM convs each followed by a 2x2 max-pool; output stride
+  # 2 ** len(filters), D = filters[-1]. Ours: stride 4 keeps ~100 cells per region of a 64-region
+  # 288x384 map (stride 32, MTPSL's, leaves 108 cells in all), D = 64 as the paper's benchmark size.
+  config.regularizer.mapping = ml_collections.ConfigDict()
+  config.regularizer.mapping.filters = (32, 64)
+  config.regularizer.mapping.convs_per_stage = (1, 1)
+  # a_θ's learning rates (scaled by the model's decay schedule): -1 = the model's for its convs;
+  # the FiLM rows 1e-3 (MTPSL's FiLM optimizer).
+  config.regularizer.learning_rate = -1.0
+  config.regularizer.film_learning_rate = 1e-3
+
   # ---- Model ---------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
   config.model.name = "segnet_mtl"

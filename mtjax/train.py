@@ -2,7 +2,8 @@
 `train_and_evaluate`, read top to bottom.
 
 One step: global batch on the ('data',) mesh -> `train_step` under `jax.jit` with the state donated:
-model apply -> per-task masked losses (only each example's labelled tasks count) -> grads -> Adam.
+`objective.objective` (model apply -> per-task masked losses, only each example's labelled tasks
+counting, + λ · the regularizer's loss) -> grads of the model's and the regularizer's params -> Adam.
 `evaluation.eval_step` returns additive metric states that the host merges over the whole split,
 once. The training length and learning rate come from `mtjax.schedule`.
 """
@@ -22,10 +23,11 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from mtjax import checkpoint, evaluation, metrics, results, schedule, sharding
+from mtjax import checkpoint, evaluation, metrics, objective, regularizers, results, schedule
+from mtjax import sharding
 from mtjax.data import label_settings, nyuv2, pipeline, procedural_source, regions
 from mtjax.models import segnet
-from mtjax.tasks import Task, get_tasks, partial_label_loss
+from mtjax.tasks import Task, get_tasks
 
 
 @flax.struct.dataclass
@@ -33,13 +35,20 @@ class TrainState:
   """The whole training state, a plain pytree (what a checkpoint holds).
 
   step: int32 scalar, the number of updates applied; params / batch_stats: the model's collections;
-  opt_state: the optax state.
+  opt_state: the optax state of `trainable(state)`; reg_params: the regularizer's params (a_θ),
+  {} without one. Evaluation and prediction read only params and batch_stats.
   """
 
   step: jax.Array
   params: flax.core.FrozenDict | dict
   batch_stats: flax.core.FrozenDict | dict
   opt_state: optax.OptState
+  reg_params: dict = flax.struct.field(default_factory=dict)
+
+
+def trainable(state: TrainState) -> dict:
+  """What the optimizer updates: {"model": params, "regularizer": reg_params}."""
+  return {"model": state.params, "regularizer": state.reg_params}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -93,10 +102,30 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
 
 
 def create_optimizer(
-    config: ml_collections.ConfigDict, steps_per_epoch: int
+    config: ml_collections.ConfigDict,
+    steps_per_epoch: int,
+    regularizer: regularizers.Regularizer | None = None,
 ) -> optax.GradientTransformation:
-  """Adam (PyTorch defaults, as MTPSL) with the step decay `schedule.learning_rate_schedule`."""
-  return optax.adam(schedule.learning_rate_schedule(config, steps_per_epoch))
+  """Adam (PyTorch defaults, as MTPSL) with the step decay `schedule.learning_rate_schedule`, on
+  the tree `trainable(state)`: the model at `config.learning_rate`, each of the regularizer's
+  parameter groups at its own peak rate (`Regularizer.learning_rates`), the same decay applied.
+  """
+  model_schedule = schedule.learning_rate_schedule(config, steps_per_epoch)
+  transforms = {"model": optax.adam(model_schedule)}
+  group_fn = lambda reg_params: {}
+  if regularizer is not None:
+    for group, lr in regularizer.learning_rates.items():
+      ratio = lr / config.learning_rate
+      transforms[group] = optax.adam(lambda step, r=ratio: r * model_schedule(step))
+    group_fn = regularizer.param_groups
+
+  def labels(tree):
+    return {
+        "model": jax.tree.map(lambda _: "model", tree["model"]),
+        "regularizer": group_fn(tree["regularizer"]),
+    }
+
+  return optax.multi_transform(transforms, labels)
 
 
 def create_train_state(
@@ -105,22 +134,27 @@ def create_train_state(
     rng: jax.Array,
     image_shape: tuple[int, int],
     mesh: jax.sharding.Mesh,
+    regularizer: regularizers.Regularizer | None = None,
 ) -> TrainState:
-  """Initialises parameters, BatchNorm statistics and the optimizer, replicated over `mesh`.
+  """Initialises parameters, BatchNorm statistics, the regularizer's params and the optimizer,
+  replicated over `mesh`.
 
   Args:
     image_shape: (H, W) of the training images.
   """
 
   def init(rng):
-    variables = model.init(rng, jnp.zeros((1, *image_shape, 3), jnp.float32), train=False)
-    params = variables["params"]
-    return TrainState(
+    model_rng, reg_rng = jax.random.split(rng)
+    variables = model.init(model_rng, jnp.zeros((1, *image_shape, 3), jnp.float32), train=False)
+    reg_params = {} if regularizer is None else regularizer.init(reg_rng, image_shape)
+    state = TrainState(
         step=jnp.zeros((), jnp.int32),
-        params=params,
+        params=variables["params"],
         batch_stats=variables["batch_stats"],
-        opt_state=tx.init(params),
+        opt_state=None,
+        reg_params=reg_params,
     )
+    return state.replace(opt_state=tx.init(trainable(state)))
 
   return jax.jit(init, out_shardings=sharding.replicated(mesh))(rng)
 
@@ -133,50 +167,51 @@ def train_step(
     tx: optax.GradientTransformation,
     tasks: Sequence[Task],
     rng: jax.Array,
+    regularizer: regularizers.Regularizer | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam update on the MTPSL partially supervised loss (`mtjax.tasks.partial_label_loss`).
+  """One Adam update on `objective.objective`: MTPSL's partially supervised loss (+ λ · the
+  regularizer's loss), differentiated with respect to the model's and the regularizer's params.
 
   Args:
     state: the replicated train state (donated by `make_train_step`).
-    batch: the global batch (SPEC: image [B, H, W, 3], task ground truths, label_mask [B, T]).
+    batch: the global batch (SPEC: image [B, H, W, 3], task ground truths, label_mask [B, T], and
+      the regularizer's batch keys).
     rng: the run's base key; the step's key is fold_in(rng, state.step).
 
   Returns:
-    (new_state, metrics): metrics holds float32 scalars "loss", "loss/<task>" and "learning_rate"
-    (of the update just applied).
+    (new_state, metrics): float32 scalars "loss", "loss/<task>" and the regularizer's logs
+    (`objective.objective`).
   """
   step_rng = jax.random.fold_in(rng, state.step)
-
-  def loss_fn(params):
-    predictions, updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats},
-        batch["image"],
-        train=True,
-        mutable=["batch_stats"],
-        rngs={"dropout": step_rng},
-    )
-    loss, task_losses = partial_label_loss(predictions, batch, tasks)
-    return loss, (task_losses, updates["batch_stats"])
-
-  (loss, (task_losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params
+  loss_fn = functools.partial(
+      objective.objective, model=model, tasks=tasks, regularizer=regularizer, rng=step_rng
   )
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = trainable(state)
+  grads, (step_metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
+      params, state.batch_stats, batch
+  )
+  updates, opt_state = tx.update(grads, state.opt_state, params)
+  params = optax.apply_updates(params, updates)
   new_state = TrainState(
       step=state.step + 1,
-      params=optax.apply_updates(state.params, updates),
+      params=params["model"],
       batch_stats=batch_stats,
       opt_state=opt_state,
+      reg_params=params["regularizer"],
   )
-  step_metrics = {"loss": loss, **{f"loss/{name}": value for name, value in task_losses.items()}}
   return new_state, step_metrics
 
 
-def make_train_step(config, model, tx, mesh):
+def make_train_step(config, model, tx, mesh, regularizer: regularizers.Regularizer | None = None):
   """`train_step` jitted for `mesh`: state replicated and donated, batch sharded over 'data'."""
   tasks = get_tasks(config.tasks)
   step = functools.partial(
-      train_step, model=model, tx=tx, tasks=tasks, rng=jax.random.key(config.seed + 1)
+      train_step,
+      model=model,
+      tx=tx,
+      tasks=tasks,
+      rng=jax.random.key(config.seed + 1),
+      regularizer=regularizer,
   )
   replicated = sharding.replicated(mesh)
   return jax.jit(
@@ -256,8 +291,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   epoch_steps = schedule.steps_per_epoch(config, train_source.num_examples)
   total_steps = schedule.num_train_steps(config, train_source.num_examples)
   model = create_model(config)
-  tx = create_optimizer(config, epoch_steps)
-  state = create_train_state(model, tx, jax.random.key(config.seed), train_source.image_shape, mesh)
+  regularizer = regularizers.create(
+      config, label_mask, config.dataset.num_classes, train_source.image_shape
+  )
+  tx = create_optimizer(config, epoch_steps, regularizer)
+  state = create_train_state(
+      model, tx, jax.random.key(config.seed), train_source.image_shape, mesh, regularizer
+  )
   manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints)
   restored = checkpoint.restore_latest(manager, state)
   if restored is not None:
@@ -266,8 +306,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   start_step = int(state.step)
   if start_step == 0:
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
-    writer.write_hparams({**config.to_dict(), "num_params": num_params})
+    num_reg_params = sum(x.size for x in jax.tree.leaves(state.reg_params))
+    writer.write_hparams(
+        {**config.to_dict(), "num_params": num_params, "num_regularizer_params": num_reg_params}
+    )
     logging.info("model %s: %d parameters", config.model.name, num_params)
+    if regularizer is not None:
+      logging.info("regularizer %s: %d parameters", regularizer.name, num_reg_params)
 
   train_iter = pipeline.train_dataset(
       train_source,
@@ -289,7 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       process_count=jax.process_count(),
   )
 
-  p_train_step = make_train_step(config, model, tx, mesh)
+  p_train_step = make_train_step(config, model, tx, mesh, regularizer)
   p_eval_step = jax.jit(
       functools.partial(
           evaluation.eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes

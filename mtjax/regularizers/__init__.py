@@ -1,0 +1,96 @@
+"""Regularizers added to the partially supervised loss, each one small record (``Regularizer``):
+its own parameters, the batch keys it reads, and a pure loss. ``config.regularizer.name`` selects
+one: ``none`` | ``rdc`` (region-aware distribution contrast, ``rdc.py``). The FiLM mapping network
+they configure is ``mapping.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from mtjax.regularizers import rdc
+
+NAMES = ("none", "rdc")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+  """One regularizer, as the objective and the optimizer see it.
+
+  Attributes:
+    name: ``config.regularizer.name``; its loss is logged as ``loss/<name>``.
+    weight: λ, the objective adds λ · loss.
+    batch_keys: train-batch keys it reads besides the ground truths and ``label_mask``.
+    init: (rng, image_shape (H, W)) -> params (a pytree of float32 arrays).
+    loss: (params, predictions, batch, rng) -> (float32 scalar, logs {name: float32 scalar});
+      pure and jit-safe, computed on the global batch.
+    param_groups: params -> a pytree of the same structure whose leaves name each leaf's optimizer
+      group (a key of ``learning_rates``).
+    learning_rates: group -> peak learning rate (the model's decay schedule scales it).
+  """
+
+  name: str
+  weight: float
+  batch_keys: tuple[str, ...]
+  init: Callable[[jax.Array, tuple[int, int]], Any]
+  loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+  param_groups: Callable[[Any], Any]
+  learning_rates: Mapping[str, float]
+
+
+def _film_or_mapping(params):
+  """'film' for the FiLM γ / β rows, 'mapping' for a_θ's other params."""
+
+  def group(path, _):
+    return "film" if path[-1].key in ("gamma", "beta") else "mapping"
+
+  return jax.tree_util.tree_map_with_path(group, params)
+
+
+def create(
+    config, label_mask: np.ndarray, num_classes: int, image_shape: tuple[int, int]
+) -> Regularizer | None:
+  """The regularizer of ``config.regularizer`` (None for ``none``).
+
+  Args:
+    config: the run's config (``regularizer``, ``regions``, ``tasks``, ``learning_rate``).
+    label_mask: float32 [N, T], the training set's label mask (sets RDC's static pair slots).
+    num_classes: semantic classes.
+    image_shape: (H, W) of the training batches.
+
+  Raises:
+    ValueError: unknown name or bad settings (each names the config key and what was expected).
+  """
+  reg = config.regularizer
+  if reg.name not in NAMES:
+    raise ValueError(f"config.regularizer.name={reg.name!r}: expected one of {NAMES}")
+  if reg.name == "none":
+    return None
+  if not reg.weight >= 0:
+    raise ValueError(f"config.regularizer.weight={reg.weight}: expected >= 0")
+  max_pairs = rdc.max_directed_pairs(label_mask)
+  settings = rdc.settings_from_config(config, config.tasks, num_classes, max_pairs)
+  stride = settings.stride
+  if image_shape[0] % stride or image_shape[1] % stride:
+    raise ValueError(
+        f"training images {image_shape[0]}x{image_shape[1]} are not divisible by a_θ's stride "
+        f"{stride} (config.regularizer.mapping.filters={tuple(reg.mapping.filters)})"
+    )
+  encoder = settings.encoder()
+  mapping_lr = config.learning_rate if reg.learning_rate < 0 else reg.learning_rate
+  return Regularizer(
+      name="rdc",
+      weight=float(reg.weight),
+      batch_keys=("regions",) if settings.extraction == "region" else (),
+      init=lambda rng, shape: encoder.init_variables(rng, shape)["params"],
+      loss=lambda params, predictions, batch, rng: rdc.rdc_loss(
+          params, settings, predictions, batch, rng
+      ),
+      param_groups=_film_or_mapping,
+      learning_rates={"mapping": float(mapping_lr), "film": float(reg.film_learning_rate)},
+  )

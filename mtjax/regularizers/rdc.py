@@ -1,0 +1,553 @@
+"""Region-aware distribution contrast, RDC (Li et al., ECCV 2024; shared/reference/METHODS.md §1).
+
+For an example with labelled tasks S and unlabelled tasks U, and each directed pair (s ∈ S, t ∈ U)
+(every ordered pair s ≠ t when the example has every task labelled), the mapping network a_θ
+(``mapping.FiLMEncoder``, conditioned on the pair) maps the ground truth y_s and the prediction ŷ_t
+into one feature space: f_s = a_θ(enc(y_s) | s, t), f_t = a_θ(enc(ŷ_t) | s, t), [H', W', D].
+Region i of each map becomes a Gaussian p_i (``mtjax.ops.gaussian.region_gaussians``). With
+sim(p, q) = exp(−W(p, q) / τ) (Eq. 4; W the squared 2-Wasserstein distance, Eq. 5), region i of the
+prediction of t is pulled towards region i of the ground truth of s and pushed from the other valid
+regions j ≠ i of s in the same image (Eq. 3):
+
+    L_{i,t} = −log( sim(p_{i,t}, p_{i,s}) / Σ_j sim(p_{i,t}, p_{j,s}) ),
+
+and L_RC is the mean of L_{i,t} over every valid region of every valid pair of every example of the
+batch (Eq. 6). The training objective is L_sup + λ·L_RC (Eq. 1).
+
+Ablations (``RDCSettings``): ``contrast`` ``gaussian`` (the method) | ``vector`` (region means,
+InfoNCE on cosine / τ or −‖Δμ‖² / τ) | ``pixel`` (pixel-to-pixel: sampled pixels of the prediction
+map against the ground-truth map at the same pixels, negatives the sampled pixels of other regions,
+cosine / τ; our reconstruction); ``distance`` ``w2`` | ``kl`` (KL(p_t ‖ p_s)); ``covariance``
+``full`` | ``diag``; ``extraction`` ``region`` (the batch's ``regions`` map) | ``patch`` (a fixed grid).
+
+Inputs of a_θ (MTPSL's, METHODS.md §3; ``encode_ground_truth``, ``encode_prediction``): semseg
+ground truth one-hot with ignore pixels all-zero, the semseg prediction as a straight-through hard
+one-hot (of a Gumbel-softmax sample by default, as MTPSL); depth divided by the map's max |depth|;
+normals (n + 1) / 2.
+
+Everything is computed for all example × pair slots at once with static shapes: each example gets
+``max_pairs`` slots (the most valid pairs any example of the label setting has: T − 1 for
+onelabel, T(T − 1) for full), invalid slots, regions and examples are masked and never divide by
+zero. Region maps are read at the a_θ output resolution by nearest sampling at the cell centres
+(``regions[o::s, o::s]``, s the stride, o = s // 2), where ``mtjax.data.regions.relabel_by_area``
+already counted their areas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtjax.ops import gaussian
+from mtjax.regularizers import mapping
+
+Array = jax.Array
+
+CONTRASTS = ("gaussian", "vector", "pixel")
+DISTANCES = ("w2", "kl")
+EXTRACTIONS = ("region", "patch")
+VECTOR_SIMILARITIES = ("cosine", "l2")
+# Channels of each task's a_θ input (semseg: the number of classes).
+INPUT_CHANNELS = {"depth": 1, "normal": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class RDCSettings:
+  """The static settings of the RDC loss (``config.regularizer``; defaults there, with reasons).
+
+  Attributes:
+    tasks: task names in label-mask column order.
+    num_classes: semantic classes (semseg's a_θ input channels).
+    max_pairs: K, pair slots per example (``max_directed_pairs``).
+    num_regions: R, regions per map (``config.regions.max_regions``); for ``extraction="patch"``
+      the number of grid cells is used instead.
+    temperature: τ > 0 of Eq. 4, in the distance's units (squared feature units for W2, nats for KL,
+      cosine for the vector / pixel contrasts).
+    contrast, distance, covariance, extraction, vector_similarity: the ablations (module docstring).
+    patch_size: grid cell in input pixels for ``extraction="patch"``.
+    pixel_samples: sampled pixels per map for ``contrast="pixel"``.
+    eps: covariance shrinkage ε (``region_gaussians``).
+    sqrt_method: W2's matrix square-root method (``pairwise_wasserstein2``).
+    gumbel: sample the semseg prediction's one-hot from a Gumbel-softmax (MTPSL) instead of taking
+      its argmax.
+    filters, convs_per_stage: a_θ's stages (``mapping.FiLMEncoder``).
+    conv_impl: a_θ's convolution implementation.
+  """
+
+  tasks: tuple[str, ...]
+  num_classes: int
+  max_pairs: int
+  num_regions: int = 32
+  temperature: float = 1.0
+  contrast: str = "gaussian"
+  distance: str = "w2"
+  covariance: str = "full"
+  extraction: str = "region"
+  vector_similarity: str = "cosine"
+  patch_size: int = 32
+  pixel_samples: int = 256
+  eps: float = 1e-4
+  sqrt_method: str = "auto"
+  gumbel: bool = True
+  filters: tuple[int, ...] = (32, 64)
+  convs_per_stage: tuple[int, ...] = (1, 1)
+  conv_impl: str = "auto"
+
+  def __post_init__(self):
+    for name, value, choices in (
+        ("contrast", self.contrast, CONTRASTS),
+        ("distance", self.distance, DISTANCES),
+        ("covariance", self.covariance, gaussian.COVARIANCES),
+        ("extraction", self.extraction, EXTRACTIONS),
+        ("vector_similarity", self.vector_similarity, VECTOR_SIMILARITIES),
+        ("sqrt_method", self.sqrt_method, gaussian.SQRT_METHODS),
+    ):
+      if value not in choices:
+        raise ValueError(f"config.regularizer.{name}={value!r}: expected one of {choices}")
+    unknown = [t for t in self.tasks if t != "semseg" and t not in INPUT_CHANNELS]
+    if unknown or len(self.tasks) < 2:
+      raise ValueError(
+          f"RDC needs at least two tasks from ('semseg', {', '.join(map(repr, INPUT_CHANNELS))}); "
+          f"got {self.tasks}"
+      )
+    for name in ("max_pairs", "num_regions", "patch_size", "pixel_samples"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"RDC {name}={getattr(self, name)}: expected >= 1")
+    if not self.temperature > 0:
+      raise ValueError(f"config.regularizer.temperature={self.temperature}: expected > 0")
+
+  @property
+  def stride(self) -> int:
+    return mapping.output_stride(self.filters)
+
+  @property
+  def input_channels(self) -> tuple[int, ...]:
+    return tuple(self.num_classes if t == "semseg" else INPUT_CHANNELS[t] for t in self.tasks)
+
+  def encoder(self) -> mapping.FiLMEncoder:
+    return mapping.FiLMEncoder(
+        input_channels=self.input_channels,
+        filters=self.filters,
+        convs_per_stage=self.convs_per_stage,
+        conv_impl=self.conv_impl,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Task pairs
+# ---------------------------------------------------------------------------------------------------
+
+
+def pair_validity(label_mask: Array) -> Array:
+  """Which directed pairs (prediction t, ground truth s) each example contributes.
+
+  Args:
+    label_mask: float or bool [B, T], 1 = task labelled for that example.
+
+  Returns:
+    bool [B, P], P = T(T−1) in ``mapping.all_pairs`` order: pair (t, s) is valid when s is labelled
+    and t is not, or, for an example with every task labelled, whenever s ≠ t. An example with no
+    labelled task has none.
+  """
+  labelled = jnp.asarray(label_mask) > 0
+  pred, gt = mapping.all_pairs(labelled.shape[-1])
+  everything = jnp.all(labelled, axis=-1, keepdims=True)
+  return labelled[:, gt] & (everything | ~labelled[:, pred])
+
+
+def max_directed_pairs(label_mask: np.ndarray) -> int:
+  """The most valid pairs any example of ``label_mask`` [N, T] has (at least 1): the static K."""
+  valid = np.asarray(pair_validity(jnp.asarray(np.asarray(label_mask) > 0)))
+  return max(1, int(valid.sum(-1).max(initial=0)))
+
+
+def pair_slots(label_mask: Array, num_slots: int) -> tuple[Array, Array, Array]:
+  """Each example's valid pairs packed into ``num_slots`` slots (valid first, in row order).
+
+  Args:
+    label_mask: float or bool [B, T].
+    num_slots: K (static), 1 ≤ K ≤ T(T−1). Valid pairs beyond K are dropped: pass
+      ``max_directed_pairs`` of the label setting.
+
+  Returns:
+    (pred_task int32 [B, K], gt_task int32 [B, K], valid bool [B, K]).
+
+  Raises:
+    ValueError: K outside 1..T(T−1).
+  """
+  valid_pairs = pair_validity(label_mask)
+  if not 1 <= num_slots <= valid_pairs.shape[-1]:
+    raise ValueError(f"num_slots={num_slots}: expected 1..{valid_pairs.shape[-1]} (T(T-1))")
+  pred, gt = mapping.all_pairs(label_mask.shape[-1])
+  order = jnp.argsort(~valid_pairs, axis=-1, stable=True)[:, :num_slots]
+  valid = jnp.take_along_axis(valid_pairs, order, -1)
+  return jnp.asarray(pred)[order], jnp.asarray(gt)[order], valid
+
+
+# ---------------------------------------------------------------------------------------------------
+# a_θ's inputs (MTPSL's encodings)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _scale_by_max(x: Array) -> Array:
+  """x / (max |x| over the map + 1e-12) per example: MTPSL's x / (max x + 1e-12) for the
+  non-negative maps it sees (depth ground truth, trained depth predictions), bounded otherwise."""
+  peak = jnp.max(jnp.abs(x), axis=tuple(range(1, x.ndim)), keepdims=True)
+  return x / (peak + 1e-12)
+
+
+def encode_ground_truth(name: str, gt: Array, num_classes: int) -> Array:
+  """A task's ground truth as a_θ's input (MTPSL ``pre_process_gt``).
+
+  Args:
+    name: "semseg" (gt int [B, H, W], −1 ignore), "depth" (float [B, H, W, 1] metres, 0 invalid)
+      or "normal" (float [B, H, W, 3] unit vectors, 0 invalid).
+    num_classes: semantic classes.
+
+  Returns:
+    float32 [B, H, W, C]: one-hot with ignore pixels all-zero (C = num_classes); depth / the map's
+    max (C = 1); (n + 1) / 2 (C = 3).
+
+  Raises:
+    ValueError: unknown task.
+  """
+  if name == "semseg":
+    return jax.nn.one_hot(gt, num_classes, dtype=jnp.float32)  # −1 -> all-zero.
+  if name == "depth":
+    return _scale_by_max(gt.astype(jnp.float32))
+  if name == "normal":
+    return (gt.astype(jnp.float32) + 1.0) / 2.0
+  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+
+
+def encode_prediction(name: str, pred: Array, rng: Array | None, *, gumbel: bool = True) -> Array:
+  """A task's prediction as a_θ's input (MTPSL ``pre_process_pred``), differentiable.
+
+  Args:
+    name: "semseg" (pred float [B, H, W, C] log-probabilities), "depth" ([B, H, W, 1]) or
+      "normal" ([B, H, W, 3]).
+    rng: key for the Gumbel noise (semseg with ``gumbel``); unused otherwise (may be None).
+    gumbel: semseg: a hard Gumbel-softmax sample (τ = 1, MTPSL ``F.gumbel_softmax(hard=True)``);
+      False: the argmax.
+
+  Returns:
+    float32 [B, H, W, C]. Semseg: the hard one-hot in the forward pass with the gradient of the
+    softmax (straight-through): one_hot + (y − stop_gradient(y)), y = softmax(logits [+ g]).
+
+  Raises:
+    ValueError: unknown task, or semseg with ``gumbel`` and no ``rng``.
+  """
+  pred = pred.astype(jnp.float32)
+  if name == "semseg":
+    logits = pred
+    if gumbel:
+      if rng is None:
+        raise ValueError("encode_prediction('semseg', gumbel=True) needs an rng")
+      logits = logits + jax.random.gumbel(rng, logits.shape, jnp.float32)
+    soft = jax.nn.softmax(logits, axis=-1)
+    hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), pred.shape[-1], dtype=jnp.float32)
+    return hard + (soft - jax.lax.stop_gradient(soft))  # Exactly one-hot forward.
+  if name == "depth":
+    return _scale_by_max(pred)
+  if name == "normal":
+    return (pred + 1.0) / 2.0
+  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The contrast
+# ---------------------------------------------------------------------------------------------------
+
+
+def info_nce(logits: Array, key_valid: Array, anchor_valid: Array) -> tuple[Array, Array]:
+  """InfoNCE with the positive on the diagonal (Eq. 3), masked.
+
+  L_i = logsumexp_{j valid for i} logits[i, j] − logits[i, i] for each anchor i.
+
+  Args:
+    logits: float [..., N, N]: similarity / τ of anchor i (rows) and key j (columns).
+    key_valid: bool [..., N, N] (or broadcastable): key j may enter row i's denominator. The
+      positive (j = i) must be valid for a row to count.
+    anchor_valid: bool [..., N]: row i is an anchor.
+
+  Returns:
+    (loss_sum float32 [...], count float32 [...]): the sum of L_i over the rows that count (anchor
+    valid, positive valid, and at least one valid negative) and how many there are. A row that does
+    not count contributes exactly 0, also to gradients.
+  """
+  n = logits.shape[-1]
+  eye = jnp.eye(n, dtype=bool)
+  key_valid = jnp.broadcast_to(key_valid, logits.shape)
+  has_negative = jnp.any(key_valid & ~eye, axis=-1)
+  rows = anchor_valid & jnp.diagonal(key_valid, axis1=-2, axis2=-1) & has_negative
+  masked = jnp.where(key_valid & rows[..., None], logits, -jnp.inf)
+  # Rows that do not count are all -inf: give them a finite dummy (0 - 0) before logsumexp.
+  masked = jnp.where(rows[..., None], masked, jnp.where(eye, 0.0, -jnp.inf))
+  positive = jnp.diagonal(masked, axis1=-2, axis2=-1)
+  losses = jax.nn.logsumexp(masked, axis=-1) - positive
+  return jnp.sum(jnp.where(rows, losses, 0.0), -1), jnp.sum(rows, -1).astype(jnp.float32)
+
+
+def _region_logits(f_pred, f_gt, ids, num_regions, s: RDCSettings):
+  """Logits [N, R, R] and region validity [N, R] of the gaussian / vector contrasts."""
+  covariance = s.covariance if s.contrast == "gaussian" else "diag"
+  both = jnp.concatenate([f_pred, f_gt], axis=0)  # One moments call for both maps.
+  means, covs, counts = gaussian.region_gaussians(
+      both, jnp.concatenate([ids, ids], axis=0), num_regions, covariance=covariance, eps=s.eps
+  )
+  n = f_pred.shape[0]
+  mu_t, mu_s, cov_t, cov_s = means[:n], means[n:], covs[:n], covs[n:]
+  valid = counts[:n] > 0
+  if s.contrast == "vector":
+    if s.vector_similarity == "cosine":
+      unit = lambda x: x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
+      sim = jnp.einsum("nid,njd->nij", unit(mu_t), unit(mu_s))
+    else:
+      sim = -jnp.sum(jnp.square(mu_t[:, :, None, :] - mu_s[:, None, :, :]), -1)
+    return sim / s.temperature, valid
+  if s.distance == "w2":
+    dist = gaussian.pairwise_wasserstein2(mu_t, cov_t, mu_s, cov_s, sqrt_method=s.sqrt_method)
+  else:
+    dist = gaussian.pairwise_kl_divergence(mu_t, cov_t, mu_s, cov_s)
+  return -dist / s.temperature, valid
+
+
+def _pixel_logits(f_pred, f_gt, ids, rng, s: RDCSettings):
+  """Logits [N, M, M], key validity [N, M, M] and anchor validity [N, M] of the pixel contrast:
+  M pixels sampled uniformly (without replacement) from each map's pixels that have a region."""
+  n, h, w, d = f_pred.shape
+  m = min(s.pixel_samples, h * w)
+  flat_ids = ids.reshape(n, h * w)
+  # Gumbel top-k on a constant score: a uniform sample without replacement of the valid pixels.
+  noise = jax.random.uniform(rng, flat_ids.shape)
+  score, picked = jax.lax.top_k(jnp.where(flat_ids >= 0, noise, -1.0), m)
+  anchor_valid = score >= 0
+  region = jnp.take_along_axis(flat_ids, picked, -1)
+  gather = lambda f: jnp.take_along_axis(f.reshape(n, h * w, d), picked[..., None], 1)
+  unit = lambda x: x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
+  a, k = unit(gather(f_pred)), unit(gather(f_gt))
+  logits = jnp.einsum("nid,njd->nij", a, k) / s.temperature
+  eye = jnp.eye(m, dtype=bool)
+  key_valid = (eye | (region[:, :, None] != region[:, None, :])) & anchor_valid[:, None, :]
+  return logits, key_valid, anchor_valid
+
+
+def patch_ids(height: int, width: int, patch_size: int, stride: int) -> tuple[np.ndarray, int]:
+  """The patch-extraction region map at the loss resolution: (int32 [H / s, W / s] cell index of
+  a ``patch_size`` grid over the H x W input, sampled at the cell centres; the number of cells)."""
+  o = stride // 2
+  rows = np.arange(o, height, stride)[:, None] // patch_size
+  cols = np.arange(o, width, stride)[None, :] // patch_size
+  ncols = -(-width // patch_size)
+  ids = (rows * ncols + cols).astype(np.int32)
+  _, dense = np.unique(ids, return_inverse=True)
+  dense = dense.reshape(ids.shape).astype(np.int32)
+  return dense, int(dense.max()) + 1
+
+
+def contrast_loss(
+    f_pred: Array,
+    f_gt: Array,
+    ids: Array,
+    slot_valid: Array,
+    settings: RDCSettings,
+    rng: Array | None = None,
+) -> tuple[Array, Array]:
+  """L_RC over mapped maps (Eq. 3–6), the sum and the number of anchors that count.
+
+  Args:
+    f_pred: float [N, H', W', D]: a_θ of the predictions of the unlabelled tasks t (one per slot).
+    f_gt: float [N, H', W', D]: a_θ of the ground truths of the labelled tasks s, slot-aligned.
+    ids: int32 [N, H', W'] region ids 0..R−1 at this resolution, −1 = no region.
+    slot_valid: bool [N]: the slot is a valid (example, pair).
+    settings: ``RDCSettings`` (contrast, distance, covariance, τ, R).
+    rng: key for the pixel contrast's sampling (required there).
+
+  Returns:
+    (loss_sum float32 scalar, count float32 scalar): L_RC = loss_sum / max(count, 1). Regions with
+    no pixel, slots that are not valid, and images with a single valid region (no negative)
+    contribute nothing.
+
+  Raises:
+    ValueError: ``contrast="pixel"`` without an rng.
+  """
+  f_pred, f_gt = f_pred.astype(jnp.float32), f_gt.astype(jnp.float32)
+  if settings.contrast == "pixel":
+    if rng is None:
+      raise ValueError("the pixel contrast samples pixels: pass an rng")
+    logits, key_valid, anchor_valid = _pixel_logits(f_pred, f_gt, ids, rng, settings)
+  else:
+    num_regions = settings.num_regions
+    logits, valid = _region_logits(f_pred, f_gt, ids, num_regions, settings)
+    key_valid, anchor_valid = valid[:, None, :] & valid[:, :, None], valid
+  loss_sum, count = info_nce(logits, key_valid, anchor_valid & slot_valid[:, None])
+  return jnp.sum(loss_sum), jnp.sum(count)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The regularizer: a_θ on every slot, then the contrast
+# ---------------------------------------------------------------------------------------------------
+
+
+def region_ids_at_stride(regions: Array, stride: int) -> Array:
+  """regions int32 [B, H, W] -> [B, H / s, W / s], nearest at the cell centres (o::s, o = s // 2)."""
+  o = stride // 2
+  return regions[:, o::stride, o::stride]
+
+
+def mapped_features(
+    params,
+    settings: RDCSettings,
+    predictions: Mapping[str, Array],
+    batch: Mapping[str, Array],
+    pred_task: Array,
+    gt_task: Array,
+    rng: Array,
+) -> tuple[Array, Array]:
+  """a_θ of every slot's prediction and ground truth.
+
+  Args:
+    params: a_θ's params (``settings.encoder()``).
+    predictions / batch: the model outputs and the batch (task name -> [B, H, W, ...]).
+    pred_task, gt_task: int32 [B, K] task indices of each slot (``pair_slots``).
+    rng: key for the semseg prediction's Gumbel noise.
+
+  Returns:
+    (f_pred, f_gt), each float32 [B, K, H / stride, W / stride, D].
+  """
+  encoder = settings.encoder()
+  variables = {"params": params}
+  gt_in, pred_in = [], []
+  for k, name in enumerate(settings.tasks):
+    # Each task's input layer runs once per example, for its ground truth and its prediction.
+    x = jnp.concatenate(
+        [
+            encode_ground_truth(name, batch[name], settings.num_classes),
+            encode_prediction(
+                name, predictions[name], jax.random.fold_in(rng, k), gumbel=settings.gumbel
+            ),
+        ]
+    )
+    h = encoder.apply(variables, x, k, method=mapping.FiLMEncoder.embed)
+    gt_h, pred_h = jnp.split(h, 2)
+    gt_in.append(gt_h)
+    pred_in.append(pred_h)
+  gt_in, pred_in = jnp.stack(gt_in), jnp.stack(pred_in)  # [T, B, H, W, f0]
+  b = jnp.arange(pred_task.shape[0])[:, None]
+  h = jnp.stack([pred_in[pred_task, b], gt_in[gt_task, b]], axis=2)  # [B, K, 2, H, W, f0]
+  rows = mapping.pair_row(pred_task, gt_task, len(settings.tasks))
+  rows = jnp.broadcast_to(rows[:, :, None], h.shape[:3])
+  out = encoder.apply(variables, h.reshape(-1, *h.shape[3:]), rows.reshape(-1))
+  out = out.reshape(*h.shape[:3], *out.shape[1:])
+  return out[:, :, 0], out[:, :, 1]
+
+
+def rdc_loss(
+    params,
+    settings: RDCSettings,
+    predictions: Mapping[str, Array],
+    batch: Mapping[str, Array],
+    rng: Array,
+) -> tuple[Array, dict[str, Array]]:
+  """L_RC of a batch (Eq. 6): the regularizer's pure loss.
+
+  Args:
+    params: a_θ's params.
+    settings: ``RDCSettings``.
+    predictions: the model's outputs (task name -> [B, H, W, C], semseg as log-probabilities).
+    batch: ground truths (task name -> [B, H, W, ...]), ``label_mask`` float32 [B, T] in
+      ``settings.tasks`` order, ``regions`` int32 [B, H, W] (−1 none) for ``extraction="region"``,
+      optional ``valid`` float32 [B] (0 = padding).
+    rng: key (Gumbel noise, pixel sampling).
+
+  Returns:
+    (L_RC float32 scalar, logs): logs ``valid_pairs`` (example-pair slots that count) and
+    ``valid_regions`` (anchors that count), float32 scalars over the whole batch. L_RC = 0 when
+    nothing counts.
+
+  Raises:
+    ValueError: ``regions`` missing for region extraction, or H, W not divisible by the stride.
+  """
+  first = predictions[settings.tasks[0]]
+  height, width = first.shape[1], first.shape[2]
+  stride = settings.stride
+  if height % stride or width % stride:
+    raise ValueError(
+        f"RDC: images {height}x{width} must be divisible by a_θ's stride {stride} "
+        f"(2 ** len(config.regularizer.mapping.filters))"
+    )
+  mask = batch["label_mask"]
+  if "valid" in batch:
+    mask = mask * batch["valid"][:, None]
+  pred_task, gt_task, slot_valid = pair_slots(mask, settings.max_pairs)
+  rng_map, rng_pixels = jax.random.split(rng)
+  f_pred, f_gt = mapped_features(params, settings, predictions, batch, pred_task, gt_task, rng_map)
+  batch_size, slots = pred_task.shape
+  if settings.extraction == "region":
+    if "regions" not in batch:
+      raise ValueError(
+          "RDC with extraction='region' reads batch['regions']: set config.regions.source"
+      )
+    ids = region_ids_at_stride(batch["regions"], stride)
+    num_regions = settings.num_regions
+  else:
+    grid, num_regions = patch_ids(height, width, settings.patch_size, stride)
+    ids = jnp.broadcast_to(jnp.asarray(grid), (batch_size, *grid.shape))
+  ids = jnp.broadcast_to(ids[:, None], (batch_size, slots, *ids.shape[1:]))
+  flat = lambda x: x.reshape(batch_size * slots, *x.shape[2:])
+  settings_r = dataclasses.replace(settings, num_regions=num_regions)
+  loss_sum, count = contrast_loss(
+      flat(f_pred), flat(f_gt), flat(ids), flat(slot_valid), settings_r, rng_pixels
+  )
+  loss = loss_sum / jnp.maximum(count, 1.0)
+  logs = {"valid_pairs": jnp.sum(slot_valid).astype(jnp.float32), "valid_regions": count}
+  return loss, logs
+
+
+def settings_from_config(
+    config, tasks: Sequence[str], num_classes: int, max_pairs: int
+) -> RDCSettings:
+  """``RDCSettings`` from ``config.regularizer`` and ``config.regions``.
+
+  Raises:
+    ValueError: bad values (``RDCSettings``), or region extraction whose ``config.regions`` do not
+      fit (no source; ``loss_stride`` not a_θ's stride).
+  """
+  reg = config.regularizer
+  settings = RDCSettings(
+      tasks=tuple(tasks),
+      num_classes=num_classes,
+      max_pairs=max_pairs,
+      num_regions=config.regions.max_regions,
+      temperature=reg.temperature,
+      contrast=reg.contrast,
+      distance=reg.distance,
+      covariance=reg.covariance,
+      extraction=reg.extraction,
+      vector_similarity=reg.vector_similarity,
+      patch_size=reg.patch_size,
+      pixel_samples=reg.pixel_samples,
+      eps=reg.eps,
+      sqrt_method=reg.sqrt_method,
+      gumbel=reg.gumbel,
+      filters=tuple(reg.mapping.filters),
+      convs_per_stage=tuple(reg.mapping.convs_per_stage),
+      conv_impl=config.model.conv_impl,
+  )
+  if settings.extraction == "region":
+    if config.regions.source == "none":
+      raise ValueError(
+          "config.regularizer.extraction='region' needs regions: set config.regions.source "
+          "(instance | patch | semantic_gt | files), or use extraction='patch'"
+      )
+    if config.regions.loss_stride != settings.stride:
+      raise ValueError(
+          f"config.regions.loss_stride={config.regions.loss_stride} must equal a_θ's output "
+          f"stride {settings.stride} (2 ** len(config.regularizer.mapping.filters)): the "
+          "regions are relabelled by their area at the resolution the loss sees"
+      )
+  return settings
