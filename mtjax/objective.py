@@ -41,7 +41,7 @@ def objective(
     (loss, (logs, new_batch_stats)): loss float32 scalar; logs float32 scalars "loss",
     "loss/<task>", and with a regularizer "loss/<name>" (unweighted) and "<name>/<log>".
   """
-  model_rng, reg_rng = jax.random.split(rng)
+  model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
   predictions, updates = model.apply(
       {"params": params["model"], "batch_stats": batch_stats},
       batch["image"],

@@ -144,9 +144,11 @@ def create_train_state(
   """
 
   def init(rng):
-    model_rng, reg_rng = jax.random.split(rng)
-    variables = model.init(model_rng, jnp.zeros((1, *image_shape, 3), jnp.float32), train=False)
-    reg_params = {} if regularizer is None else regularizer.init(reg_rng, image_shape)
+    # The model's key is the run's key itself: a run without a regularizer initialises as before.
+    variables = model.init(rng, jnp.zeros((1, *image_shape, 3), jnp.float32), train=False)
+    reg_params = (
+        {} if regularizer is None else regularizer.init(jax.random.fold_in(rng, 1), image_shape)
+    )
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=variables["params"],

@@ -154,8 +154,13 @@ def test_instance_regions_in_train_batches(data_dir):
         assert len(np.unique(batch["semseg"][b][ids == r])) == 1
   # Without augmentation the map is exactly relabel_by_area of the stored instance ids.
   plain = pipeline.train_dataset(
-      source, label_mask=np.ones((8, 3)), per_process_batch_size=2, seed=0, scales=(1.0,),
-      flip=False, regions=spec,
+      source,
+      label_mask=np.ones((8, 3)),
+      per_process_batch_size=2,
+      seed=0,
+      scales=(1.0,),
+      flip=False,
+      regions=spec,
   )
   batch = next(plain.as_numpy_iterator())
   stored = source.load(int(batch["index"][0]))["instance"]

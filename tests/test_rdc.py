@@ -2,8 +2,6 @@
 region distances, the train-state integration and the command line."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +12,9 @@ from configs import default
 from mtjax import regularizers, train
 from mtjax.ops import gaussian
 from mtjax.regularizers import mapping, rdc
-from tests.data_fixtures import SHARED_DATA, make_nyuv2_layout
+from tests.data_fixtures import SHARED_DATA
 from tests.test_main import TINY, read_scalars, run_main
+from tests.test_sharding import run_on_eight_cpu_devices
 from tests.test_train import tiny_config
 
 TASKS = ("semseg", "depth", "normal")
@@ -312,13 +311,6 @@ def _rdc_config(data_dir, **overrides):
   return config
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("nyuv2")
-  make_nyuv2_layout(root, splits={"train": 5, "val": 3}, hw=(32, 64), seed=0)
-  return root
-
-
 def test_config_errors_name_the_key(data_dir):
   config = _rdc_config(data_dir)
   config.regions.loss_stride = 1
@@ -432,20 +424,4 @@ print("OK", one, eight)
 
 
 def test_one_device_and_eight_devices_give_the_same_loss():
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(
-      os.environ,
-      XLA_FLAGS="--xla_force_host_platform_device_count=8",
-      JAX_PLATFORMS="cpu",
-      PYTHONPATH=repo,
-  )
-  proc = subprocess.run(
-      [sys.executable, "-c", _SHARDED_SCRIPT],
-      cwd=repo,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert proc.stdout.startswith("OK")
+  run_on_eight_cpu_devices(_SHARDED_SCRIPT)

@@ -66,7 +66,8 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_one_device_and_eight_devices_agree():
+def run_on_eight_cpu_devices(script: str) -> None:
+  """Runs `script` in a fresh Python with 8 forced CPU devices; it must exit 0 printing "OK"."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(
       os.environ,
@@ -75,7 +76,7 @@ def test_one_device_and_eight_devices_agree():
       PYTHONPATH=repo,
   )
   proc = subprocess.run(
-      [sys.executable, "-c", _SCRIPT],
+      [sys.executable, "-c", script],
       cwd=repo,
       env=env,
       capture_output=True,
@@ -84,6 +85,10 @@ def test_one_device_and_eight_devices_agree():
   )
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert proc.stdout.startswith("OK")
+
+
+def test_one_device_and_eight_devices_agree():
+  run_on_eight_cpu_devices(_SCRIPT)
 
 
 def test_per_process_batch_size_rejects_indivisible_batch():

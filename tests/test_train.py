@@ -31,13 +31,6 @@ def tiny_config(data_dir, base=None, **overrides):
   return config
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("nyuv2")
-  make_nyuv2_layout(root, splits={"train": 5, "val": 3}, hw=(32, 64), seed=0)
-  return root
-
-
 def _leaves(state):
   return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
 

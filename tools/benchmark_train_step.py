@@ -2,7 +2,14 @@
 
     python tools/benchmark_train_step.py --batch_size 2 --height 288 --width 384 --steps 5
 
-Prints one line per measured step and a summary: median ms/step and images/s. The state is donated
+Prints one line per measured step and a summary: median ms/step and images/s. With
+``--regularizer rdc`` the supervised step and the step with region-aware distribution contrast are
+compiled side by side and timed interleaved, and the RDC overhead is printed as a ratio:
+
+    python tools/benchmark_train_step.py --regularizer rdc --regions 64 --covariance full \
+        --batch_size 8 --height 288 --width 384
+
+ The state is donated
 and the batch is sharded over all local devices, exactly as in training (`mtjax.train`). Reference on
 the 2-core CPU of the dev machines: a PyTorch eager SegNet-MTL step (Adam, 3 losses) at 288x384,
 batch 2, takes 4.4-5.4 s (shared/reference/PERFORMANCE.md).
@@ -19,6 +26,16 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
 from mtjax import sharding, train  # noqa: E402
+
+
+def synthetic_regions(batch_size: int, height: int, width: int, num_regions: int) -> np.ndarray:
+  """int32 [B, H, W]: a grid of about ``num_regions`` rectangles (ids 0..R-1, largest first is
+  not needed: every id present)."""
+  rows = max(1, int(np.sqrt(num_regions)))
+  cols = num_regions // rows
+  y = np.arange(height)[:, None] * rows // height
+  x = np.arange(width)[None, :] * cols // width
+  return np.broadcast_to((y * cols + x).astype(np.int32), (batch_size, height, width)).copy()
 
 
 def synthetic_batch(batch_size: int, height: int, width: int, num_tasks: int, seed: int = 0):
@@ -45,7 +62,21 @@ def main():
   parser.add_argument("--steps", type=int, default=5, help="measured steps after one warm-up")
   parser.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "im2col"))
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
+  parser.add_argument("--regularizer", default="none", choices=("none", "rdc"))
+  parser.add_argument("--regions", type=int, default=64, help="rdc: regions per image (R)")
+  parser.add_argument("--covariance", default="full", choices=("full", "diag"))
+  parser.add_argument("--contrast", default="gaussian", choices=("gaussian", "vector", "pixel"))
+  parser.add_argument("--mapping_filters", default="32,64", help="rdc: a_θ's stages (D = last)")
+  parser.add_argument(
+      "--label_setting",
+      default="full",
+      choices=("full", "onelabel"),
+      help="full: every ordered task pair (6 for 3 tasks); onelabel: 2 pairs per example",
+  )
   args = parser.parse_args()
+  if args.regularizer == "rdc":
+    compare_regularizer(args)
+    return
 
   config = default.get_config()
   config.batch_size = args.batch_size
@@ -80,6 +111,65 @@ def main():
   print(
       f"batch={args.batch_size} {args.height}x{args.width}: {median * 1e3:.1f} ms/step "
       f"(median of {args.steps}), {args.batch_size / median:.2f} images/s"
+  )
+
+
+def compare_regularizer(args) -> None:
+  """Supervised vs supervised + RDC train steps, compiled side by side and timed interleaved."""
+  from mtjax import regularizers
+
+  config = default.get_config()
+  config.batch_size = args.batch_size
+  config.model.conv_impl = args.conv_impl
+  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  config.regularizer.name = "rdc"
+  config.regularizer.covariance = args.covariance
+  config.regularizer.contrast = args.contrast
+  config.regularizer.mapping.filters = tuple(int(f) for f in args.mapping_filters.split(","))
+  config.regions.source = "patch"
+  config.regions.max_regions = args.regions
+  config.regions.loss_stride = 2 ** len(config.regularizer.mapping.filters)
+  num_tasks = len(config.tasks)
+  mask = np.ones((args.batch_size, num_tasks), np.float32)
+  if args.label_setting == "onelabel":
+    mask = np.eye(num_tasks, dtype=np.float32)[np.arange(args.batch_size) % num_tasks]
+  shape = (args.height, args.width)
+  reg = regularizers.create(config, mask, config.dataset.num_classes, shape)
+  mesh = sharding.create_mesh()
+  host = synthetic_batch(args.batch_size, args.height, args.width, num_tasks)
+  host["label_mask"] = mask
+  model = train.create_model(config)
+  runs = {}
+  for name, r in (("supervised", None), ("rdc", reg)):
+    tx = train.create_optimizer(config, 397, r)
+    state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh, r)
+    batch = dict(host)
+    if r is not None:
+      batch["regions"] = synthetic_regions(args.batch_size, *shape, args.regions)
+    batch = sharding.global_batch(mesh, batch)
+    t0 = time.perf_counter()
+    compiled = train.make_train_step(config, model, tx, mesh, r).lower(state, batch).compile()
+    print(f"{name}: compile {time.perf_counter() - t0:.1f}s", flush=True)
+    state, metrics = compiled(state, batch)  # Warm-up.
+    jax.block_until_ready(metrics)
+    runs[name] = [compiled, state, batch, []]
+  for i in range(args.steps):
+    for name, run in runs.items():
+      compiled, state, batch, times = run
+      t0 = time.perf_counter()
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
+      times.append(time.perf_counter() - t0)
+      run[1] = state
+      extra = f" loss/rdc={float(metrics['loss/rdc']):.4f}" if name == "rdc" else ""
+      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{extra}", flush=True)
+  sup, with_rdc = (float(np.median(runs[k][3])) for k in ("supervised", "rdc"))
+  print(
+      f"backend={jax.default_backend()} batch={args.batch_size} {args.height}x{args.width} "
+      f"R={args.regions} D={config.regularizer.mapping.filters[-1]} covariance={args.covariance} "
+      f"contrast={args.contrast} labels={args.label_setting}: "
+      f"supervised {sup * 1e3:.1f} ms, +rdc {with_rdc * 1e3:.1f} ms, "
+      f"overhead {(with_rdc - sup) / sup * 100:.0f}% of the supervised step"
   )
 
 
