@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from configs import demo
+from configs import demo, demo_rdc
 from mtjax import train
 from tests.test_main import TINY, read_scalars, run_main
 from tests.test_train import tiny_config
@@ -72,3 +72,27 @@ def test_first_run_log_says_what_happens(tmp_path):
   )
   for confusing in confusing_lines:
     assert confusing not in log, confusing
+
+
+def test_demo_rdc_config_trains_with_finite_decreasing_loss(tmp_path):
+  config = tiny_config(
+      tmp_path / "tfds",
+      base=demo_rdc.get_config(),
+      batch_size=4,
+      num_train_steps=30,
+      eval_every_steps=30,
+      checkpoint_every_steps=30,
+      lr_decay_epochs=(),
+  )
+  config.dataset.builder_config = "tiny"  # 8 train / 4 validation rooms at 32x64.
+  config.label_setting = "onelabel"
+  config.regions.min_pixels = 1
+  workdir = str(tmp_path / "run")
+  state = train.train_and_evaluate(config, workdir)
+  assert int(state.step) == 30
+  scalars = read_scalars(workdir)
+  loss = np.array([scalars["train/loss"][s] for s in range(1, 31)])
+  rdc = np.array([scalars["train/loss/rdc"][s] for s in range(1, 31)])
+  assert np.all(np.isfinite(loss)) and np.all(np.isfinite(rdc))
+  assert min(scalars["train/rdc/valid_regions"].values()) > 0
+  assert loss[-10:].mean() < 0.8 * loss[:10].mean(), loss
