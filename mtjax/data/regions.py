@@ -5,8 +5,10 @@ Region-aware distribution contrast (Li et al., ECCV 2024) compares per-region fe
 its regions come from SAM masks exported ahead of time (``tools/``, PyTorch), or need no export
 (instance ids, a patch grid, ground-truth classes). Reference: shared/reference/REGIONS.md.
 
-**On disk** (format ``"mtjax-regions/1"``; exporters write it with ``write_manifest`` and
-``write_map``, the pipeline reads it with ``read_manifest`` and ``read_map``)::
+**On disk** (format ``"mtjax-regions/1"``; exporters number their regions with ``paint_masks`` or
+``renumber_by_area`` and write them with ``write_manifest`` and ``write_map``
+(``tools/export_regions.py``, ``mtjax.data.region_export``); the pipeline reads them with
+``read_manifest`` and ``read_map``)::
 
     REGION_DIR/manifest.json              provenance: format, method, source, parameters,
                                           package_versions, image_size [H, W], counts, ...
@@ -136,6 +138,68 @@ def write_map(region_dir: str | os.PathLike, split: str, example_id: str, ids: n
   Image.fromarray(ids.astype(np.uint16)).save(png, format="PNG")
   fileio.write_atomic(path, png.getvalue())
   return path
+
+
+def renumber_by_area(labels: np.ndarray) -> np.ndarray:
+  """Labels → file values: 0 stays "no region", the other labels become 1..N by decreasing area.
+
+  Equal areas keep the order of their labels (the smaller label gets the smaller id). Every id
+  1..N has at least one pixel. This is the numbering every exporter writes (REGIONS.md).
+
+  Args:
+    labels: integer [H, W]; 0 (or any negative value) = no region, any positive value a region
+      (superpixel labels must be shifted to start at 1).
+
+  Returns:
+    uint16 [H, W] file values.
+
+  Raises:
+    ValueError: ``labels`` not a 2-D integer array, or more than 65,535 regions.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(
+        f"region labels are an integer [H, W] array; got {labels.dtype} {labels.shape}"
+    )
+  values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+  region = values > 0
+  if region.sum() > MAX_FILE_ID:
+    raise ValueError(
+        f"{region.sum()} regions do not fit a uint16 map (at most {MAX_FILE_ID}); coarsen the "
+        "exporter's parameters"
+    )
+  order = np.lexsort((values, -counts))  # Area descending, then label ascending.
+  order = order[region[order]]
+  new_id = np.zeros(values.size, np.uint16)
+  new_id[order] = np.arange(1, order.size + 1)
+  return new_id[inverse.reshape(labels.shape)]
+
+
+def paint_masks(masks: np.ndarray) -> np.ndarray:
+  """Overlapping binary masks (SAM's automatic generator) → one map of file values.
+
+  Masks are painted from the largest to the smallest, so the smaller mask wins where masks
+  overlap (equal areas: the later mask wins); then ``renumber_by_area`` numbers the painted
+  regions 1..N by their painted areas. A mask wholly covered by smaller ones disappears.
+  Reference: shared/reference/REGIONS.md, "On disk".
+
+  Args:
+    masks: bool [M, H, W] (M may be 0).
+
+  Returns:
+    uint16 [H, W]: 0 = no mask, 1..N.
+
+  Raises:
+    ValueError: ``masks`` not a 3-D boolean array, or more than 65,535 painted regions.
+  """
+  masks = np.asarray(masks)
+  if masks.ndim != 3 or masks.dtype != np.bool_:
+    raise ValueError(f"masks are a bool [M, H, W] array; got {masks.dtype} {masks.shape}")
+  canvas = np.zeros(masks.shape[1:], np.int64)
+  areas = masks.sum(axis=(1, 2))
+  for m in np.argsort(-areas, kind="stable"):
+    canvas[masks[m]] = m + 1
+  return renumber_by_area(canvas)
 
 
 def check_map_header(path: Path, example_id: str, image_shape: tuple[int, int]) -> None:

@@ -1,0 +1,559 @@
+"""Exporting region maps ahead of training: image sources, the superpixel method, and the
+resumable, shardable export loop that ``tools/export_regions.py`` runs for every method.
+
+The format is ``mtjax.data.regions`` (shared/reference/REGIONS.md); this module only decides which
+maps to compute and writes them through it. Nothing here imports torch: the SAM method lives in
+``tools/export_regions.py`` and reaches the loop through the ``Method`` protocol below.
+
+**Image sources** (one split each; ``example_ids`` are the stable ids the pipeline reads maps by):
+
+* ``nyuv2_images(data_dir, split)``: the MTAN layout, ``{data_dir}/{split}/image/{i}.npy``
+  (float in [0, 1], [H, W, 3]); ids ``"0"``, ``"1"``, ...
+* ``tfds_images(name, split, data_dir)``: a TFDS dataset with ``image`` and ``id`` features, read
+  by random access (``as_data_source``; array_record). ``procedural_rooms[/config]`` is generated
+  on first use.
+* ``folder_images(directory)``: every ``.png .jpg .jpeg .bmp .tif .tiff .webp`` file of a
+  folder (not recursive), RGB; ids the file stems.
+
+**The loop** (``export``): the examples are the first ``limit`` of the split, of which shard ``i``
+of ``K`` takes every K-th starting at i. A map that exists is finished (maps are written to a
+temporary name and renamed) and skipped; ``overwrite`` recomputes every map of the run and accepts a
+manifest of other parameters. The manifest is written before the first map (so a resumed or
+parallel run is checked against it) and updated after the last, under an advisory file lock
+(``fcntl.flock`` on ``REGION_DIR/.manifest.lock``), so K shards writing one directory — K
+processes, or K hosts on a shared file system with POSIX locks — merge their counts and timings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import glob
+import importlib.metadata
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from mtjax.data import regions
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+SUPERPIXEL_ALGORITHMS = ("felzenszwalb", "slic")
+
+
+class ExportError(RuntimeError):
+  """A region export that cannot proceed; the message names what was wrong and what was expected."""
+
+
+class BadImageError(ExportError):
+  """An image that cannot be read (``export(skip_bad=True)`` skips it and lists it at the end)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Image sources
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+  """One split of images to export.
+
+  Attributes:
+    source: provenance for the manifest, e.g. ``{"dataset": "nyuv2", "data_dir": ...}``.
+    split: the split folder the maps go to (``REGION_DIR/{split}/``).
+    example_ids: the stable id of each example, in dataset order.
+    describe: example index → where it is read from (a path, for error messages).
+    read: example index → uint8 [H, W, 3] RGB; raises ``BadImageError`` naming the example.
+  """
+
+  source: dict[str, Any]
+  split: str
+  example_ids: Sequence[str]
+  describe: Callable[[int], str]
+  read: Callable[[int], np.ndarray]
+
+
+def _to_uint8(array: np.ndarray, example_id: str, where: str, expected: str) -> np.ndarray:
+  """Float RGB in [0, 1] or uint8 RGB, [H, W, 3] → uint8 [H, W, 3]."""
+  array = np.asarray(array)
+  if array.ndim != 3 or array.shape[-1] != 3 or array.shape[0] < 1 or array.shape[1] < 1:
+    raise BadImageError(
+        f"image of example {example_id!r} ({where}) has shape {array.shape}; expected {expected}"
+    )
+  if array.dtype == np.uint8:
+    return array
+  if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+    raise BadImageError(
+        f"image of example {example_id!r} ({where}) is {array.dtype} with non-finite or "
+        f"non-float values; expected {expected}"
+    )
+  return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def nyuv2_images(data_dir: str | Path, split: str) -> Images:
+  """The images of NYUv2 in the MTAN layout, ``{data_dir}/{split}/image/{i}.npy``.
+
+  Only the image folder is read (labels are not needed to export regions), one file per call.
+
+  Raises:
+    ExportError: the image folder is missing, empty, or its files are not ``0.npy .. N-1.npy``.
+      ``read`` raises ``BadImageError`` for an unreadable file or one that is not float
+      [H, W, 3] in [0, 1] (or uint8).
+  """
+  folder = Path(data_dir) / split / "image"
+  layout = f"{Path(data_dir)}/{split}/image/{{0..N-1}}.npy, float32 [H, W, 3] in [0, 1] (MTAN)"
+  if not folder.is_dir():
+    raise ExportError(f"NYUv2 image folder {folder} does not exist; expected {layout}")
+  names = [p.name for p in folder.glob("*.npy")]
+  indices = sorted(int(m.group(1)) for m in map(re.compile(r"(\d+)\.npy").fullmatch, names) if m)
+  if not names or len(indices) != len(names) or indices != list(range(len(names))):
+    odd = sorted(set(names) - {f"{i}.npy" for i in range(len(names))})[:3]
+    raise ExportError(
+        f"NYUv2 image folder {folder} holds {len(names)} .npy files, not exactly "
+        f"0.npy..N-1.npy (unexpected: {odd}); expected {layout}"
+    )
+
+  def describe(index: int) -> str:
+    return str(folder / f"{index}.npy")
+
+  def read(index: int) -> np.ndarray:
+    try:
+      array = np.load(describe(index), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+      raise BadImageError(
+          f"image of example '{index}' ({describe(index)}) cannot be read ({e}); expected {layout}"
+      ) from e
+    return _to_uint8(array, str(index), describe(index), layout)
+
+  return Images(
+      source={"dataset": "nyuv2", "data_dir": str(Path(data_dir).resolve()), "split": split},
+      split=split,
+      example_ids=[str(i) for i in range(len(names))],
+      describe=describe,
+      read=read,
+  )
+
+
+def tfds_images(name: str, split: str, data_dir: str | Path | None = None) -> Images:
+  """The images of a TFDS dataset ``name`` (``"dataset"`` or ``"dataset/config"``), by its ``id``
+  and ``image`` features, read by random access (``builder.as_data_source``, array_record).
+
+  ``procedural_rooms`` is generated into ``data_dir`` if missing (no download); other datasets
+  must have been prepared (``tfds build``).
+
+  Raises:
+    ExportError: an unknown dataset, one not prepared, a split it lacks, or no ``id`` / ``image``
+      feature. ``read`` raises ``BadImageError`` for a record whose image cannot be decoded.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  from mtjax.data.builders import procedural_rooms  # pylint: disable=g-import-not-at-top  # noqa: F401
+
+  data_dir = None if data_dir in (None, "") else str(data_dir)
+  kwargs = {"file_format": "array_record"} if name.split("/")[0] == "procedural_rooms" else {}
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, **kwargs)
+  except Exception as e:  # TFDS raises its own DatasetNotFoundError and friends.
+    raise ExportError(f"TFDS dataset {name!r} is not known to TFDS ({e})") from e
+  if not builder.is_prepared():
+    if name.split("/")[0] != "procedural_rooms":
+      raise ExportError(
+          f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; run `tfds build {name}` "
+          "first (nothing is downloaded here)"
+      )
+    tfds.display_progress_bar(False)
+    builder.download_and_prepare()
+  missing = {"id", "image"} - set(builder.info.features.keys())
+  if missing:
+    raise ExportError(
+        f"TFDS dataset {name!r} has no feature(s) {sorted(missing)}; the exporter keys maps by "
+        f"the 'id' feature and reads 'image' (features: {sorted(builder.info.features.keys())})"
+    )
+  if split not in builder.info.splits:
+    raise ExportError(f"TFDS dataset {name!r} has no split {split!r} ({list(builder.info.splits)})")
+  try:
+    data = builder.as_data_source(split=split)
+  except Exception as e:
+    raise ExportError(
+        f"TFDS dataset {name!r} cannot be read by random access ({e}); prepare it with "
+        "file_format='array_record'"
+    ) from e
+
+  def describe(index: int) -> str:
+    return f"tfds {name} {split}[{index}] in {builder.data_dir}"
+
+  records_ids = []
+  for index in range(len(data)):
+    record_id = data[index]["id"]
+    records_ids.append(record_id.decode() if isinstance(record_id, bytes) else str(record_id))
+
+  def read(index: int) -> np.ndarray:
+    try:
+      image = data[index]["image"]
+    except Exception as e:
+      raise BadImageError(
+          f"image of example {records_ids[index]!r} ({describe(index)}) cannot be read ({e})"
+      ) from e
+    return _to_uint8(image, records_ids[index], describe(index), "uint8 [H, W, 3]")
+
+  return Images(
+      source={"dataset": name, "data_dir": str(builder.data_dir), "split": split},
+      split=split,
+      example_ids=records_ids,
+      describe=describe,
+      read=read,
+  )
+
+
+def folder_images(directory: str | Path, split: str = "train") -> Images:
+  """The images of a folder (``IMAGE_SUFFIXES``, not recursive), sorted by name; ids = stems.
+
+  Raises:
+    ExportError: the folder is missing, holds no image, or two files share a stem.
+      ``read`` raises ``BadImageError`` for a file PIL cannot decode.
+  """
+  folder = Path(directory)
+  if not folder.is_dir():
+    raise ExportError(f"image folder {folder} does not exist")
+  paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+  if not paths:
+    raise ExportError(f"image folder {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+  stems = [p.stem for p in paths]
+  dups = sorted({s for s in stems if stems.count(s) > 1})
+  if dups:
+    raise ExportError(
+        f"image folder {folder} has files sharing a stem ({dups[:3]}); maps are keyed by the stem"
+    )
+
+  def read(index: int) -> np.ndarray:
+    try:
+      with Image.open(paths[index]) as image:
+        return np.asarray(image.convert("RGB"))
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+      raise BadImageError(
+          f"image of example {stems[index]!r} ({paths[index]}) cannot be decoded ({e})"
+      ) from e
+
+  return Images(
+      source={"dataset": "folder", "data_dir": str(folder.resolve()), "split": split},
+      split=split,
+      example_ids=stems,
+      describe=lambda index: str(paths[index]),
+      read=read,
+  )
+
+
+# --------------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------------
+
+
+class Method(Protocol):
+  """A region exporter: ``name`` and ``parameters`` go to the manifest and decide whether two runs
+  may share a directory; ``package_versions`` is provenance; calling it on uint8 [H, W, 3] RGB
+  returns the file values (uint16 [H, W], 0 = none, 1..N by area: ``regions.paint_masks`` or
+  ``regions.renumber_by_area``)."""
+
+  name: str
+  parameters: dict[str, Any]
+  package_versions: dict[str, str]
+
+  def __call__(self, image: np.ndarray) -> np.ndarray:
+    ...
+
+
+def package_versions(*distributions: str) -> dict[str, str]:
+  """The installed version of each distribution (``"not installed"`` where absent)."""
+  out = {}
+  for name in ("mtjax", "numpy", *distributions):
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = "not installed"
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Superpixels:
+  """Weight-free regions: scikit-image's Felzenszwalb–Huttenlocher graph segmentation (default)
+  or SLIC, renumbered by area (``regions.renumber_by_area``).
+
+  Defaults are ours, chosen for NYUv2's 288x384 frames so that a frame gets tens of regions of
+  the size of objects and surfaces, like SAM's (README, "Region maps"): ``felzenszwalb`` with
+  ``scale`` 300, ``sigma`` 0.8 (scikit-image's), ``min_size`` 100 pixels; ``slic`` with
+  ``n_segments`` 64, ``compactness`` 10, ``sigma`` 0.8.
+
+  Raises:
+    ValueError: an unknown algorithm or a non-positive parameter.
+  """
+
+  algorithm: str = "felzenszwalb"
+  scale: float = 300.0
+  sigma: float = 0.8
+  min_size: int = 100
+  n_segments: int = 64
+  compactness: float = 10.0
+
+  name = "superpixel"
+
+  def __post_init__(self):
+    if self.algorithm not in SUPERPIXEL_ALGORITHMS:
+      raise ValueError(
+          f"superpixel algorithm must be one of {SUPERPIXEL_ALGORITHMS}, got {self.algorithm!r}"
+      )
+    for key, value in self.parameters.items():
+      if key != "algorithm" and not (value >= 0 if key == "sigma" else value > 0):
+        raise ValueError(
+            f"superpixel {key} must be {'>= 0' if key == 'sigma' else '> 0'}, got {value}"
+        )
+
+  @property
+  def parameters(self) -> dict[str, Any]:
+    if self.algorithm == "felzenszwalb":
+      keys = ("scale", "sigma", "min_size")
+    else:
+      keys = ("n_segments", "compactness", "sigma")
+    return {"algorithm": self.algorithm, **{k: getattr(self, k) for k in keys}}
+
+  @property
+  def package_versions(self) -> dict[str, str]:
+    return package_versions("scikit-image")
+
+  def __call__(self, image: np.ndarray) -> np.ndarray:
+    import skimage.segmentation  # pylint: disable=g-import-not-at-top
+
+    if self.algorithm == "felzenszwalb":
+      labels = skimage.segmentation.felzenszwalb(
+          image, scale=self.scale, sigma=self.sigma, min_size=self.min_size, channel_axis=-1
+      )
+      labels = labels + 1  # Felzenszwalb's labels start at 0 and cover every pixel.
+    else:
+      labels = skimage.segmentation.slic(
+          image,
+          n_segments=self.n_segments,
+          compactness=self.compactness,
+          sigma=self.sigma,
+          start_label=1,
+          channel_axis=-1,
+      )
+    return regions.renumber_by_area(labels)
+
+
+# --------------------------------------------------------------------------------------------
+# The export loop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Report:
+  """What one ``export`` call did.
+
+  Attributes:
+    written: example ids whose map this call wrote.
+    existing: example ids skipped because their map existed.
+    bad: (example id, message) of each image skipped as unreadable (``skip_bad``).
+    seconds: wall time of the written maps (read, method, write), summed.
+  """
+
+  written: list[str] = dataclasses.field(default_factory=list)
+  existing: list[str] = dataclasses.field(default_factory=list)
+  bad: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _manifest_lock(out: Path) -> Iterator[None]:
+  with open(out / ".manifest.lock", "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_writable(out: Path) -> None:
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+      pass
+  except OSError as e:
+    raise ExportError(f"output directory {out} is not writable ({e})") from e
+
+
+def _start_manifest(out: Path, images: Images, method: Method, overwrite: bool) -> None:
+  """Checks ``out``'s manifest against this run (or writes the first one)."""
+  with _manifest_lock(out):
+    try:
+      old = regions.read_manifest(out)
+    except FileNotFoundError:
+      old = None
+    except ValueError as e:
+      raise ExportError(f"{e}; not adding maps to it") from e
+    if old is None:
+      manifest = {"counts": {}, "timing": {}}
+    else:
+      changed = _differences(old, method)
+      if changed and not overwrite:
+        raise ExportError(
+            f"{out} holds maps of method {old.get('method')!r} with other parameters "
+            f"({'; '.join(changed)}); export to another directory, or pass --overwrite to "
+            "recompute every map of this run under the new parameters"
+        )
+      old_dataset = old.get("source", {}).get("dataset")
+      if old_dataset not in (None, images.source["dataset"]) and not overwrite:
+        raise ExportError(
+            f"{out} holds maps of dataset {old_dataset!r}, not {images.source['dataset']!r}; "
+            "export to another directory (or pass --overwrite)"
+        )
+      manifest = dict(old)
+      if changed:
+        stale = sorted(set(old.get("counts", {})) - {images.split})
+        if stale:
+          logging.warning(
+              "%s: split(s) %s still hold maps of the old parameters; export them again",
+              out,
+              stale,
+          )
+        manifest["counts"], manifest["timing"] = {}, {}
+    manifest.update(
+        method=method.name,
+        parameters=method.parameters,
+        package_versions=method.package_versions,
+        source=images.source,
+    )
+    regions.write_manifest(out, manifest, overwrite=True)
+
+
+def _differences(old: dict[str, Any], method: Method) -> list[str]:
+  if old.get("method") != method.name:
+    return [f"method {old.get('method')!r} vs {method.name!r}"]
+  before, now = old.get("parameters", {}), method.parameters
+  return [
+      f"{k}: {before.get(k)!r} vs {now.get(k)!r}"
+      for k in sorted(set(before) | set(now))
+      if before.get(k) != now.get(k)
+  ]
+
+
+def _finish_manifest(out: Path, split: str, report: Report, sizes: set[tuple[int, int]]) -> None:
+  """Merges this run's counts and timing into the manifest (under the lock)."""
+  with _manifest_lock(out):
+    manifest = regions.read_manifest(out)
+    manifest["counts"] = {
+        **manifest.get("counts", {}),
+        split: sum(1 for _ in (out / split).glob("*.png")),
+    }
+    timing = manifest.get("timing", {})
+    previous = timing.get(split, {"images": 0, "seconds": 0.0})
+    timing[split] = {
+        "images": previous["images"] + len(report.written),
+        "seconds": round(previous["seconds"] + report.seconds, 3),
+    }
+    manifest["timing"] = timing
+    images = sum(t["images"] for t in timing.values())
+    seconds = sum(t["seconds"] for t in timing.values())
+    manifest["seconds_per_image"] = round(seconds / images, 4) if images else None
+    size = manifest.get("image_size", "unknown")
+    if size is not None:  # None: sizes already known to differ.
+      sizes = sizes | (set() if size == "unknown" else {tuple(size)})
+      if sizes:
+        manifest["image_size"] = list(next(iter(sizes))) if len(sizes) == 1 else None
+    regions.write_manifest(out, manifest, overwrite=True)
+
+
+def select(num_examples: int, limit: int | None, num_shards: int, shard_index: int) -> range:
+  """The example indices of one shard: the first ``limit`` examples, every ``num_shards``-th from
+  ``shard_index``.
+
+  Raises:
+    ExportError: ``num_shards`` < 1, ``shard_index`` outside [0, num_shards), ``limit`` < 1.
+  """
+  if num_shards < 1 or not 0 <= shard_index < num_shards:
+    raise ExportError(
+        f"--shard-index must be in [0, --num-shards) and --num-shards >= 1; got shard "
+        f"{shard_index} of {num_shards}"
+    )
+  if limit is not None and limit < 1:
+    raise ExportError(f"--limit must be >= 1, got {limit}")
+  stop = num_examples if limit is None else min(limit, num_examples)
+  return range(shard_index, stop, num_shards)
+
+
+def export(
+    images: Images,
+    method: Method,
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> Report:
+  """Exports the region map of each selected example of ``images`` to ``out`` (module docstring).
+
+  Args:
+    images: the split (``nyuv2_images``, ``tfds_images``, ``folder_images``).
+    method: the exporter (``Superpixels``, or the SAM method of ``tools/export_regions.py``).
+    out: the region directory (REGIONS.md), created if missing.
+    limit: export only the first ``limit`` examples of the split (before sharding).
+    num_shards, shard_index: this process's share (``select``).
+    overwrite: recompute existing maps, and accept a directory of other parameters.
+    skip_bad: skip unreadable images (listed in the report) instead of stopping.
+    progress: a tqdm bar (images/s, ETA) on stderr.
+
+  Returns:
+    A ``Report``.
+
+  Raises:
+    ExportError: ``out`` not writable; a manifest of an unknown format, another method,
+      parameters or dataset (without ``overwrite``); bad shard flags; an unreadable image
+      (``BadImageError``, without ``skip_bad``); a method's map of the wrong size.
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  out = Path(out)
+  indices = select(len(images.example_ids), limit, num_shards, shard_index)
+  _check_writable(out)
+  _start_manifest(out, images, method, overwrite)
+  report, todo = Report(), []
+  for index in indices:
+    example_id = images.example_ids[index]
+    if not overwrite and regions.map_path(out, images.split, example_id).is_file():
+      report.existing.append(example_id)
+    else:
+      todo.append(index)
+      # What a killed writer left behind (never a truncated map: the rename did not happen).
+      for tmp in (out / images.split).glob(f".{glob.escape(example_id)}.png.*.tmp"):
+        tmp.unlink(missing_ok=True)
+  sizes: set[tuple[int, int]] = set()
+  for index in tqdm(todo, desc=f"{method.name} {images.split}", unit="img", disable=not progress):
+    example_id = images.example_ids[index]
+    start = time.perf_counter()
+    try:
+      image = images.read(index)
+    except BadImageError as e:
+      if not skip_bad:
+        raise ExportError(f"{e} (pass --skip-bad to skip unreadable images)") from e
+      report.bad.append((example_id, str(e)))
+      continue
+    ids = method(image)
+    if ids.shape != image.shape[:2]:
+      raise ExportError(
+          f"{method.name} returned a {ids.shape} map for example {example_id!r} "
+          f"({images.describe(index)}) of size {image.shape[:2]}"
+      )
+    regions.write_map(out, images.split, example_id, ids)
+    report.seconds += time.perf_counter() - start
+    report.written.append(example_id)
+    sizes.add(tuple(int(d) for d in image.shape[:2]))
+  _finish_manifest(out, images.split, report, sizes)
+  return report
