@@ -40,6 +40,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.regions.min_pixels = 16  # smaller regions (counted at the loss resolution) are dropped
   config.regions.loss_stride = 1  # the loss sees every loss_stride-th pixel
 
+  # ---- Task weighting (mtjax/weighting.py: an Optax transform in the optimizer state) -----------
+  # equal | uncertainty | dwa | log_smoothing | lps_no_log | lps (MT-CP's Table 4 rows).
+  config.weighting = ml_collections.ConfigDict()
+  config.weighting.name = "equal"
+  config.weighting.spread = 2.5  # LPS β: the paper's text (released NYUD config: 7.5).
+  config.weighting.history = 1  # LPS K, epochs between compared means (released: 1).
+  config.weighting.min_weight = 0.05  # Ours: floor after the spread step (0: no clipping).
+  config.weighting.normalize = True  # Ours: Σ_t w_t = T.
+  config.weighting.as_released = False  # lps: the released code's rule exactly (METHODS.md §2).
+  config.weighting.dwa_temperature = 2.0  # DWA's τ (Liu et al. 2019).
+
   # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------
   config.regularizer = ml_collections.ConfigDict()
   config.regularizer.name = "none"  # none | rdc

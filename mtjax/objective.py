@@ -1,19 +1,29 @@
-"""The training objective, composed in one place: the per-task partial-label losses
-(`mtjax.tasks.partial_label_loss`) plus λ times the regularizer's loss (`mtjax.regularizers`).
+"""The training objective, composed in one place: the weighted per-task partial-label losses
+(`mtjax.tasks.partial_label_terms`, `mtjax.weighting`) plus λ times the regularizer's loss
+(`mtjax.regularizers`).
 
-    L = Σ_t (1/B) Σ_b m[b, t] L_t  +  λ · L_reg
+    L = Σ_heads Σ_t w_t (n_t / B) f(ℓ_t)  +  λ · L_reg
 
-`train.train_step` differentiates `objective` once, with respect to the model's and the
-regularizer's parameters together.
+ℓ_t is the mean loss of task t over the n_t examples of the batch labelled for it, f the task
+weighting's log projection or the identity, w_t the weighting's current weights (MT-CP Eq. 7).
+With equal weights and no projection the first term is MTPSL's (1/B) Σ_b Σ_t m[b, t] L_t. The
+heads are the model's final predictions and, when the model returns them under
+`"deep_supervision"` (a sequence of dicts shaped like the predictions), its intermediate ones,
+with the same weights. `train.train_step` differentiates `objective` once, with respect to the
+model's, the regularizer's and the weighting's parameters together.
 """
 
 from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from mtjax.regularizers import Regularizer
-from mtjax.tasks import Task, partial_label_loss
+from mtjax.tasks import Task, partial_label_terms
+from mtjax.weighting import Weighting
+
+DEEP_SUPERVISION = "deep_supervision"
 
 
 def objective(
@@ -25,21 +35,29 @@ def objective(
     tasks: Sequence[Task],
     regularizer: Regularizer | None,
     rng: jax.Array,
-) -> tuple[jax.Array, tuple[dict[str, jax.Array], object]]:
-  """The loss of one training batch and what to log.
+    task_weighting: Weighting,
+    task_weights: jax.Array,
+) -> tuple[jax.Array, tuple[dict[str, jax.Array], object, tuple[jax.Array, jax.Array]]]:
+  """The loss of one training batch, what to log, and the task statistics a weighting reads.
 
   Args:
-    params: {"model": the model's params, "regularizer": the regularizer's params ({} if none)}.
+    params: {"model": the model's params, "regularizer": the regularizer's params ({} if none),
+      "weighting": the task weighting's params ({} but for uncertainty)}.
     batch_stats: the model's BatchNorm statistics.
     batch: the global batch (SPEC: image [B, H, W, 3], task ground truths, label_mask [B, T],
       and the regularizer's `batch_keys`).
     model, tasks: the network and its tasks (label_mask column order).
     regularizer: None, or the record of `mtjax.regularizers.create`.
     rng: the step's key (dropout, the regularizer's sampling).
+    task_weighting: `mtjax.weighting.create`'s record.
+    task_weights: float32 [T], `mtjax.weighting.current_weights` of the optimizer state.
 
   Returns:
-    (loss, (logs, new_batch_stats)): loss float32 scalar; logs float32 scalars "loss",
-    "loss/<task>", and with a regularizer "loss/<name>" (unweighted) and "<name>/<log>".
+    (loss, (logs, new_batch_stats, (task_losses, task_counts))): loss float32 scalar; logs
+    float32 scalars "loss", "loss/<task>" ((1/B) Σ_b m L_t of the final predictions, unweighted),
+    "weight/<task>", and with a regularizer "loss/<name>" (unweighted) and "<name>/<log>";
+    task_losses float32 [T] the ℓ_t and task_counts float32 [T] the n_t of the final predictions
+    (a weighting's `update` arguments).
   """
   model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
   predictions, updates = model.apply(
@@ -49,12 +67,20 @@ def objective(
       mutable=["batch_stats"],
       rngs={"dropout": model_rng},
   )
-  loss, task_losses = partial_label_loss(predictions, batch, tasks)
-  logs = {f"loss/{name}": value for name, value in task_losses.items()}
+  predictions = dict(predictions)
+  heads = [predictions, *predictions.pop(DEEP_SUPERVISION, ())]
+  terms = [partial_label_terms(head, batch, tasks) for head in heads]
+  sums = jnp.stack([s for s, _, _ in terms])
+  counts, batch_size = terms[0][1], terms[0][2]
+  loss, task_losses, used = task_weighting.combine(
+      sums, counts, batch_size, params["weighting"], task_weights
+  )
+  logs = {f"loss/{task.name}": sums[0, t] / batch_size for t, task in enumerate(tasks)}
+  logs.update({f"weight/{task.name}": used[t] for t, task in enumerate(tasks)})
   if regularizer is not None:
     reg_loss, reg_logs = regularizer.loss(params["regularizer"], predictions, batch, reg_rng)
     loss = loss + regularizer.weight * reg_loss
     logs[f"loss/{regularizer.name}"] = reg_loss
     logs.update({f"{regularizer.name}/{k}": v for k, v in reg_logs.items()})
   logs["loss"] = loss
-  return loss, (logs, updates["batch_stats"])
+  return loss, (logs, updates["batch_stats"], (task_losses, counts))

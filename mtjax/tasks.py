@@ -189,6 +189,32 @@ def get_tasks(names: Sequence[str]) -> tuple[Task, ...]:
   return tuple(TASKS[n] for n in names)
 
 
+def partial_label_terms(
+    predictions: Mapping[str, jax.Array],
+    batch: Mapping[str, jax.Array],
+    tasks: Sequence[Task],
+) -> tuple[jax.Array, jax.Array, int]:
+  """Per-task sums of the labelled examples' losses, what task weightings and MTPSL's loss use.
+
+  Args:
+    predictions, batch, tasks: as `partial_label_loss`.
+
+  Returns:
+    (sums, counts, batch_size): sums float32 [T], Σ_b m[b, t] L_t(pred_b, gt_b); counts float32
+    [T], n_t = Σ_b m[b, t] (padding excluded); batch_size B, the global batch size.
+  """
+  mask = batch["label_mask"]
+  if "valid" in batch:
+    mask = mask * batch["valid"][:, None]
+  sums = jnp.stack(
+      [
+          jnp.sum(mask[:, t] * task.loss(predictions[task.name], batch[task.name]))
+          for t, task in enumerate(tasks)
+      ]
+  )
+  return sums, jnp.sum(mask, axis=0), mask.shape[0]
+
+
 def partial_label_loss(
     predictions: Mapping[str, jax.Array],
     batch: Mapping[str, jax.Array],
@@ -209,13 +235,6 @@ def partial_label_loss(
     (loss, task_losses): loss float32 scalar; task_losses {name: float32 scalar}, the per-task
     terms (1/B) Σ_b m[b, t] L_t, so loss == Σ_t task_losses[t] (the form a task weighting rescales).
   """
-  mask = batch["label_mask"]
-  if "valid" in batch:
-    mask = mask * batch["valid"][:, None]
-  batch_size = mask.shape[0]
-  task_losses = {
-      task.name: jnp.sum(mask[:, t] * task.loss(predictions[task.name], batch[task.name]))
-      / batch_size
-      for t, task in enumerate(tasks)
-  }
+  sums, _, batch_size = partial_label_terms(predictions, batch, tasks)
+  task_losses = {task.name: sums[t] / batch_size for t, task in enumerate(tasks)}
   return sum(task_losses.values()), task_losses

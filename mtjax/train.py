@@ -24,7 +24,7 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from mtjax import checkpoint, evaluation, metrics, objective, regularizers, results, schedule
-from mtjax import sharding
+from mtjax import sharding, weighting
 from mtjax.data import label_settings, nyuv2, pipeline, procedural_source, regions
 from mtjax.models import segnet
 from mtjax.tasks import Task, get_tasks
@@ -35,8 +35,10 @@ class TrainState:
   """The whole training state, a plain pytree (what a checkpoint holds).
 
   step: int32 scalar, the number of updates applied; params / batch_stats: the model's collections;
-  opt_state: the optax state of `trainable(state)`; reg_params: the regularizer's params (a_θ),
-  {} without one. Evaluation and prediction read only params and batch_stats.
+  opt_state: the optax state of `trainable(state)`, the task weighting's state included
+  (`mtjax.weighting.current_weights`); reg_params: the regularizer's params (a_θ), {} without one;
+  weighting_params: the task weighting's params (uncertainty's log-variances), {} for the others.
+  Evaluation and prediction read only params and batch_stats.
   """
 
   step: jax.Array
@@ -44,11 +46,24 @@ class TrainState:
   batch_stats: flax.core.FrozenDict | dict
   opt_state: optax.OptState
   reg_params: dict = flax.struct.field(default_factory=dict)
+  weighting_params: dict = flax.struct.field(default_factory=dict)
 
 
 def trainable(state: TrainState) -> dict:
-  """What the optimizer updates: {"model": params, "regularizer": reg_params}."""
-  return {"model": state.params, "regularizer": state.reg_params}
+  """What the optimizer updates: {"model": params, "regularizer": reg_params, "weighting":
+  weighting_params}."""
+  return {
+      "model": state.params,
+      "regularizer": state.reg_params,
+      "weighting": state.weighting_params,
+  }
+
+
+def create_weighting(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> weighting.Weighting:
+  """The task weighting of `config.weighting` over `config.tasks` (`mtjax.weighting.create`)."""
+  return weighting.create(config, len(config.tasks), steps_per_epoch)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,11 +120,16 @@ def create_optimizer(
     config: ml_collections.ConfigDict,
     steps_per_epoch: int,
     regularizer: regularizers.Regularizer | None = None,
-) -> optax.GradientTransformation:
+    task_weighting: weighting.Weighting | None = None,
+) -> optax.GradientTransformationExtraArgs:
   """Adam (PyTorch defaults, as MTPSL) with the step decay `schedule.learning_rate_schedule`, on
-  the tree `trainable(state)`: the model at `config.learning_rate`, each of the regularizer's
-  parameter groups at its own peak rate (`Regularizer.learning_rates`), the same decay applied.
+  the tree `trainable(state)`: the model (and the weighting's params) at `config.learning_rate`,
+  each of the regularizer's parameter groups at its own peak rate (`Regularizer.learning_rates`),
+  the same decay applied; then the task weighting's transform (default: `create_weighting`),
+  whose `update` takes the step's `task_losses` and `task_counts`.
   """
+  if task_weighting is None:
+    task_weighting = create_weighting(config, steps_per_epoch)
   model_schedule = schedule.learning_rate_schedule(config, steps_per_epoch)
   transforms = {"model": optax.adam(model_schedule)}
   group_fn = lambda reg_params: {}
@@ -123,9 +143,10 @@ def create_optimizer(
     return {
         "model": jax.tree.map(lambda _: "model", tree["model"]),
         "regularizer": group_fn(tree["regularizer"]),
+        "weighting": jax.tree.map(lambda _: "model", tree["weighting"]),
     }
 
-  return optax.multi_transform(transforms, labels)
+  return optax.chain(optax.multi_transform(transforms, labels), task_weighting.transform)
 
 
 def create_train_state(
@@ -135,9 +156,10 @@ def create_train_state(
     image_shape: tuple[int, int],
     mesh: jax.sharding.Mesh,
     regularizer: regularizers.Regularizer | None = None,
+    task_weighting: weighting.Weighting | None = None,
 ) -> TrainState:
-  """Initialises parameters, BatchNorm statistics, the regularizer's params and the optimizer,
-  replicated over `mesh`.
+  """Initialises parameters, BatchNorm statistics, the regularizer's and the task weighting's
+  params and the optimizer, replicated over `mesh`.
 
   Args:
     image_shape: (H, W) of the training images.
@@ -155,6 +177,7 @@ def create_train_state(
         batch_stats=variables["batch_stats"],
         opt_state=None,
         reg_params=reg_params,
+        weighting_params={} if task_weighting is None else task_weighting.init_params(),
     )
     return state.replace(opt_state=tx.init(trainable(state)))
 
@@ -169,30 +192,42 @@ def train_step(
     tx: optax.GradientTransformation,
     tasks: Sequence[Task],
     rng: jax.Array,
+    task_weighting: weighting.Weighting,
     regularizer: regularizers.Regularizer | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam update on `objective.objective`: MTPSL's partially supervised loss (+ λ · the
-  regularizer's loss), differentiated with respect to the model's and the regularizer's params.
+  """One Adam update on `objective.objective`: MTPSL's partially supervised loss, weighted by the
+  task weighting's current weights (+ λ · the regularizer's loss), differentiated with respect to
+  the model's, the regularizer's and the weighting's params; the weighting's state then reads the
+  step's per-task losses (`mtjax.weighting`).
 
   Args:
     state: the replicated train state (donated by `make_train_step`).
     batch: the global batch (SPEC: image [B, H, W, 3], task ground truths, label_mask [B, T], and
       the regularizer's batch keys).
     rng: the run's base key; the step's key is fold_in(rng, state.step).
+    task_weighting: the weighting whose transform ends `tx` (`create_optimizer`).
 
   Returns:
-    (new_state, metrics): float32 scalars "loss", "loss/<task>" and the regularizer's logs
-    (`objective.objective`).
+    (new_state, metrics): float32 scalars "loss", "loss/<task>", "weight/<task>" and the
+    regularizer's logs (`objective.objective`).
   """
   step_rng = jax.random.fold_in(rng, state.step)
   loss_fn = functools.partial(
-      objective.objective, model=model, tasks=tasks, regularizer=regularizer, rng=step_rng
+      objective.objective,
+      model=model,
+      tasks=tasks,
+      regularizer=regularizer,
+      rng=step_rng,
+      task_weighting=task_weighting,
+      task_weights=weighting.current_weights(state.opt_state),
   )
   params = trainable(state)
-  grads, (step_metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
+  grads, (step_metrics, batch_stats, (task_losses, task_counts)) = jax.grad(loss_fn, has_aux=True)(
       params, state.batch_stats, batch
   )
-  updates, opt_state = tx.update(grads, state.opt_state, params)
+  updates, opt_state = tx.update(
+      grads, state.opt_state, params, task_losses=task_losses, task_counts=task_counts
+  )
   params = optax.apply_updates(params, updates)
   new_state = TrainState(
       step=state.step + 1,
@@ -200,19 +235,34 @@ def train_step(
       batch_stats=batch_stats,
       opt_state=opt_state,
       reg_params=params["regularizer"],
+      weighting_params=params["weighting"],
   )
   return new_state, step_metrics
 
 
-def make_train_step(config, model, tx, mesh, regularizer: regularizers.Regularizer | None = None):
-  """`train_step` jitted for `mesh`: state replicated and donated, batch sharded over 'data'."""
+def make_train_step(
+    config,
+    model,
+    tx,
+    mesh,
+    regularizer: regularizers.Regularizer | None = None,
+    task_weighting: weighting.Weighting | None = None,
+):
+  """`train_step` jitted for `mesh`: state replicated and donated, batch sharded over 'data'.
+
+  `task_weighting` defaults to `config.weighting`'s (the train step uses only its loss, which does
+  not depend on the epoch length; its transform must be the one that ends `tx`).
+  """
   tasks = get_tasks(config.tasks)
+  if task_weighting is None:
+    task_weighting = create_weighting(config, steps_per_epoch=1)
   step = functools.partial(
       train_step,
       model=model,
       tx=tx,
       tasks=tasks,
       rng=jax.random.key(config.seed + 1),
+      task_weighting=task_weighting,
       regularizer=regularizer,
   )
   replicated = sharding.replicated(mesh)
@@ -296,9 +346,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   regularizer = regularizers.create(
       config, label_mask, config.dataset.num_classes, train_source.image_shape
   )
-  tx = create_optimizer(config, epoch_steps, regularizer)
+  task_weighting = create_weighting(config, epoch_steps)
+  tx = create_optimizer(config, epoch_steps, regularizer, task_weighting)
   state = create_train_state(
-      model, tx, jax.random.key(config.seed), train_source.image_shape, mesh, regularizer
+      model,
+      tx,
+      jax.random.key(config.seed),
+      train_source.image_shape,
+      mesh,
+      regularizer,
+      task_weighting,
   )
   manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints)
   restored = checkpoint.restore_latest(manager, state)
@@ -336,7 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       process_count=jax.process_count(),
   )
 
-  p_train_step = make_train_step(config, model, tx, mesh, regularizer)
+  p_train_step = make_train_step(config, model, tx, mesh, regularizer, task_weighting)
   p_eval_step = jax.jit(
       functools.partial(
           evaluation.eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes

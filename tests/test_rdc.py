@@ -340,7 +340,7 @@ def test_optimizer_groups_and_learning_rates(data_dir):
   assert reg.learning_rates == {"mapping": config.learning_rate, "film": 1e-3}
   # One Adam step from zero state moves each group by its own lr (Adam's first step is lr·sign).
   tx = train.create_optimizer(config, 10, reg)
-  tree = {"model": {"w": jnp.ones(3)}, "regularizer": params}
+  tree = {"model": {"w": jnp.ones(3)}, "regularizer": params, "weighting": {}}
   grads = jax.tree.map(jnp.ones_like, tree)
   updates, _ = tx.update(grads, tx.init(tree), tree)
   np.testing.assert_allclose(updates["model"]["w"], -config.learning_rate, rtol=1e-4)

@@ -3,6 +3,8 @@
     python tools/benchmark_train_step.py --batch_size 2 --height 288 --width 384 --steps 5
 
 Prints one line per measured step and a summary: median ms/step and images/s. With
+``--weighting lps`` (or another task weighting) the equal-weight step and the weighted one are
+compiled side by side and timed interleaved. With
 ``--regularizer rdc`` the supervised step and the step with region-aware distribution contrast are
 compiled side by side and timed interleaved, and the RDC overhead is printed as a ratio:
 
@@ -63,6 +65,12 @@ def main():
   parser.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "im2col"))
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
   parser.add_argument("--regularizer", default="none", choices=("none", "rdc"))
+  parser.add_argument(
+      "--weighting",
+      default="equal",
+      choices=("equal", "uncertainty", "dwa", "log_smoothing", "lps_no_log", "lps"),
+      help="other than equal: time equal and this task weighting side by side",
+  )
   parser.add_argument("--regions", type=int, default=64, help="rdc: regions per image (R)")
   parser.add_argument("--covariance", default="full", choices=("full", "diag"))
   parser.add_argument("--contrast", default="gaussian", choices=("gaussian", "vector", "pixel"))
@@ -76,6 +84,9 @@ def main():
   args = parser.parse_args()
   if args.regularizer == "rdc":
     compare_regularizer(args)
+    return
+  if args.weighting != "equal":
+    compare_weighting(args)
     return
 
   config = default.get_config()
@@ -153,16 +164,7 @@ def compare_regularizer(args) -> None:
     state, metrics = compiled(state, batch)  # Warm-up.
     jax.block_until_ready(metrics)
     runs[name] = [compiled, state, batch, []]
-  for i in range(args.steps):
-    for name, run in runs.items():
-      compiled, state, batch, times = run
-      t0 = time.perf_counter()
-      state, metrics = compiled(state, batch)
-      jax.block_until_ready((state, metrics))
-      times.append(time.perf_counter() - t0)
-      run[1] = state
-      extra = f" loss/rdc={float(metrics['loss/rdc']):.4f}" if name == "rdc" else ""
-      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{extra}", flush=True)
+  time_interleaved(runs, args.steps, log_key="loss/rdc")
   sup, with_rdc = (float(np.median(runs[k][3])) for k in ("supervised", "rdc"))
   print(
       f"backend={jax.default_backend()} batch={args.batch_size} {args.height}x{args.width} "
@@ -170,6 +172,52 @@ def compare_regularizer(args) -> None:
       f"contrast={args.contrast} labels={args.label_setting}: "
       f"supervised {sup * 1e3:.1f} ms, +rdc {with_rdc * 1e3:.1f} ms, "
       f"overhead {(with_rdc - sup) / sup * 100:.0f}% of the supervised step"
+  )
+
+
+def time_interleaved(runs: dict, steps: int, log_key: str) -> None:
+  """Times ``steps`` calls of each run in turn; ``runs[name] = [compiled, state, batch, times]``
+  (state and times updated in place)."""
+  for i in range(steps):
+    for name, run in runs.items():
+      compiled, state, batch, times = run
+      t0 = time.perf_counter()
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
+      times.append(time.perf_counter() - t0)
+      run[1] = state
+      extra = f" {log_key}={float(metrics[log_key]):.4f}" if log_key in metrics else ""
+      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{extra}", flush=True)
+
+
+def compare_weighting(args) -> None:
+  """Equal weights vs ``args.weighting``, compiled side by side and timed interleaved (the
+  weighting's transform runs in every step; 4 steps per epoch, so epoch ends are timed too)."""
+  config = default.get_config()
+  config.batch_size = args.batch_size
+  config.model.conv_impl = args.conv_impl
+  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  shape = (args.height, args.width)
+  mesh = sharding.create_mesh()
+  model = train.create_model(config)
+  host = synthetic_batch(args.batch_size, *shape, len(config.tasks))
+  runs = {}
+  for name in ("equal", args.weighting):
+    config.weighting.name = name
+    w = train.create_weighting(config, steps_per_epoch=4)
+    tx = train.create_optimizer(config, 4, None, w)
+    state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh, None, w)
+    batch = sharding.global_batch(mesh, dict(host))
+    compiled = train.make_train_step(config, model, tx, mesh, None, w).lower(state, batch).compile()
+    state, metrics = compiled(state, batch)  # Warm-up.
+    jax.block_until_ready(metrics)
+    runs[name] = [compiled, state, batch, []]
+  time_interleaved(runs, args.steps, log_key="weight/semseg")
+  base, other = (float(np.median(runs[k][3])) for k in ("equal", args.weighting))
+  print(
+      f"backend={jax.default_backend()} batch={args.batch_size} {args.height}x{args.width}: "
+      f"equal {base * 1e3:.1f} ms, {args.weighting} {other * 1e3:.1f} ms, "
+      f"overhead {(other - base) / base * 100:+.1f}% of the step (median of {args.steps})"
   )
 
 
