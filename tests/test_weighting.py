@@ -392,3 +392,57 @@ def test_method_configs():
   for name, config in grid["configs"].items():
     assert config.weighting.name == name
     assert weighting.create(config, 3, 125).name == name
+
+
+_SHARDED_SCRIPT = r"""
+import jax, numpy as np
+from jax.sharding import Mesh
+from configs import default
+from mtjax import sharding, train, weighting
+from tests.test_weighting import sharded_batch
+
+config = default.get_config()
+config.model.filters = (8, 8, 16, 16, 16)
+config.batch_size = 8
+config.weighting.name = "lps"
+model = train.create_model(config)
+w = train.create_weighting(config, steps_per_epoch=1)  # An epoch per step: the weights move at 2.
+tx = train.create_optimizer(config, 1, None, w)
+batch = sharded_batch()
+out = []
+for devices in (jax.devices()[:1], jax.devices()):
+  mesh = Mesh(np.array(devices), (sharding.DATA_AXIS,))
+  state = train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh, None, w)
+  step = train.make_train_step(config, model, tx, mesh, None, w)
+  for _ in range(2):
+    state, metrics = step(state, sharding.global_batch(mesh, batch))
+  out.append(jax.device_get(state.opt_state[-1]))
+one, eight = out
+assert not np.allclose(one.task_weights, 1.0), one.task_weights
+np.testing.assert_array_equal(one.counts, eight.counts)
+# Step 2's losses follow one update (round-off in step 1 moves them by ~1e-4; test_sharding.py).
+np.testing.assert_allclose(eight.history, one.history, rtol=2e-3)
+np.testing.assert_allclose(eight.task_weights, one.task_weights, rtol=2e-3)
+print("OK", one.task_weights)
+"""
+
+
+def sharded_batch():
+  rng = np.random.default_rng(0)
+  b, h, w = 8, 32, 64
+  normal = rng.normal(size=(b, h, w, 3)).astype(np.float32)
+  return {
+      "image": rng.random((b, h, w, 3), dtype=np.float32),
+      "semseg": rng.integers(-1, 13, (b, h, w)).astype(np.int32),
+      "depth": rng.uniform(0, 5, (b, h, w, 1)).astype(np.float32),
+      "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
+      "label_mask": (rng.random((b, 3)) < 0.6).astype(np.float32),
+      "valid": np.ones((b,), np.float32),
+  }
+
+
+@pytest.mark.slow
+def test_lps_state_is_the_same_on_one_and_eight_devices():
+  from tests.test_sharding import run_on_eight_cpu_devices
+
+  run_on_eight_cpu_devices(_SHARDED_SCRIPT)
