@@ -53,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------
   config.regularizer = ml_collections.ConfigDict()
-  config.regularizer.name = "none"  # none | rdc
+  config.regularizer.name = "none"  # none | rdc | xtc
   config.regularizer.weight = 1.0  # λ (RDC Eq. 1: λ = 1).
   # RDC (Li et al., ECCV 2024; mtjax/regularizers/rdc.py). The paper gives no τ, a_θ shape or
   # covariance shrinkage; those defaults are ours (README "Region-aware distribution contrast").
@@ -81,6 +81,10 @@ def get_config() -> ml_collections.ConfigDict:
   # the FiLM rows 1e-3 (MTPSL's FiLM optimizer).
   config.regularizer.learning_rate = -1.0
   config.regularizer.film_learning_rate = 1e-3
+  # xtc (MTPSL, mtjax/regularizers/xtc.py): ρ of the two terms against the bottleneck feature.
+  # xtc configs set mapping.filters to the model's stages (MTPSL: (64, 128, 256, 512, 512) with
+  # convs_per_stage (2, 2, 3, 3, 3)) and weight 2.0 (NYUv2).
+  config.regularizer.feature_weight = 0.5
 
   # ---- Model ---------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()

@@ -11,6 +11,12 @@ heads are the model's final predictions and, when the model returns them under
 `"deep_supervision"` (a sequence of dicts shaped like the predictions), its intermediate ones,
 with the same weights. `train.train_step` differentiates `objective` once, with respect to the
 model's, the regularizer's and the weighting's parameters together.
+
+A regularizer with `views == 2` (MTPSL's xtc) sees a second augmented view: the batch's `view2/*`
+keys. Both views go through the model as one batch (as MTPSL concatenates them, so BatchNorm's
+batch statistics cover both); the supervised loss reads the first view's predictions, the
+regularizer the second's, with the second's ground truths and, if it `needs_features`, the model's
+features of the second view (`mtjax.models.features`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtjax.models import FEATURES, features
 from mtjax.regularizers import Regularizer
 from mtjax.tasks import Task, partial_label_terms
 from mtjax.weighting import Weighting
@@ -60,14 +67,27 @@ def objective(
     (a weighting's `update` arguments).
   """
   model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
-  predictions, updates = model.apply(
+  views = 1 if regularizer is None else regularizer.views
+  needs_features = regularizer is not None and regularizer.needs_features
+  images = batch["image"]
+  if views == 2:
+    images = jnp.concatenate([images, batch["view2/image"]])
+  outputs, updates = model.apply(
       {"params": params["model"], "batch_stats": batch_stats},
-      batch["image"],
+      images,
       train=True,
-      mutable=["batch_stats"],
+      mutable=["batch_stats", *([FEATURES] if needs_features else [])],
       rngs={"dropout": model_rng},
   )
-  predictions = dict(predictions)
+  feats = features(updates)
+  predictions, reg_batch, reg_predictions = dict(outputs), batch, outputs
+  if views == 2:
+    size = batch["image"].shape[0]
+    predictions = jax.tree.map(lambda x: x[:size], dict(outputs))
+    reg_predictions = jax.tree.map(lambda x: x[size:], dict(outputs))
+    feats = jax.tree.map(lambda x: x[size:], feats)
+    reg_batch = {k: v for k, v in batch.items() if not k.startswith("view2/")}
+    reg_batch.update({k[len("view2/") :]: v for k, v in batch.items() if k.startswith("view2/")})
   heads = [predictions, *predictions.pop(DEEP_SUPERVISION, ())]
   terms = [partial_label_terms(head, batch, tasks) for head in heads]
   sums = jnp.stack([s for s, _, _ in terms])
@@ -78,7 +98,9 @@ def objective(
   logs = {f"loss/{task.name}": sums[0, t] / batch_size for t, task in enumerate(tasks)}
   logs.update({f"weight/{task.name}": used[t] for t, task in enumerate(tasks)})
   if regularizer is not None:
-    reg_loss, reg_logs = regularizer.loss(params["regularizer"], predictions, batch, reg_rng)
+    reg_loss, reg_logs = regularizer.loss(
+        params["regularizer"], reg_predictions, reg_batch, reg_rng, feats
+    )
     loss = loss + regularizer.weight * reg_loss
     logs[f"loss/{regularizer.name}"] = reg_loss
     logs.update({f"{regularizer.name}/{k}": v for k, v in reg_logs.items()})

@@ -384,6 +384,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       scales=tuple(config.augment.scales),
       flip=config.augment.flip,
       regions=regions.RegionSpec.from_config(config.regions),
+      views=1 if regularizer is None else regularizer.views,
   ).as_numpy_iterator()
   eval_ds = pipeline.eval_dataset(
       eval_source,

@@ -118,6 +118,7 @@ def train_dataset(
     scales: Sequence[float] = augment_lib.DEFAULT_SCALES,
     flip: bool = True,
     regions: regions_lib.RegionSpec | None = None,
+    views: int = 1,
 ) -> tf.data.Dataset:
   """Infinite, deterministic, resumable training stream of this host's batches.
 
@@ -145,12 +146,17 @@ def train_dataset(
       nothing. Maps of the stored example (instance ids, exported files) are augmented with the
       labels (nearest); a patch grid or the semantic regions are made on the augmented example;
       then ``relabel_by_area``.
+    views: 2 adds a second, independently augmented view of each example (MTPSL's two views:
+      another scale-crop and flip of the same stored example, seeded by (seed, epoch, index,
+      view)) under ``view2/<key>`` for the image, the ground truths and ``regions``; the first
+      view is the same as with ``views=1``.
 
   Returns:
     tf.data.Dataset of dicts: ``image`` float32 [B, H, W, 3]; one entry per source task
     (``semseg`` int32 [B, H, W], ``depth`` float32 [B, H, W, 1], ``normal`` float32
     [B, H, W, 3]); ``label_mask`` float32 [B, T]; ``index`` int32 [B]; ``valid`` float32 [B] (1);
-    with ``regions`` enabled, ``regions`` int32 [B, H, W] in {−1, 0, ..., max_regions − 1}.
+    with ``regions`` enabled, ``regions`` int32 [B, H, W] in {−1, 0, ..., max_regions − 1};
+    with ``views=2`` also ``view2/image``, ``view2/<task>`` (and ``view2/regions``).
 
   Raises:
     ValueError: ``label_mask`` not 2-D or its row count != N (both named); B < 1;
@@ -160,6 +166,8 @@ def train_dataset(
     FileNotFoundError: a missing region manifest or map.
   """
   _check_hosts(per_process_batch_size, process_index, process_count)
+  if views not in (1, 2):
+    raise ValueError(f"views must be 1 or 2, got {views}.")
   spec = regions or regions_lib.RegionSpec()
   if spec.before_augmentation:
     source = regions_lib.WithRegionMaps(source, spec)
@@ -187,16 +195,22 @@ def train_dataset(
     )
     return tf.data.Dataset.from_tensor_slices({"epoch": tf.fill([n], epoch), "index": perm})
 
-  def make_example(element):
-    index = element["index"]
-    example = augment_lib.augment(
-        load(index),
-        _derive_seed(base_seed, _AUGMENTATION, element["epoch"], index),
-        scales=scales,
-        flip=flip,
-    )
+  def make_view(stored, epoch, index, view):
+    seed = _derive_seed(base_seed, _AUGMENTATION, epoch, index)
+    if view:
+      seed = _derive_seed(seed, view)
+    example = augment_lib.augment(stored, seed, scales=scales, flip=flip)
     if attach_regions is not None:
       example["regions"] = attach_regions(example)
+    return example
+
+  def make_example(element):
+    index = element["index"]
+    stored = load(index)
+    example = make_view(stored, element["epoch"], index, 0)
+    if views == 2:
+      second = make_view(stored, element["epoch"], index, 1)
+      example.update({f"view2/{k}": v for k, v in second.items()})
     return {
         **example,
         "label_mask": tf.gather(mask, index),

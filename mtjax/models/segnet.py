@@ -24,6 +24,7 @@ import numpy as np
 from flax import linen as nn
 
 from mtjax.models import layers
+from mtjax.models.features import FEATURES
 
 Array = jax.Array
 
@@ -75,6 +76,9 @@ class SegNetMTL(nn.Module):
   statistics and updates ``batch_stats`` (pass ``mutable=["batch_stats"]``); with ``train=False``
   it uses the running averages and mutates nothing.
 
+  Features for regularizers: with ``mutable=[FEATURES, ...]`` the model also sows its bottleneck,
+  decoder and head features (``mtjax.models.features``).
+
   Returns:
     dict task -> float32 array: "semseg" [B, H, W, num_classes] log-probabilities (log_softmax),
     "depth" [B, H, W, 1] (linear, metres), "normal" [B, H, W, 3] unit vectors (L2-normalised;
@@ -123,12 +127,14 @@ class SegNetMTL(nn.Module):
         x = conv(f[i], f"conv_block_enc_{i}_{j}", x)
       pre_pool.append(x)
       x = layers.max_pool_2x2(x)
+    self.sow(FEATURES, "bottleneck", x)
 
     for i in reversed(range(len(f))):
       x = layers.max_unpool_2x2(x, pre_pool[i])
       x = conv(f[max(i - 1, 0)], f"decoder_block_{i}", x)
       for j in range(1 if i < 2 else 2):
         x = conv(f[max(i - 1, 0)], f"conv_block_dec_{i}_{j}", x)
+    self.sow(FEATURES, "decoder", x)
 
     # Heads: the T 3x3 convs read the same features -> one conv with the kernels concatenated on
     # Cout; the T 1x1 convs -> one matmul with a block-diagonal kernel. Params stay per task.
@@ -140,7 +146,10 @@ class SegNetMTL(nn.Module):
     k3, b3 = jnp.concatenate(k3, axis=-1), jnp.concatenate(b3)
     k1, b1 = jax.scipy.linalg.block_diag(*(k[0, 0] for k in k1)), jnp.concatenate(b1)
     x, k3, b3, k1, b1 = nn.dtypes.promote_dtype(x, k3, b3, k1, b1, dtype=self.dtype)
-    y = jnp.dot(layers.conv3x3(x, k3, b3, impl=impl), k1) + b1
+    hidden = layers.conv3x3(x, k3, b3, impl=impl)
+    for t, part in zip(self.tasks, jnp.split(hidden, len(self.tasks), axis=-1)):
+      self.sow(FEATURES, f"head_{t}", part)
+    y = jnp.dot(hidden, k1) + b1
     y = y.astype(jnp.float32)
 
     out = {}

@@ -1,7 +1,7 @@
 """Regularizers added to the partially supervised loss, each one small record (``Regularizer``):
 its own parameters, the batch keys it reads, and a pure loss. ``config.regularizer.name`` selects
-one: ``none`` | ``rdc`` (region-aware distribution contrast, ``rdc.py``). The FiLM mapping network
-they configure is ``mapping.py``.
+one: ``none`` | ``rdc`` (region-aware distribution contrast, ``rdc.py``) | ``xtc`` (MTPSL's
+cross-task consistency, ``xtc.py``). The FiLM mapping network they configure is ``mapping.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from mtjax.regularizers import rdc
+from mtjax.regularizers import mapping, rdc, xtc
 
-NAMES = ("none", "rdc")
+NAMES = ("none", "rdc", "xtc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +27,16 @@ class Regularizer:
     weight: λ, the objective adds λ · loss.
     batch_keys: train-batch keys it reads besides the ground truths and ``label_mask``.
     init: (rng, image_shape (H, W)) -> params (a pytree of float32 arrays).
-    loss: (params, predictions, batch, rng) -> (float32 scalar, logs {name: float32 scalar});
-      pure and jit-safe, computed on the global batch.
+    loss: (params, predictions, batch, rng, features) -> (float32 scalar, logs {name: float32
+      scalar}); pure and jit-safe, computed on the global batch. ``features`` are the model's
+      (``mtjax.models.segnet.features``; {} unless ``needs_features``).
     param_groups: params -> a pytree of the same structure whose leaves name each leaf's optimizer
       group (a key of ``learning_rates``).
     learning_rates: group -> peak learning rate (the model's decay schedule scales it).
+    views: 2: the regularizer sees a second augmented view of each example (the pipeline's
+      ``view2/*`` keys; its predictions, ground truths and features), the supervised loss the
+      first (MTPSL); 1: both see the one view.
+    needs_features: whether the model's features are captured for it.
   """
 
   name: str
@@ -41,6 +46,8 @@ class Regularizer:
   loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
   param_groups: Callable[[Any], Any]
   learning_rates: Mapping[str, float]
+  views: int = 1
+  needs_features: bool = False
 
 
 def _film_or_mapping(params):
@@ -73,7 +80,9 @@ def create(
     return None
   if not reg.weight >= 0:
     raise ValueError(f"config.regularizer.weight={reg.weight}: expected >= 0")
-  max_pairs = rdc.max_directed_pairs(label_mask)
+  max_pairs = mapping.max_directed_pairs(label_mask)
+  if reg.name == "xtc":
+    return _xtc(config, max_pairs, num_classes, image_shape)
   settings = rdc.settings_from_config(config, config.tasks, num_classes, max_pairs)
   stride = settings.stride
   if image_shape[0] % stride or image_shape[1] % stride:
@@ -88,9 +97,34 @@ def create(
       weight=float(reg.weight),
       batch_keys=("regions",) if settings.extraction == "region" else (),
       init=lambda rng, shape: encoder.init_variables(rng, shape)["params"],
-      loss=lambda params, predictions, batch, rng: rdc.rdc_loss(
+      loss=lambda params, predictions, batch, rng, features: rdc.rdc_loss(
           params, settings, predictions, batch, rng
       ),
       param_groups=_film_or_mapping,
       learning_rates={"mapping": float(mapping_lr), "film": float(reg.film_learning_rate)},
+  )
+
+
+def _xtc(config, max_pairs: int, num_classes: int, image_shape: tuple[int, int]) -> Regularizer:
+  reg = config.regularizer
+  settings = xtc.settings_from_config(config, config.tasks, num_classes, max_pairs)
+  if image_shape[0] % settings.stride or image_shape[1] % settings.stride:
+    raise ValueError(
+        f"training images {image_shape[0]}x{image_shape[1]} are not divisible by the mapping "
+        f"network's stride {settings.stride}"
+    )
+  encoder = settings.encoder()
+  mapping_lr = config.learning_rate if reg.learning_rate < 0 else reg.learning_rate
+  return Regularizer(
+      name="xtc",
+      weight=float(reg.weight),
+      batch_keys=(),
+      init=lambda rng, shape: encoder.init_variables(rng, shape)["params"],
+      loss=lambda params, predictions, batch, rng, features: xtc.xtc_loss(
+          params, settings, predictions, batch, rng, features
+      ),
+      param_groups=_film_or_mapping,
+      learning_rates={"mapping": float(mapping_lr), "film": float(reg.film_learning_rate)},
+      views=2,
+      needs_features=True,
   )

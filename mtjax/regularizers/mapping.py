@@ -17,9 +17,14 @@ BatchNorm's affine ``scale`` / ``bias`` params, so parameter counts match MTPSL'
 
 Pair rows follow MTPSL's ``A_taskpair``: the off-diagonal entries of the T×T matrix
 A[prediction task, ground-truth task], row-major (``pair_row``).
+
+Also here, shared by both regularizers: which directed pairs each example contributes
+(``pair_validity``, ``pair_slots``), MTPSL's input encodings (``encode_ground_truth``,
+``encode_prediction``) and the mapping of every slot's prediction and ground truth
+(``mapped_features``).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -163,6 +168,182 @@ class FiLMEncoder(nn.Module):
       return module(h, jnp.zeros((1,), jnp.int32))
 
     return self.init(rng, method=touch_all)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Task pairs
+# ---------------------------------------------------------------------------------------------------
+
+
+def pair_validity(label_mask: Array) -> Array:
+  """Which directed pairs (prediction t, ground truth s) each example contributes.
+
+  Args:
+    label_mask: float or bool [B, T], 1 = task labelled for that example.
+
+  Returns:
+    bool [B, P], P = T(T−1) in ``mapping.all_pairs`` order: pair (t, s) is valid when s is labelled
+    and t is not, or, for an example with every task labelled, whenever s ≠ t. An example with no
+    labelled task has none.
+  """
+  labelled = jnp.asarray(label_mask) > 0
+  pred, gt = all_pairs(labelled.shape[-1])
+  everything = jnp.all(labelled, axis=-1, keepdims=True)
+  return labelled[:, gt] & (everything | ~labelled[:, pred])
+
+
+def max_directed_pairs(label_mask: np.ndarray) -> int:
+  """The most valid pairs any example of ``label_mask`` [N, T] has (at least 1): the static K."""
+  valid = np.asarray(pair_validity(jnp.asarray(np.asarray(label_mask) > 0)))
+  return max(1, int(valid.sum(-1).max(initial=0)))
+
+
+def pair_slots(label_mask: Array, num_slots: int) -> tuple[Array, Array, Array]:
+  """Each example's valid pairs packed into ``num_slots`` slots (valid first, in row order).
+
+  Args:
+    label_mask: float or bool [B, T].
+    num_slots: K (static), 1 ≤ K ≤ T(T−1). Valid pairs beyond K are dropped: pass
+      ``max_directed_pairs`` of the label setting.
+
+  Returns:
+    (pred_task int32 [B, K], gt_task int32 [B, K], valid bool [B, K]).
+
+  Raises:
+    ValueError: K outside 1..T(T−1).
+  """
+  valid_pairs = pair_validity(label_mask)
+  if not 1 <= num_slots <= valid_pairs.shape[-1]:
+    raise ValueError(f"num_slots={num_slots}: expected 1..{valid_pairs.shape[-1]} (T(T-1))")
+  pred, gt = all_pairs(label_mask.shape[-1])
+  order = jnp.argsort(~valid_pairs, axis=-1, stable=True)[:, :num_slots]
+  valid = jnp.take_along_axis(valid_pairs, order, -1)
+  return jnp.asarray(pred)[order], jnp.asarray(gt)[order], valid
+
+
+# ---------------------------------------------------------------------------------------------------
+# a_θ's inputs (MTPSL's encodings)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _scale_by_max(x: Array) -> Array:
+  """x / (max |x| over the map + 1e-12) per example: MTPSL's x / (max x + 1e-12) for the
+  non-negative maps it sees (depth ground truth, trained depth predictions), bounded otherwise."""
+  peak = jnp.max(jnp.abs(x), axis=tuple(range(1, x.ndim)), keepdims=True)
+  return x / (peak + 1e-12)
+
+
+def encode_ground_truth(name: str, gt: Array, num_classes: int) -> Array:
+  """A task's ground truth as a_θ's input (MTPSL ``pre_process_gt``).
+
+  Args:
+    name: "semseg" (gt int [B, H, W], −1 ignore), "depth" (float [B, H, W, 1] metres, 0 invalid)
+      or "normal" (float [B, H, W, 3] unit vectors, 0 invalid).
+    num_classes: semantic classes.
+
+  Returns:
+    float32 [B, H, W, C]: one-hot with ignore pixels all-zero (C = num_classes); depth / the map's
+    max (C = 1); (n + 1) / 2 (C = 3).
+
+  Raises:
+    ValueError: unknown task.
+  """
+  if name == "semseg":
+    return jax.nn.one_hot(gt, num_classes, dtype=jnp.float32)  # −1 -> all-zero.
+  if name == "depth":
+    return _scale_by_max(gt.astype(jnp.float32))
+  if name == "normal":
+    return (gt.astype(jnp.float32) + 1.0) / 2.0
+  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+
+
+def encode_prediction(name: str, pred: Array, rng: Array | None, *, gumbel: bool = True) -> Array:
+  """A task's prediction as a_θ's input (MTPSL ``pre_process_pred``), differentiable.
+
+  Args:
+    name: "semseg" (pred float [B, H, W, C] log-probabilities), "depth" ([B, H, W, 1]) or
+      "normal" ([B, H, W, 3]).
+    rng: key for the Gumbel noise (semseg with ``gumbel``); unused otherwise (may be None).
+    gumbel: semseg: a hard Gumbel-softmax sample (τ = 1, MTPSL ``F.gumbel_softmax(hard=True)``);
+      False: the argmax.
+
+  Returns:
+    float32 [B, H, W, C]. Semseg: the hard one-hot in the forward pass with the gradient of the
+    softmax (straight-through): one_hot + (y − stop_gradient(y)), y = softmax(logits [+ g]).
+
+  Raises:
+    ValueError: unknown task, or semseg with ``gumbel`` and no ``rng``.
+  """
+  pred = pred.astype(jnp.float32)
+  if name == "semseg":
+    logits = pred
+    if gumbel:
+      if rng is None:
+        raise ValueError("encode_prediction('semseg', gumbel=True) needs an rng")
+      logits = logits + jax.random.gumbel(rng, logits.shape, jnp.float32)
+    soft = jax.nn.softmax(logits, axis=-1)
+    hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), pred.shape[-1], dtype=jnp.float32)
+    return hard + (soft - jax.lax.stop_gradient(soft))  # Exactly one-hot forward.
+  if name == "depth":
+    return _scale_by_max(pred)
+  if name == "normal":
+    return (pred + 1.0) / 2.0
+  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The mapping of prediction / ground-truth slots
+# ---------------------------------------------------------------------------------------------------
+
+
+def mapped_features(
+    params,
+    encoder: FiLMEncoder,
+    tasks: Sequence[str],
+    num_classes: int,
+    predictions: Mapping[str, Array],
+    batch: Mapping[str, Array],
+    pred_task: Array,
+    gt_task: Array,
+    rng: Array,
+    *,
+    gumbel: bool = True,
+) -> tuple[Array, Array]:
+  """The mapping network applied to every slot's prediction and ground truth (MTPSL ``Mapfns``).
+
+  Args:
+    params: the encoder's params.
+    encoder: the ``FiLMEncoder``; tasks: its task order; num_classes: semantic classes.
+    predictions / batch: the model outputs and the batch (task name -> [B, H, W, ...]).
+    pred_task, gt_task: int32 [B, K] task indices of each slot (``pair_slots``).
+    rng: key for the semseg prediction's Gumbel noise.
+    gumbel: ``encode_prediction``'s.
+
+  Returns:
+    (f_pred, f_gt), each float32 [B, K, H / stride, W / stride, D].
+  """
+  variables = {"params": params}
+  gt_in, pred_in = [], []
+  for k, name in enumerate(tasks):
+    # Each task's input layer runs once per example, for its ground truth and its prediction.
+    x = jnp.concatenate(
+        [
+            encode_ground_truth(name, batch[name], num_classes),
+            encode_prediction(name, predictions[name], jax.random.fold_in(rng, k), gumbel=gumbel),
+        ]
+    )
+    h = encoder.apply(variables, x, k, method=FiLMEncoder.embed)
+    gt_h, pred_h = jnp.split(h, 2)
+    gt_in.append(gt_h)
+    pred_in.append(pred_h)
+  gt_in, pred_in = jnp.stack(gt_in), jnp.stack(pred_in)  # [T, B, H, W, f0]
+  b = jnp.arange(pred_task.shape[0])[:, None]
+  h = jnp.stack([pred_in[pred_task, b], gt_in[gt_task, b]], axis=2)  # [B, K, 2, H, W, f0]
+  rows = pair_row(pred_task, gt_task, len(tasks))
+  rows = jnp.broadcast_to(rows[:, :, None], h.shape[:3])
+  out = encoder.apply(variables, h.reshape(-1, *h.shape[3:]), rows.reshape(-1))
+  out = out.reshape(*h.shape[:3], *out.shape[1:])
+  return out[:, :, 0], out[:, :, 1]
 
 
 def output_stride(filters: Sequence[int]) -> int:
