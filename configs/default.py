@@ -53,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------
   config.regularizer = ml_collections.ConfigDict()
-  config.regularizer.name = "none"  # none | rdc | xtc
+  config.regularizer.name = "none"  # none | rdc | xtc | pixel_contrast
   config.regularizer.weight = 1.0  # λ (RDC Eq. 1: λ = 1).
   # RDC (Li et al., ECCV 2024; mtjax/regularizers/rdc.py). The paper gives no τ, a_θ shape or
   # covariance shrinkage; those defaults are ours (README "Region-aware distribution contrast").
@@ -85,6 +85,16 @@ def get_config() -> ml_collections.ConfigDict:
   # xtc configs set mapping.filters to the model's stages (MTPSL: (64, 128, 256, 512, 512) with
   # convs_per_stage (2, 2, 3, 3, 3)) and weight 2.0 (NYUv2).
   config.regularizer.feature_weight = 0.5
+  # pixel_contrast (Yang et al., AAAI 2023, reconstructed; mtjax/regularizers/pixel_contrast.py).
+  # No value is retrievable from the paper: all ours.
+  config.regularizer.pixel_contrast = ml_collections.ConfigDict()
+  config.regularizer.pixel_contrast.anchors = 256  # anchor pixels per example and target task
+  config.regularizer.pixel_contrast.candidates = 256  # pixels positives / negatives come from
+  config.regularizer.pixel_contrast.margin = 0.5  # triplet margin, unit-vector distances
+  config.regularizer.pixel_contrast.depth_threshold = 0.2  # metres: positive iff |Δd| <= it
+  config.regularizer.pixel_contrast.normal_threshold = 20.0  # degrees: positive iff angle <= it
+  config.regularizer.pixel_contrast.projection_dim = 64
+  config.regularizer.pixel_contrast.hidden_dim = 64
 
   # ---- Model ---------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()

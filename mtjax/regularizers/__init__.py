@@ -1,7 +1,8 @@
 """Regularizers added to the partially supervised loss, each one small record (``Regularizer``):
 its own parameters, the batch keys it reads, and a pure loss. ``config.regularizer.name`` selects
 one: ``none`` | ``rdc`` (region-aware distribution contrast, ``rdc.py``) | ``xtc`` (MTPSL's
-cross-task consistency, ``xtc.py``). The FiLM mapping network they configure is ``mapping.py``.
+cross-task consistency, ``xtc.py``) | ``pixel_contrast`` (Yang et al.'s contrastive multi-task
+regularization, ``pixel_contrast.py``). The FiLM mapping network of rdc and xtc is ``mapping.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from mtjax.regularizers import mapping, rdc, xtc
+from mtjax.regularizers import mapping, pixel_contrast, rdc, xtc
 
-NAMES = ("none", "rdc", "xtc")
+NAMES = ("none", "rdc", "xtc", "pixel_contrast")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,8 @@ def create(
     return None
   if not reg.weight >= 0:
     raise ValueError(f"config.regularizer.weight={reg.weight}: expected >= 0")
+  if reg.name == "pixel_contrast":
+    return _pixel_contrast(config)
   max_pairs = mapping.max_directed_pairs(label_mask)
   if reg.name == "xtc":
     return _xtc(config, max_pairs, num_classes, image_shape)
@@ -126,5 +129,27 @@ def _xtc(config, max_pairs: int, num_classes: int, image_shape: tuple[int, int])
       param_groups=_film_or_mapping,
       learning_rates={"mapping": float(mapping_lr), "film": float(reg.film_learning_rate)},
       views=2,
+      needs_features=True,
+  )
+
+
+def _pixel_contrast(config) -> Regularizer:
+  settings = pixel_contrast.settings_from_config(config, config.tasks)
+  channels = int(config.model.filters[0])  # SegNet-MTL's head features (``head_<task>``).
+  lr = (
+      config.learning_rate
+      if config.regularizer.learning_rate < 0
+      else config.regularizer.learning_rate
+  )
+  return Regularizer(
+      name="pixel_contrast",
+      weight=float(config.regularizer.weight),
+      batch_keys=(),
+      init=lambda rng, shape: pixel_contrast.init_params(settings, rng, channels),
+      loss=lambda params, predictions, batch, rng, features: pixel_contrast.pixel_contrast_loss(
+          params, settings, batch, features, rng
+      ),
+      param_groups=lambda params: jax.tree.map(lambda _: "projectors", params),
+      learning_rates={"projectors": float(lr)},
       needs_features=True,
   )
