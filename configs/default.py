@@ -103,6 +103,11 @@ def get_config() -> ml_collections.ConfigDict:
   # auto | xla | im2col | mmgrad. auto: mmgrad on the CPU (XLA's convolution forward, the kernel
   # gradient as one matmul), XLA's own convolution (cuDNN) on accelerators.
   config.model.conv_impl = "auto"
+  # segnet_mtl | hrnet_w18 | hrnet_w18_small_v2. HRNet: a pretrained backbone converted with
+  # tools/convert_torch_weights.py, loaded at the start of a fresh run ("" = random init), and
+  # the input normalisation: auto (ImageNet mean / std iff pretrained) | imagenet | none.
+  config.model.pretrained = ""
+  config.model.normalize_input = "auto"
 
   # ---- Optimisation (MTPSL: Adam 1e-4, 200 epochs at batch 2, halved entering epochs 99, 199) -
   config.batch_size = 2  # Global batch, split over all devices of all processes.

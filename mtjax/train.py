@@ -26,7 +26,7 @@ from jax.experimental import multihost_utils
 from mtjax import checkpoint, evaluation, metrics, objective, regularizers, results, schedule
 from mtjax import sharding, weighting
 from mtjax.data import label_settings, nyuv2, pipeline, procedural_source, regions
-from mtjax.models import segnet
+from mtjax.models import hrnet, hrnet_import, segnet
 from mtjax.tasks import Task, get_tasks
 
 
@@ -113,7 +113,47 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
         filters=tuple(config.model.filters),
         conv_impl=config.model.conv_impl,
     )
-  raise ValueError(f"config.model.name={config.model.name!r}: expected one of ('segnet_mtl',)")
+  if config.model.name in hrnet.VARIANTS:
+    normalize = config.model.normalize_input
+    if normalize not in ("auto", "imagenet", "none"):
+      raise ValueError(
+          f"config.model.normalize_input={normalize!r}: expected 'auto', 'imagenet' or 'none'"
+      )
+    return hrnet.HRNetMTL(
+        num_classes=config.dataset.num_classes,
+        tasks=tuple(config.tasks),
+        variant=config.model.name,
+        normalize_input=normalize == "imagenet"
+        or (normalize == "auto" and bool(config.model.pretrained)),
+    )
+  raise ValueError(
+      f"config.model.name={config.model.name!r}: expected one of "
+      f"{('segnet_mtl', *hrnet.VARIANTS)}"
+  )
+
+
+def load_pretrained(config: ml_collections.ConfigDict, state: TrainState, mesh) -> TrainState:
+  """`state` with the backbone of `config.model.pretrained` (a `hrnet_import.save` file) in place
+  of the freshly initialised one (params and BatchNorm statistics); unchanged when it is "".
+
+  Raises:
+    ValueError: a pretrained file for a model without a pretrained backbone, or a file that does
+      not hold this variant's backbone. FileNotFoundError: no such file.
+  """
+  if not config.model.pretrained:
+    return state
+  if config.model.name not in hrnet.VARIANTS:
+    raise ValueError(
+        f"config.model.pretrained is set but config.model.name={config.model.name!r} has no "
+        f"pretrained backbone (one of {tuple(hrnet.VARIANTS)})"
+    )
+  backbone = hrnet_import.load(config.model.pretrained, config.model.name)
+  params = {**state.params, "backbone": backbone["params"]}
+  batch_stats = {**state.batch_stats, "backbone": backbone["batch_stats"]}
+  replicated = sharding.replicated(mesh)
+  return state.replace(
+      params=jax.device_put(params, replicated), batch_stats=jax.device_put(batch_stats, replicated)
+  )
 
 
 def create_optimizer(
@@ -362,6 +402,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if restored is not None:
     state = restored
     logging.info("resumed from %s at step %d", manager.directory, int(state.step))
+  elif config.model.pretrained:  # A fresh run only: a resumed one has trained past it.
+    state = load_pretrained(config, state, mesh)
+    logging.info("backbone initialised from %s", config.model.pretrained)
   start_step = int(state.step)
   if start_step == 0:
     num_params = sum(x.size for x in jax.tree.leaves(state.params))

@@ -1,0 +1,158 @@
+"""ImageNet-pretrained HRNet weights from PyTorch checkpoints, into ``HRNetBackbone``'s variables.
+
+Sources: timm's ``hrnet_w18`` / ``hrnet_w18_small_v2`` state dicts (``.pth``, ``.bin`` or
+``.safetensors``) and HRNet-Image-Classification's ``hrnetv2_w18_imagenet_pretrained.pth``: both
+name the backbone's modules alike (timm copied the original code). The classification head
+(``incre_modules``, ``downsamp_modules``, ``final_layer``, ``classifier``) is not part of the
+backbone and is skipped; every other key must map, and every backbone variable must be found, with
+its shape: otherwise one error names the keys.
+
+Mapping: a module path's dots become underscores (``HRNetBackbone`` names its layers so); conv
+``weight`` [O, I, kh, kw] → ``kernel`` [kh, kw, I, O]; BatchNorm ``weight`` / ``bias`` → params
+``scale`` / ``bias``, ``running_mean`` / ``running_var`` → batch_stats ``mean`` / ``var``;
+``num_batches_tracked`` is dropped. Output: msgpack (``flax.serialization``) of
+``{"params": ..., "batch_stats": ...}``, float32. ``.safetensors`` is read with the
+``safetensors`` package (no torch); ``.pth`` / ``.bin`` need torch (``pip install -e ".[convert]"``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtjax import fileio
+from mtjax.models.hrnet import VARIANTS, HRNetBackbone
+
+HEAD_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
+_WRAPPERS = ("state_dict", "model", "module")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """The tensors of a PyTorch checkpoint as float32 / int64 NumPy arrays.
+
+  ``.safetensors`` through ``safetensors.numpy``; ``.pth`` / ``.pt`` / ``.bin`` through
+  ``torch.load(weights_only=True)``, unwrapping a ``{"state_dict" | "model": ...}`` wrapper and a
+  ``module.`` (DataParallel) prefix.
+
+  Raises:
+    FileNotFoundError: no such file. ImportError: torch is needed and missing (naming the extra).
+    ValueError: an unknown suffix, or a file that is not a mapping of names to tensors.
+  """
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"checkpoint {path} does not exist")
+  if path.suffix == ".safetensors":
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
+    return dict(load_file(str(path)))
+  if path.suffix not in (".pth", ".pt", ".bin"):
+    raise ValueError(f"checkpoint {path}: expected .safetensors, .pth, .pt or .bin")
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        f'reading {path.suffix} checkpoints needs torch: pip install -e ".[convert]" (or convert '
+        "a .safetensors file, which needs no torch)"
+    ) from e
+  state = torch.load(path, map_location="cpu", weights_only=True)
+  for key in _WRAPPERS[:2]:
+    if isinstance(state, dict) and isinstance(state.get(key), dict):
+      state = state[key]
+  if not isinstance(state, dict) or not all(hasattr(v, "numpy") for v in state.values()):
+    raise ValueError(f"checkpoint {path} is not a state dict (names -> tensors)")
+  out = {}
+  for key, value in state.items():
+    key = key[len("module.") :] if key.startswith("module.") else key
+    out[key] = value.detach().cpu().float().numpy() if value.is_floating_point() else value.numpy()
+  return out
+
+
+def expected_variables(variant: str) -> dict[str, Any]:
+  """Shapes of ``HRNetBackbone(variant)``'s variables (``jax.ShapeDtypeStruct`` leaves)."""
+  model = HRNetBackbone(variant)
+  return jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  )
+
+
+def convert_state_dict(state: dict[str, np.ndarray], variant: str) -> dict[str, Any]:
+  """A PyTorch HRNet state dict → ``{"params", "batch_stats"}`` of ``HRNetBackbone(variant)``.
+
+  Raises:
+    ValueError: an unknown variant; keys that do not map, backbone variables the checkpoint lacks,
+      or shape mismatches — one error listing (up to 5 of) each.
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f"HRNet variant {variant!r}: expected one of {tuple(VARIANTS)}")
+  expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(expected_variables(variant)))
+  found: dict[tuple[str, ...], np.ndarray] = {}
+  unmapped, mismatched, seen = [], [], set()
+  for key, value in state.items():
+    if key.endswith("num_batches_tracked") or key.startswith(HEAD_PREFIXES):
+      continue
+    module, _, leaf = key.rpartition(".")
+    name = module.replace(".", "_")
+    value = np.asarray(value, np.float32)
+    if leaf == "weight" and value.ndim == 4:
+      target, value = ("params", name, "kernel"), value.transpose(2, 3, 1, 0)
+    else:
+      collection, new_leaf = {
+          "weight": ("params", "scale"),
+          "bias": ("params", "bias"),
+          "running_mean": ("batch_stats", "mean"),
+          "running_var": ("batch_stats", "var"),
+      }.get(leaf, (None, None))
+      target = (collection, name, new_leaf)
+    if target not in expected:
+      unmapped.append(key)
+    elif tuple(expected[target].shape) != value.shape:
+      mismatched.append(f"{key} {value.shape} vs {tuple(expected[target].shape)}")
+      seen.add(target)
+    else:
+      found[target] = value
+  missing = ["/".join(k) for k in expected if k not in found and k not in seen]
+  if unmapped or missing or mismatched:
+    raise ValueError(
+        f"the checkpoint is not an {variant} backbone: {len(unmapped)} keys that do not map "
+        f"{unmapped[:5]}, {len(missing)} variables missing {missing[:5]}, {len(mismatched)} shape "
+        f"mismatches (checkpoint vs model) {mismatched[:5]}"
+    )
+  return flax.traverse_util.unflatten_dict(found)
+
+
+def save(variables: dict[str, Any], path: str | os.PathLike) -> None:
+  """Writes ``variables`` as msgpack, atomically."""
+  fileio.write_atomic(path, flax.serialization.msgpack_serialize(jax.device_get(variables)))
+
+
+def load(path: str | os.PathLike, variant: str) -> dict[str, Any]:
+  """Reads ``save``'s file and checks it against ``HRNetBackbone(variant)``'s variables.
+
+  Raises:
+    FileNotFoundError: no such file. ValueError: not such a file, or another structure / shapes.
+  """
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"pretrained backbone {path} does not exist; make it with tools/convert_torch_weights.py"
+    )
+  try:
+    variables = flax.serialization.msgpack_restore(path.read_bytes())
+  except Exception as e:
+    raise ValueError(f"{path} is not a msgpack file of backbone variables ({e})") from e
+  expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(expected_variables(variant)))
+  got = flax.traverse_util.flatten_dict(variables)
+  wrong = sorted(
+      "/".join(k)
+      for k in set(expected) | set(got)
+      if k not in got or k not in expected or tuple(got[k].shape) != tuple(expected[k].shape)
+  )
+  if wrong:
+    raise ValueError(f"{path} does not hold {variant} backbone variables: {wrong[:5]} differ")
+  return variables
