@@ -64,6 +64,12 @@ def main():
   parser.add_argument("--steps", type=int, default=5, help="measured steps after one warm-up")
   parser.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "im2col"))
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
+  parser.add_argument(
+      "--model",
+      default="segnet_mtl",
+      choices=("segnet_mtl", "hrnet_w18", "hrnet_w18_small_v2"),
+      help="PyTorch eager of the same HRNet network: tools/benchmark_torch_hrnet.py",
+  )
   parser.add_argument("--regularizer", default="none", choices=("none", "rdc"))
   parser.add_argument(
       "--weighting",
@@ -93,6 +99,7 @@ def main():
   config.batch_size = args.batch_size
   config.model.conv_impl = args.conv_impl
   config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  config.model.name = args.model
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
   model, tx = train.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
@@ -105,7 +112,8 @@ def main():
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   print(
-      f"backend={jax.default_backend()} devices={jax.device_count()} conv_impl={args.conv_impl} "
+      f"backend={jax.default_backend()} devices={jax.device_count()} model={args.model} "
+      f"conv_impl={args.conv_impl} "
       f"compile={time.perf_counter() - t0:.1f}s",
       flush=True,
   )
