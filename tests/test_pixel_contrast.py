@@ -124,3 +124,18 @@ def test_demo_pixel_contrast_trains_with_finite_decreasing_loss(tmp_path):
   assert min(scalars["train/pixel_contrast/valid_anchors"].values()) > 0
   assert loss[-10:].mean() < 0.8 * loss[:10].mean(), loss
   assert jax.tree.leaves(state.reg_params)
+
+
+def test_a_coarser_feature_map_is_read_at_the_cell_of_each_pixel():
+  s = _settings()
+  batch = _batch(label_mask=((1, 1, 0), (0, 1, 1)))
+  batch["depth"] = jax.random.uniform(jax.random.key(3), (2, 8, 8, 1)) * 2
+  coarse = {
+      f"head_{t}": jax.random.normal(jax.random.key(k), (2, 4, 4, 4)) for k, t in enumerate(TASKS)
+  }
+  fine = {k: jnp.repeat(jnp.repeat(v, 2, axis=1), 2, axis=2) for k, v in coarse.items()}
+  params = pc.init_params(s, jax.random.key(0), 4)
+  a = pc.pixel_contrast_loss(params, s, batch, coarse, jax.random.key(1))
+  b = pc.pixel_contrast_loss(params, s, batch, fine, jax.random.key(1))
+  np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+  assert float(a[1]["valid_anchors"]) == float(b[1]["valid_anchors"]) > 0

@@ -201,3 +201,12 @@ def test_demo_xtc_trains_with_finite_decreasing_loss_and_resumes(tmp_path):
   resumed = train.train_and_evaluate(config(30), resumed_dir)
   for a, b in zip(jax.tree.leaves(state.reg_params), jax.tree.leaves(resumed.reg_params)):
     np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-6)
+
+
+def test_xtc_mapping_must_meet_the_hrnet_bottleneck():
+  config = demo_xtc.get_config()
+  config.model.name = "hrnet_w18"
+  with pytest.raises(ValueError, match="needs 5 stages ending at 144 channels"):
+    regularizers.create(config, np.eye(3), 13, (96, 128))
+  config.regularizer.mapping.filters = (8, 16, 32, 64, 144)
+  assert regularizers.create(config, np.eye(3), 13, (96, 128)).name == "xtc"

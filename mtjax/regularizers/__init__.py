@@ -135,7 +135,7 @@ def _xtc(config, max_pairs: int, num_classes: int, image_shape: tuple[int, int])
 
 def _pixel_contrast(config) -> Regularizer:
   settings = pixel_contrast.settings_from_config(config, config.tasks)
-  channels = int(config.model.filters[0])  # SegNet-MTL's head features (``head_<task>``).
+  channels = head_channels(config)
   lr = (
       config.learning_rate
       if config.regularizer.learning_rate < 0
@@ -153,3 +153,23 @@ def _pixel_contrast(config) -> Regularizer:
       learning_rates={"projectors": float(lr)},
       needs_features=True,
   )
+
+
+def head_channels(config) -> int:
+  """Channels of the model's ``head_<task>`` features: SegNet-MTL's f[0]; HRNet's concatenated
+  branches (W18: 270)."""
+  from mtjax.models import hrnet  # pylint: disable=g-import-not-at-top
+
+  if config.model.name in hrnet.VARIANTS:
+    return sum(hrnet.VARIANTS[config.model.name][-1].channels)
+  return int(config.model.filters[0])
+
+
+def bottleneck_shape(config) -> tuple[int, int]:
+  """(stride, channels) of the model's ``bottleneck`` feature: SegNet-MTL's (2 ** S, f[-1]);
+  HRNet's lowest-resolution branch (32, W18: 144)."""
+  from mtjax.models import hrnet  # pylint: disable=g-import-not-at-top
+
+  if config.model.name in hrnet.VARIANTS:
+    return 32, hrnet.VARIANTS[config.model.name][-1].channels[-1]
+  return 2 ** len(config.model.filters), int(config.model.filters[-1])

@@ -13,6 +13,9 @@ positives and negatives of an anchor:
 * ``depth``: |Δd| ≤ ``depth_threshold`` metres / above it;
 * ``normal``: the angle between the normals ≤ ``normal_threshold`` degrees / above it.
 
+Pixels are drawn at the labels' resolution; a feature map of a coarser stride (HRNet's heads, stride
+4) is read at the cell that contains each pixel.
+
 Each anchor a takes one random positive p and one random negative n among the candidates, and
 
     L = mean over anchors with both of max(0, ‖z_a − z_p‖ − ‖z_a − z_n‖ + margin),
@@ -155,7 +158,8 @@ def pixel_contrast_loss(
     settings: ``PixelContrastSettings``.
     batch: ground truths (task -> [B, H, W, ...]), ``label_mask`` float32 [B, T] in
       ``settings.tasks`` order, optional ``valid`` float32 [B].
-    features: the model's features; reads ``head_<t>`` float [B, H, W, C] for each task t.
+    features: the model's features; reads ``head_<t>`` float [B, H / s, W / s, C] for each task
+      t (s ≥ 1 an integer stride).
     rng: key of the source draws and the pixel samples.
 
   Returns:
@@ -181,8 +185,13 @@ def pixel_contrast_loss(
     if name not in features:
       raise ValueError(f"pixel_contrast needs the model's {name!r} feature; got {sorted(features)}")
     feat = features[name]
-    if feat.shape[1:3] != (height, width):
-      raise ValueError(f"pixel_contrast: {name} is {feat.shape[1:3]}, the labels {(height, width)}")
+    fh, fw = feat.shape[1], feat.shape[2]
+    if height % fh or width % fw or height // fh != width // fw:
+      raise ValueError(
+          f"pixel_contrast: {name} is {fh}x{fw}, not the labels' {height}x{width} divided by an "
+          "integer stride"
+      )
+    stride = height // fh
     key = jax.random.fold_in(rng, k)
     k_source, k_pixels, k_pos, k_neg = jax.random.split(key, 4)
     # The source: a random labelled task other than the target.
@@ -198,7 +207,9 @@ def pixel_contrast_loss(
     gumbel = jax.random.gumbel(k_pixels, valid.shape)
     _, idx = jax.lax.top_k(jnp.where(valid, gumbel, -jnp.inf), n + m)
     picked = jnp.take_along_axis(valid, idx, axis=1)  # False where the image had too few.
-    z = jnp.take_along_axis(feat.reshape(batch_size, -1, feat.shape[-1]), idx[..., None], axis=1)
+    # The feature cell of each sampled pixel (nearest: the cell that contains it).
+    cell = (idx // width // stride) * fw + (idx % width) // stride
+    z = jnp.take_along_axis(feat.reshape(batch_size, -1, feat.shape[-1]), cell[..., None], axis=1)
     rows = mapping.pair_row(jnp.full_like(source, k), source, num_tasks)
     z = PairProjectors(
         mapping.num_pairs(num_tasks), settings.hidden_dim, settings.projection_dim

@@ -172,7 +172,7 @@ def settings_from_config(
 
   Raises:
     ValueError: bad values, or a mapping network whose output cannot meet the model's bottleneck
-      (``len(mapping.filters) != len(model.filters)`` or different last widths).
+      (another stride or another last width; ``regularizers.bottleneck_shape``).
   """
   reg = config.regularizer
   settings = XTCSettings(
@@ -185,11 +185,14 @@ def settings_from_config(
       gumbel=reg.gumbel,
       conv_impl=config.model.conv_impl,
   )
-  model_filters = tuple(config.model.filters)
-  if len(settings.filters) != len(model_filters) or settings.filters[-1] != model_filters[-1]:
+  from mtjax.regularizers import bottleneck_shape  # pylint: disable=g-import-not-at-top
+
+  stride, channels = bottleneck_shape(config)
+  if settings.stride != stride or settings.filters[-1] != channels:
     raise ValueError(
         f"xtc compares the mapping network's output with the model's bottleneck: "
-        f"config.regularizer.mapping.filters={settings.filters} needs {len(model_filters)} stages "
-        f"ending at {model_filters[-1]} channels (config.model.filters={model_filters})"
+        f"config.regularizer.mapping.filters={settings.filters} needs {stride.bit_length() - 1} "
+        f"stages ending at {channels} channels (the {config.model.name} bottleneck: stride "
+        f"{stride}, {channels} channels)"
     )
   return settings
