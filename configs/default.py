@@ -107,6 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
   # tools/convert_torch_weights.py, loaded at the start of a fresh run ("" = random init), and
   # the input normalisation: auto (ImageNet mean / std iff pretrained) | imagenet | none.
   config.model.pretrained = ""
+  # float32 | bfloat16: convolutions and activations in bfloat16; params, optimizer state,
+  # BatchNorm statistics, softmax, losses and metrics stay float32.
+  config.compute_dtype = "float32"
   config.model.normalize_input = "auto"
 
   # ---- Optimisation (MTPSL: Adam 1e-4, 200 epochs at batch 2, halved entering epochs 99, 199) -

@@ -100,18 +100,29 @@ def create_source(config: ml_collections.ConfigDict, split: str):
   )
 
 
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
-  """The multi-task network of `config.model` predicting `config.tasks`.
+  """The multi-task network of `config.model` predicting `config.tasks`, computing in
+  `config.compute_dtype` ("float32" | "bfloat16": convolutions and activations in that dtype;
+  parameters, optimizer state, BatchNorm statistics, outputs, losses and metrics in float32).
 
   Raises:
-    ValueError: unknown model name.
+    ValueError: unknown model name or compute dtype.
   """
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(
+        f"config.compute_dtype={config.compute_dtype!r}: expected one of {tuple(COMPUTE_DTYPES)}"
+    )
+  dtype = COMPUTE_DTYPES[config.compute_dtype]
   if config.model.name == "segnet_mtl":
     return segnet.SegNetMTL(
         num_classes=config.dataset.num_classes,
         tasks=tuple(config.tasks),
         filters=tuple(config.model.filters),
         conv_impl=config.model.conv_impl,
+        dtype=dtype,
     )
   if config.model.name in hrnet.VARIANTS:
     normalize = config.model.normalize_input
@@ -125,6 +136,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
         variant=config.model.name,
         normalize_input=normalize == "imagenet"
         or (normalize == "auto" and bool(config.model.pretrained)),
+        dtype=dtype,
     )
   raise ValueError(
       f"config.model.name={config.model.name!r}: expected one of "

@@ -1,0 +1,50 @@
+"""config.compute_dtype = "bfloat16": params, optimizer state and BatchNorm statistics stay float32,
+the loss is close to the float32 one."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtjax import sharding, train
+from tests.test_train import tiny_config
+from tools.benchmark_train_step import synthetic_batch
+
+
+def test_bfloat16_compute_keeps_float32_state_and_a_close_loss(data_dir, model_name="segnet_mtl"):
+  losses, states = {}, {}
+  for dtype in ("float32", "bfloat16"):
+    config = tiny_config(data_dir)
+    config.model.name = model_name
+    config.compute_dtype = dtype
+    mesh = sharding.create_mesh()
+    model = train.create_model(config)
+    tx = train.create_optimizer(config, 10)
+    state = train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
+    batch = sharding.global_batch(mesh, synthetic_batch(2, 32, 64, 3))
+    state, metrics = train.make_train_step(config, model, tx, mesh)(state, batch)
+    losses[dtype], states[dtype] = float(metrics["loss"]), state
+  for leaf in jax.tree.leaves(
+      (states["bfloat16"].params, states["bfloat16"].opt_state, states["bfloat16"].batch_stats)
+  ):
+    if jnp.issubdtype(leaf.dtype, jnp.floating):
+      assert leaf.dtype == jnp.float32
+  assert np.isfinite(losses["bfloat16"])
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=2e-2)
+  with pytest.raises(ValueError, match="config.compute_dtype='float16'"):
+    config.compute_dtype = "float16"
+    train.create_model(config)
+
+
+def test_hrnet_in_bfloat16_keeps_float32_params_and_outputs():
+  from mtjax.models import hrnet
+
+  x = jax.random.uniform(jax.random.key(0), (1, 32, 64, 3))
+  f32 = hrnet.HRNetMTL(num_classes=5, variant="hrnet_w18_small_v2")
+  bf16 = hrnet.HRNetMTL(num_classes=5, variant="hrnet_w18_small_v2", dtype=jnp.bfloat16)
+  variables = jax.jit(lambda: f32.init(jax.random.key(1), x, train=False))()
+  a = jax.jit(lambda v: f32.apply(v, x, train=False))(variables)
+  b = jax.jit(lambda v: bf16.apply(v, x, train=False))(variables)
+  for k in a:
+    assert b[k].dtype == jnp.float32
+    np.testing.assert_allclose(b[k], a[k], atol=0.1 * float(jnp.abs(a[k]).max()))
