@@ -2,7 +2,9 @@
 
     python tools/benchmark_train_step.py --batch_size 2 --height 288 --width 384 --steps 5
 
-Prints one line per measured step and a summary: median ms/step and images/s. With
+Prints one line per measured step and a summary: median ms/step and images/s, and the CPU. With
+``--compare-torch`` the same SegNet-MTL in PyTorch eager (tools/torch_segnet.py) is timed in the
+same process, interleaved with the JAX step, and the speed ratio printed. With
 ``--weighting lps`` (or another task weighting) the equal-weight step and the weighted one are
 compiled side by side and timed interleaved. With
 ``--regularizer rdc`` the supervised step and the step with region-aware distribution contrast are
@@ -24,6 +26,13 @@ import time
 
 import jax
 import numpy as np
+
+if {"--compare-torch", "--compare_torch"} & set(sys.argv):
+  # PyTorch first: its CUDA wheels (the [sam] / [hrnet] extras) crash when imported into a process
+  # that already holds TensorFlow, and the JAX side imports TensorFlow (tf.data).
+  import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  import torch._dynamo  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  # (loads triton)
+  import torch.optim  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
@@ -64,6 +73,13 @@ def main():
   parser.add_argument("--steps", type=int, default=5, help="measured steps after one warm-up")
   parser.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "im2col"))
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
+  parser.add_argument(
+      "--compare-torch",
+      "--compare_torch",
+      dest="compare_torch",
+      action="store_true",
+      help="also time PyTorch eager SegNet-MTL (tools/torch_segnet.py), interleaved; needs torch",
+  )
   parser.add_argument(
       "--model",
       default="segnet_mtl",
@@ -119,18 +135,70 @@ def main():
   )
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
-  times = []
-  for i in range(args.steps):
-    t0 = time.perf_counter()
-    state, metrics = compiled(state, batch)
-    jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - t0)
-    print(f"step {i}: {times[-1] * 1e3:.1f} ms  loss={float(metrics['loss']):.4f}", flush=True)
-  median = float(np.median(times))
+  runs = {"jax": [compiled, state, batch, []]}
+  if args.compare_torch:
+    if args.model != "segnet_mtl":
+      parser.error("--compare-torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
+    runs["torch"] = torch_run(args, config)
+  time_interleaved(runs, args.steps, log_key="loss")
+  jax_ms = float(np.median(runs["jax"][3])) * 1e3
+  print(cpu_description())
   print(
-      f"batch={args.batch_size} {args.height}x{args.width}: {median * 1e3:.1f} ms/step "
-      f"(median of {args.steps}), {args.batch_size / median:.2f} images/s"
+      f"batch={args.batch_size} {args.height}x{args.width} {args.model}: jax {jax_ms:.1f} ms/step "
+      f"(median of {args.steps}), {args.batch_size / jax_ms * 1e3:.2f} images/s"
   )
+  if args.compare_torch:
+    torch_ms = float(np.median(runs["torch"][3])) * 1e3
+    print(
+        f"torch eager {torch_ms:.1f} ms/step, {args.batch_size / torch_ms * 1e3:.2f} images/s; "
+        f"jax / torch speed ratio {torch_ms / jax_ms:.2f}x"
+    )
+
+
+def cpu_description() -> str:
+  """The CPU model and its widest vector extension, from /proc/cpuinfo (Linux)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+  except OSError:
+    return "cpu: unknown"
+  model = next(
+      (l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?"
+  )
+  flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+  vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+  return f"cpu: {model} ({vector}), {os.cpu_count()} logical cores"
+
+
+class _TorchStep:
+  """Adapts a PyTorch step to ``time_interleaved``'s (state, batch) -> (state, metrics) calls."""
+
+  def __init__(self, step):
+    self.step = step
+
+  def __call__(self, state, batch):
+    return state, {"loss": self.step(*batch)}
+
+
+def torch_run(args, config) -> list:
+  """[callable, None, batch, []] running tools/torch_segnet.py's SegNet-MTL eagerly."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  import torch_segnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
+
+  torch.manual_seed(0)
+  model = torch_segnet.SegNetMTL(config.dataset.num_classes, tuple(config.model.filters)).train()
+  host = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
+  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+  batch = (
+      nchw(host["image"]),
+      torch.from_numpy(host["semseg"]).long(),
+      nchw(host["depth"]),
+      nchw(host["normal"]),
+  )
+  step = _TorchStep(torch_segnet.make_step(model))
+  step(None, batch)  # Warm-up.
+  return [step, None, batch, []]
 
 
 def compare_regularizer(args) -> None:
