@@ -26,7 +26,7 @@ from jax.experimental import multihost_utils
 from mtjax import checkpoint, evaluation, metrics, objective, regularizers, results, schedule
 from mtjax import sharding, weighting
 from mtjax.data import label_settings, nyuv2, pipeline, procedural_source, regions
-from mtjax.models import hrnet, hrnet_import, segnet
+from mtjax.models import registry
 from mtjax.tasks import Task, get_tasks
 
 
@@ -57,13 +57,6 @@ def trainable(state: TrainState) -> dict:
       "regularizer": state.reg_params,
       "weighting": state.weighting_params,
   }
-
-
-def create_weighting(
-    config: ml_collections.ConfigDict, steps_per_epoch: int
-) -> weighting.Weighting:
-  """The task weighting of `config.weighting` over `config.tasks` (`mtjax.weighting.create`)."""
-  return weighting.create(config, len(config.tasks), steps_per_epoch)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,74 +93,6 @@ def create_source(config: ml_collections.ConfigDict, split: str):
   )
 
 
-COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
-
-
-def create_model(config: ml_collections.ConfigDict) -> nn.Module:
-  """The multi-task network of `config.model` predicting `config.tasks`, computing in
-  `config.compute_dtype` ("float32" | "bfloat16": convolutions and activations in that dtype;
-  parameters, optimizer state, BatchNorm statistics, outputs, losses and metrics in float32).
-
-  Raises:
-    ValueError: unknown model name or compute dtype.
-  """
-  if config.compute_dtype not in COMPUTE_DTYPES:
-    raise ValueError(
-        f"config.compute_dtype={config.compute_dtype!r}: expected one of {tuple(COMPUTE_DTYPES)}"
-    )
-  dtype = COMPUTE_DTYPES[config.compute_dtype]
-  if config.model.name == "segnet_mtl":
-    return segnet.SegNetMTL(
-        num_classes=config.dataset.num_classes,
-        tasks=tuple(config.tasks),
-        filters=tuple(config.model.filters),
-        conv_impl=config.model.conv_impl,
-        dtype=dtype,
-    )
-  if config.model.name in hrnet.VARIANTS:
-    normalize = config.model.normalize_input
-    if normalize not in ("auto", "imagenet", "none"):
-      raise ValueError(
-          f"config.model.normalize_input={normalize!r}: expected 'auto', 'imagenet' or 'none'"
-      )
-    return hrnet.HRNetMTL(
-        num_classes=config.dataset.num_classes,
-        tasks=tuple(config.tasks),
-        variant=config.model.name,
-        normalize_input=normalize == "imagenet"
-        or (normalize == "auto" and bool(config.model.pretrained)),
-        dtype=dtype,
-    )
-  raise ValueError(
-      f"config.model.name={config.model.name!r}: expected one of "
-      f"{('segnet_mtl', *hrnet.VARIANTS)}"
-  )
-
-
-def load_pretrained(config: ml_collections.ConfigDict, state: TrainState, mesh) -> TrainState:
-  """`state` with the backbone of `config.model.pretrained` (a `hrnet_import.save` file) in place
-  of the freshly initialised one (params and BatchNorm statistics); unchanged when it is "".
-
-  Raises:
-    ValueError: a pretrained file for a model without a pretrained backbone, or a file that does
-      not hold this variant's backbone. FileNotFoundError: no such file.
-  """
-  if not config.model.pretrained:
-    return state
-  if config.model.name not in hrnet.VARIANTS:
-    raise ValueError(
-        f"config.model.pretrained is set but config.model.name={config.model.name!r} has no "
-        f"pretrained backbone (one of {tuple(hrnet.VARIANTS)})"
-    )
-  backbone = hrnet_import.load(config.model.pretrained, config.model.name)
-  params = {**state.params, "backbone": backbone["params"]}
-  batch_stats = {**state.batch_stats, "backbone": backbone["batch_stats"]}
-  replicated = sharding.replicated(mesh)
-  return state.replace(
-      params=jax.device_put(params, replicated), batch_stats=jax.device_put(batch_stats, replicated)
-  )
-
-
 def create_optimizer(
     config: ml_collections.ConfigDict,
     steps_per_epoch: int,
@@ -177,11 +102,11 @@ def create_optimizer(
   """Adam (PyTorch defaults, as MTPSL) with the step decay `schedule.learning_rate_schedule`, on
   the tree `trainable(state)`: the model (and the weighting's params) at `config.learning_rate`,
   each of the regularizer's parameter groups at its own peak rate (`Regularizer.learning_rates`),
-  the same decay applied; then the task weighting's transform (default: `create_weighting`),
+  the same decay applied; then the task weighting's transform (default: `weighting.create`),
   whose `update` takes the step's `task_losses` and `task_counts`.
   """
   if task_weighting is None:
-    task_weighting = create_weighting(config, steps_per_epoch)
+    task_weighting = weighting.create(config, len(config.tasks), steps_per_epoch)
   model_schedule = schedule.learning_rate_schedule(config, steps_per_epoch)
   transforms = {"model": optax.adam(model_schedule)}
   group_fn = lambda reg_params: {}
@@ -307,7 +232,7 @@ def make_train_step(
   """
   tasks = get_tasks(config.tasks)
   if task_weighting is None:
-    task_weighting = create_weighting(config, steps_per_epoch=1)
+    task_weighting = weighting.create(config, len(config.tasks), steps_per_epoch=1)
   step = functools.partial(
       train_step,
       model=model,
@@ -394,11 +319,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # ---- Model, optimizer, state (restored if the workdir has a checkpoint) ------------------------
   epoch_steps = schedule.steps_per_epoch(config, train_source.num_examples)
   total_steps = schedule.num_train_steps(config, train_source.num_examples)
-  model = create_model(config)
+  model = registry.create_model(config)
   regularizer = regularizers.create(
       config, label_mask, config.dataset.num_classes, train_source.image_shape
   )
-  task_weighting = create_weighting(config, epoch_steps)
+  task_weighting = weighting.create(config, len(config.tasks), epoch_steps)
   tx = create_optimizer(config, epoch_steps, regularizer, task_weighting)
   state = create_train_state(
       model,
@@ -415,7 +340,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = restored
     logging.info("resumed from %s at step %d", manager.directory, int(state.step))
   elif config.model.pretrained:  # A fresh run only: a resumed one has trained past it.
-    state = load_pretrained(config, state, mesh)
+    params, batch_stats = registry.with_pretrained(config, state.params, state.batch_stats)
+    state = state.replace(
+        **jax.device_put({"params": params, "batch_stats": batch_stats}, sharding.replicated(mesh))
+    )
     logging.info("backbone initialised from %s", config.model.pretrained)
   start_step = int(state.step)
   if start_step == 0:

@@ -132,16 +132,14 @@ def constant(num_tasks: int) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def uncertainty(
-    num_tasks: int, log_var: Callable[[Any], jax.Array]
-) -> optax.GradientTransformationExtraArgs:
+def uncertainty(log_var: Callable[[Any], jax.Array]) -> optax.GradientTransformationExtraArgs:
   """Kendall et al.'s homoscedastic uncertainty weights, ½ exp(−s_t), for logging.
 
   The weights enter the loss through the params (``Weighting.combine``); this transform records
   them after each update so ``current_weights`` reports them. Chain it after the optimizer.
 
   Args:
-    num_tasks: T. log_var: params tree → s, float32 [T].
+    log_var: params tree → s, float32 [T].
   """
 
   def init_fn(params):
@@ -154,7 +152,6 @@ def uncertainty(
     new = log_var(params) + log_var(updates)
     return updates, UncertaintyState(task_weights=0.5 * jnp.exp(-new).astype(jnp.float32))
 
-  del num_tasks
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
@@ -389,7 +386,7 @@ def create(config, num_tasks: int, steps_per_epoch: int) -> Weighting:
   if w.name in ("equal", "log_smoothing"):
     transform = constant(num_tasks)
   elif w.name == "uncertainty":
-    transform = uncertainty(num_tasks, lambda tree: tree["weighting"]["log_var"])
+    transform = uncertainty(lambda tree: tree["weighting"]["log_var"])
   elif w.name == "dwa":
     transform = dynamic_weight_average(
         num_tasks, steps_per_epoch=steps_per_epoch, temperature=w.dwa_temperature

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtjax.models import FEATURES, features, hrnet, hrnet_import
+from mtjax.models import FEATURES, features, hrnet, hrnet_import, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT.parent / "shared" / "data" / "nyuv2_mini"
@@ -147,19 +147,23 @@ def test_training_with_a_pretrained_backbone(data_dir, tmp_path):
   backbone["batch_stats"] = jax.tree.map(np.abs, backbone["batch_stats"])
   hrnet_import.save(backbone, tmp_path / "w.msgpack")
   config.model.pretrained = str(tmp_path / "w.msgpack")
-  model = train.create_model(config)
+  model = registry.create_model(config)
   assert model.normalize_input  # "auto": ImageNet statistics with a pretrained backbone.
   mesh = sharding.create_mesh()
   tx = train.create_optimizer(config, 2)
   state = train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
-  loaded = train.load_pretrained(config, state, mesh)
-  for a, b in zip(jax.tree.leaves(backbone["params"]), jax.tree.leaves(loaded.params["backbone"])):
+  params, batch_stats = registry.with_pretrained(config, state.params, state.batch_stats)
+  for a, b in zip(jax.tree.leaves(backbone["params"]), jax.tree.leaves(params["backbone"])):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(
+      jax.tree.leaves(backbone["batch_stats"]), jax.tree.leaves(batch_stats["backbone"])
+  ):
     np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(
-      loaded.params["head_depth_out"]["kernel"], state.params["head_depth_out"]["kernel"]
+      params["head_depth_out"]["kernel"], state.params["head_depth_out"]["kernel"]
   )
   final = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert int(final.step) == 2
   config.model.name = "segnet_mtl"
   with pytest.raises(ValueError, match="has no pretrained backbone"):
-    train.load_pretrained(config, state, mesh)
+    registry.with_pretrained(config, state.params, state.batch_stats)

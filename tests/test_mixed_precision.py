@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mtjax import sharding, train
+from mtjax.models import registry
 from tests.test_train import tiny_config
 from tools.benchmark_train_step import synthetic_batch
 
@@ -18,7 +19,7 @@ def test_bfloat16_compute_keeps_float32_state_and_a_close_loss(data_dir, model_n
     config.model.name = model_name
     config.compute_dtype = dtype
     mesh = sharding.create_mesh()
-    model = train.create_model(config)
+    model = registry.create_model(config)
     tx = train.create_optimizer(config, 10)
     state = train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
     batch = sharding.global_batch(mesh, synthetic_batch(2, 32, 64, 3))
@@ -33,7 +34,7 @@ def test_bfloat16_compute_keeps_float32_state_and_a_close_loss(data_dir, model_n
   np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=2e-2)
   with pytest.raises(ValueError, match="config.compute_dtype='float16'"):
     config.compute_dtype = "float16"
-    train.create_model(config)
+    registry.create_model(config)
 
 
 def test_hrnet_in_bfloat16_keeps_float32_params_and_outputs():

@@ -35,17 +35,14 @@ def _settings(**kw):
 
 def test_relations_by_hand():
   s = _settings(depth_threshold=0.5, normal_threshold=30.0)
-  pos, neg = pc._relations("depth", jnp.array([[[1.0]]]), jnp.array([[[1.4], [1.6], [0.0]]]), s)
-  np.testing.assert_array_equal(pos, [[[True, False, False]]])
-  np.testing.assert_array_equal(neg, [[[False, True, True]]])
+  close = pc._close("depth", jnp.array([[[1.0]]]), jnp.array([[[1.4], [1.6], [0.0]]]), s)
+  np.testing.assert_array_equal(close, [[[True, False, False]]])
   c40 = [np.sin(np.radians(40)), 0, np.cos(np.radians(40))]
   c20 = [np.sin(np.radians(20)), 0, np.cos(np.radians(20))]
-  pos, neg = pc._relations("normal", jnp.array([[[0.0, 0, 1]]]), jnp.array([[c20, c40]]), s)
-  np.testing.assert_array_equal(pos, [[[True, False]]])
-  np.testing.assert_array_equal(neg, [[[False, True]]])
-  pos, neg = pc._relations("semseg", jnp.array([[2, 5]]), jnp.array([[5, 2, 2]]), s)
-  np.testing.assert_array_equal(pos, [[[False, True, True], [True, False, False]]])
-  np.testing.assert_array_equal(neg, ~np.asarray(pos))
+  close = pc._close("normal", jnp.array([[[0.0, 0, 1]]]), jnp.array([[c20, c40]]), s)
+  np.testing.assert_array_equal(close, [[[True, False]]])
+  close = pc._close("semseg", jnp.array([[2, 5]]), jnp.array([[5, 2, 2]]), s)
+  np.testing.assert_array_equal(close, [[[False, True, True], [True, False, False]]])
 
 
 def test_triplets_follow_the_labelled_source():

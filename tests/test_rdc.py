@@ -105,7 +105,7 @@ def test_pairwise_kl_matches_broadcast_kl_divergence():
 
 def _pairs(mask):
   pred, gt = mapping.all_pairs(3)
-  valid = np.asarray(rdc.pair_validity(jnp.asarray(mask)))
+  valid = np.asarray(mapping.pair_validity(jnp.asarray(mask)))
   return [sorted((int(gt[p]), int(pred[p])) for p in np.flatnonzero(v)) for v in valid]
 
 
@@ -117,17 +117,17 @@ def test_pair_validity_onelabel_randomlabels_and_full():
   assert _pairs(random) == [[(0, 2), (1, 2)], [(1, 0), (1, 2)], []]
   full = np.ones((1, 3), np.float32)
   assert _pairs(full) == [[(s, t) for s in range(3) for t in range(3) if s != t]]
-  assert rdc.max_directed_pairs(onelabel) == 2
-  assert rdc.max_directed_pairs(np.concatenate([random, full])) == 6
+  assert mapping.max_directed_pairs(onelabel) == 2
+  assert mapping.max_directed_pairs(np.concatenate([random, full])) == 6
 
-  pred, gt, valid = rdc.pair_slots(jnp.asarray(random), 2)
+  pred, gt, valid = mapping.pair_slots(jnp.asarray(random), 2)
   assert np.asarray(valid).tolist() == [[True, True], [True, True], [False, False]]
   assert [sorted(zip(g, p)) for g, p in zip(np.asarray(gt)[:2], np.asarray(pred)[:2])] == [
       [(0, 2), (1, 2)],
       [(1, 0), (1, 2)],
   ]
   with pytest.raises(ValueError, match="num_slots=7"):
-    rdc.pair_slots(jnp.asarray(random), 7)
+    mapping.pair_slots(jnp.asarray(random), 7)
 
 
 def test_pair_row_is_mtpsl_taskpair_order():
@@ -175,32 +175,34 @@ def test_mtpsl_mapping_parameter_count():
 def test_straight_through_one_hot_passes_gradients_to_semseg():
   logits = jax.nn.log_softmax(jax.random.normal(jax.random.key(0), (1, 2, 2, 5)))
   for gumbel in (False, True):
-    out = rdc.encode_prediction("semseg", logits, jax.random.key(1), gumbel=gumbel)
+    out = mapping.encode_prediction("semseg", logits, jax.random.key(1), gumbel=gumbel)
     assert set(np.unique(np.asarray(out))) <= {0.0, 1.0}
     np.testing.assert_array_equal(np.asarray(out).sum(-1), 1.0)
     weights = jnp.arange(5.0)
     grad = jax.grad(
         lambda x: jnp.sum(
-            rdc.encode_prediction("semseg", x, jax.random.key(1), gumbel=gumbel) * weights
+            mapping.encode_prediction("semseg", x, jax.random.key(1), gumbel=gumbel) * weights
         )
     )(logits)
     assert np.all(np.isfinite(grad)) and np.abs(np.asarray(grad)).sum() > 0
   # Without Gumbel noise the forward is the argmax.
-  hard = rdc.encode_prediction("semseg", logits, None, gumbel=False)
+  hard = mapping.encode_prediction("semseg", logits, None, gumbel=False)
   np.testing.assert_array_equal(np.argmax(hard, -1), np.argmax(logits, -1))
   with pytest.raises(ValueError, match="needs an rng"):
-    rdc.encode_prediction("semseg", logits, None, gumbel=True)
+    mapping.encode_prediction("semseg", logits, None, gumbel=True)
 
 
 def test_ground_truth_encodings():
   seg = jnp.array([[[0, -1], [2, 1]]])
-  one_hot = rdc.encode_ground_truth("semseg", seg, 3)
+  one_hot = mapping.encode_ground_truth("semseg", seg, 3)
   np.testing.assert_array_equal(one_hot[0, 0, 1], 0.0)  # Ignore -> all-zero.
   np.testing.assert_array_equal(one_hot[0, 1, 0], [0, 0, 1])
   depth = jnp.array([[[[1.0], [0.0]], [[4.0], [2.0]]]])
-  np.testing.assert_allclose(rdc.encode_ground_truth("depth", depth, 3)[0, 1, 0, 0], 1.0)
+  np.testing.assert_allclose(mapping.encode_ground_truth("depth", depth, 3)[0, 1, 0, 0], 1.0)
   normal = jnp.zeros((1, 1, 1, 3)).at[..., 2].set(-1.0)
-  np.testing.assert_allclose(rdc.encode_ground_truth("normal", normal, 3)[0, 0, 0], [0.5, 0.5, 0])
+  np.testing.assert_allclose(
+      mapping.encode_ground_truth("normal", normal, 3)[0, 0, 0], [0.5, 0.5, 0]
+  )
 
 
 # ---- The loss on a batch ----------------------------------------------------------------------------

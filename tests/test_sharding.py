@@ -15,13 +15,14 @@ _SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from configs import default
     from mtjax import sharding, train
+    from mtjax.models import registry
     from jax.sharding import Mesh
 
     assert jax.device_count() == 8, jax.devices()
     config = default.get_config()
     config.model.filters = (8, 8, 16, 16, 16)
     config.batch_size = 8
-    model, tx = train.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
+    model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
     rng = np.random.default_rng(0)
     h, w, b = 32, 64, 8
     labels = rng.integers(-1, 13, (b, h, w)).astype(np.int32)

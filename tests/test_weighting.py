@@ -399,14 +399,15 @@ import jax, numpy as np
 from jax.sharding import Mesh
 from configs import default
 from mtjax import sharding, train, weighting
+from mtjax.models import registry
 from tests.test_weighting import sharded_batch
 
 config = default.get_config()
 config.model.filters = (8, 8, 16, 16, 16)
 config.batch_size = 8
 config.weighting.name = "lps"
-model = train.create_model(config)
-w = train.create_weighting(config, steps_per_epoch=1)  # An epoch per step: the weights move at 2.
+model = registry.create_model(config)
+w = weighting.create(config, len(config.tasks), steps_per_epoch=1)  # An epoch per step: the weights move at 2.
 tx = train.create_optimizer(config, 1, None, w)
 batch = sharded_batch()
 out = []

@@ -36,7 +36,8 @@ if {"--compare-torch", "--compare_torch"} & set(sys.argv):
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
-from mtjax import sharding, train  # noqa: E402
+from mtjax import sharding, train, weighting  # noqa: E402
+from mtjax.models import registry  # noqa: E402
 
 
 def synthetic_regions(batch_size: int, height: int, width: int, num_regions: int) -> np.ndarray:
@@ -118,7 +119,7 @@ def main():
   config.model.name = args.model
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
-  model, tx = train.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
+  model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
   step = train.make_train_step(config, model, tx, mesh)
   batch = sharding.global_batch(
@@ -225,7 +226,7 @@ def compare_regularizer(args) -> None:
   mesh = sharding.create_mesh()
   host = synthetic_batch(args.batch_size, args.height, args.width, num_tasks)
   host["label_mask"] = mask
-  model = train.create_model(config)
+  model = registry.create_model(config)
   runs = {}
   for name, r in (("supervised", None), ("rdc", reg)):
     tx = train.create_optimizer(config, 397, r)
@@ -275,12 +276,12 @@ def compare_weighting(args) -> None:
   config.model.filters = tuple(int(f) for f in args.filters.split(","))
   shape = (args.height, args.width)
   mesh = sharding.create_mesh()
-  model = train.create_model(config)
+  model = registry.create_model(config)
   host = synthetic_batch(args.batch_size, *shape, len(config.tasks))
   runs = {}
   for name in ("equal", args.weighting):
     config.weighting.name = name
-    w = train.create_weighting(config, steps_per_epoch=4)
+    w = weighting.create(config, len(config.tasks), steps_per_epoch=4)
     tx = train.create_optimizer(config, 4, None, w)
     state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh, None, w)
     batch = sharding.global_batch(mesh, dict(host))

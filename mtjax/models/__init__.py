@@ -1,7 +1,9 @@
-"""Models: SegNet-MTL (MTAN / MTPSL) and its layers (see DATA_AND_METRICS.md); the features they
-expose to regularizers (``features``)."""
+"""Models: SegNet-MTL (MTAN / MTPSL), HRNet-MTL and their layers (see DATA_AND_METRICS.md); the
+features they expose to regularizers (``features``); ``create_model``, the network a config names.
+"""
 
 from mtjax.models.features import FEATURES, features
+from mtjax.models.registry import create_model
 from mtjax.models.segnet import SegNetMTL
 
-__all__ = ["FEATURES", "SegNetMTL", "features"]
+__all__ = ["FEATURES", "SegNetMTL", "create_model", "features"]

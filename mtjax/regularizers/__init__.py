@@ -85,51 +85,54 @@ def create(
     return _pixel_contrast(config)
   max_pairs = mapping.max_directed_pairs(label_mask)
   if reg.name == "xtc":
-    return _xtc(config, max_pairs, num_classes, image_shape)
-  settings = rdc.settings_from_config(config, config.tasks, num_classes, max_pairs)
-  stride = settings.stride
-  if image_shape[0] % stride or image_shape[1] % stride:
-    raise ValueError(
-        f"training images {image_shape[0]}x{image_shape[1]} are not divisible by a_θ's stride "
-        f"{stride} (config.regularizer.mapping.filters={tuple(reg.mapping.filters)})"
+    settings = xtc.settings_from_config(config, config.tasks, num_classes, max_pairs)
+    return _with_mapping(
+        config,
+        settings,
+        image_shape,
+        loss=lambda params, predictions, batch, rng, features: xtc.xtc_loss(
+            params, settings, predictions, batch, rng, features
+        ),
+        views=2,
+        needs_features=True,
     )
-  encoder = settings.encoder()
-  mapping_lr = config.learning_rate if reg.learning_rate < 0 else reg.learning_rate
-  return Regularizer(
-      name="rdc",
-      weight=float(reg.weight),
-      batch_keys=("regions",) if settings.extraction == "region" else (),
-      init=lambda rng, shape: encoder.init_variables(rng, shape)["params"],
+  settings = rdc.settings_from_config(config, config.tasks, num_classes, max_pairs)
+  return _with_mapping(
+      config,
+      settings,
+      image_shape,
       loss=lambda params, predictions, batch, rng, features: rdc.rdc_loss(
           params, settings, predictions, batch, rng
       ),
-      param_groups=_film_or_mapping,
-      learning_rates={"mapping": float(mapping_lr), "film": float(reg.film_learning_rate)},
+      batch_keys=("regions",) if settings.extraction == "region" else (),
   )
 
 
-def _xtc(config, max_pairs: int, num_classes: int, image_shape: tuple[int, int]) -> Regularizer:
+def _with_mapping(config, settings, image_shape: tuple[int, int], loss, **kwargs) -> Regularizer:
+  """The record of a regularizer whose params are the FiLM mapping network of ``settings``
+  (``rdc.RDCSettings`` / ``xtc.XTCSettings``): a_θ's params at ``config.regularizer.learning_rate``
+  (−1: the model's), the FiLM γ / β rows at ``film_learning_rate``; ``kwargs``: further fields.
+
+  Raises:
+    ValueError: training images not divisible by the mapping network's stride.
+  """
   reg = config.regularizer
-  settings = xtc.settings_from_config(config, config.tasks, num_classes, max_pairs)
   if image_shape[0] % settings.stride or image_shape[1] % settings.stride:
     raise ValueError(
         f"training images {image_shape[0]}x{image_shape[1]} are not divisible by the mapping "
-        f"network's stride {settings.stride}"
+        f"network's stride {settings.stride} "
+        f"(config.regularizer.mapping.filters={tuple(reg.mapping.filters)})"
     )
   encoder = settings.encoder()
   mapping_lr = config.learning_rate if reg.learning_rate < 0 else reg.learning_rate
   return Regularizer(
-      name="xtc",
+      name=reg.name,
       weight=float(reg.weight),
-      batch_keys=(),
       init=lambda rng, shape: encoder.init_variables(rng, shape)["params"],
-      loss=lambda params, predictions, batch, rng, features: xtc.xtc_loss(
-          params, settings, predictions, batch, rng, features
-      ),
+      loss=loss,
       param_groups=_film_or_mapping,
       learning_rates={"mapping": float(mapping_lr), "film": float(reg.film_learning_rate)},
-      views=2,
-      needs_features=True,
+      **{"batch_keys": (), **kwargs},
   )
 
 

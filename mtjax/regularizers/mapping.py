@@ -21,7 +21,7 @@ A[prediction task, ground-truth task], row-major (``pair_row``).
 Also here, shared by both regularizers: which directed pairs each example contributes
 (``pair_validity``, ``pair_slots``), MTPSL's input encodings (``encode_ground_truth``,
 ``encode_prediction``) and the mapping of every slot's prediction and ground truth
-(``mapped_features``).
+(``mapped_features``, ``mapped_slots``).
 """
 
 from collections.abc import Mapping, Sequence
@@ -344,6 +344,50 @@ def mapped_features(
   out = encoder.apply(variables, h.reshape(-1, *h.shape[3:]), rows.reshape(-1))
   out = out.reshape(*h.shape[:3], *out.shape[1:])
   return out[:, :, 0], out[:, :, 1]
+
+
+def mapped_slots(
+    params,
+    encoder: FiLMEncoder,
+    tasks: Sequence[str],
+    num_classes: int,
+    max_pairs: int,
+    predictions: Mapping[str, Array],
+    batch: Mapping[str, Array],
+    rng: Array,
+    *,
+    gumbel: bool = True,
+) -> tuple[Array, Array, Array, Array, Array]:
+  """The example-pair slots of a batch and their mapped features: ``pair_slots`` of ``label_mask``
+  (times ``valid`` when the batch has it, so padded examples contribute nothing), then
+  ``mapped_features``. What both regularizers start from.
+
+  Args:
+    max_pairs: K, slots per example (``max_directed_pairs``); batch: ``label_mask`` float32
+      [B, T] in ``tasks`` order, optional ``valid`` float32 [B], the ground truths; the rest as
+      ``mapped_features``.
+
+  Returns:
+    (pred_task int32 [B, K], gt_task int32 [B, K], slot_valid float32 [B, K], f_pred, f_gt each
+    float32 [B, K, H / stride, W / stride, D]).
+  """
+  mask = batch["label_mask"]
+  if "valid" in batch:
+    mask = mask * batch["valid"][:, None]
+  pred_task, gt_task, slot_valid = pair_slots(mask, max_pairs)
+  f_pred, f_gt = mapped_features(
+      params,
+      encoder,
+      tasks,
+      num_classes,
+      predictions,
+      batch,
+      pred_task,
+      gt_task,
+      rng,
+      gumbel=gumbel,
+  )
+  return pred_task, gt_task, slot_valid, f_pred, f_gt
 
 
 def output_stride(filters: Sequence[int]) -> int:

@@ -124,18 +124,15 @@ def _valid(name: str, gt: Array) -> Array:
   return jnp.any(gt != 0, axis=-1)
 
 
-def _relations(name: str, a: Array, c: Array, s: PixelContrastSettings) -> tuple[Array, Array]:
-  """Positive and negative masks bool [B, N, M] between anchor values a and candidate values c
-  (gathered ground truths of source ``name``)."""
+def _close(name: str, a: Array, c: Array, s: PixelContrastSettings) -> Array:
+  """bool [B, N, M]: whether anchor value a and candidate value c (gathered ground truths of
+  source ``name``) are related (positive); the rest are negatives."""
   if name == "semseg":
-    same = a[:, :, None] == c[:, None, :]
-    return same, ~same
+    return a[:, :, None] == c[:, None, :]
   if name == "depth":
-    gap = jnp.abs(a[:, :, None, 0] - c[:, None, :, 0])
-    return gap <= s.depth_threshold, gap > s.depth_threshold
+    return jnp.abs(a[:, :, None, 0] - c[:, None, :, 0]) <= s.depth_threshold
   cos = jnp.einsum("bnc,bmc->bnm", a, c)
-  close = cos >= math.cos(math.radians(s.normal_threshold))
-  return close, ~close
+  return cos >= math.cos(math.radians(s.normal_threshold))
 
 
 def _pick(rng: Array, mask: Array) -> tuple[Array, Array]:
@@ -216,18 +213,17 @@ def pixel_contrast_loss(
     ).apply({"params": params[f"target_{target}"]}, z, rows)
     z = z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, -1, keepdims=True), 1e-12))
     za, zc = z[:, :n], z[:, n:]
-    pos = jnp.zeros((batch_size, n, m), bool)
-    neg = jnp.zeros((batch_size, n, m), bool)
+    # Relations under each example's source: each task's rule on its gathered values, selected.
+    close = jnp.zeros((batch_size, n, m), bool)
     for j, src in enumerate(tasks):
       gt = batch[src].reshape(batch_size, height * width, -1)
       values = jnp.take_along_axis(gt, idx[..., None], axis=1)
       if src == "semseg":
         values = values[..., 0]
-      p, q = _relations(src, values[:, :n], values[:, n:], settings)
-      chosen = (source == j)[:, None, None]
-      pos, neg = jnp.where(chosen, p, pos), jnp.where(chosen, q, neg)
+      rel = _close(src, values[:, :n], values[:, n:], settings)
+      close = jnp.where((source == j)[:, None, None], rel, close)
     usable = picked[:, None, n:]
-    pos, neg = pos & usable, neg & usable
+    pos, neg = close & usable, ~close & usable
     ip, has_pos = _pick(k_pos, pos)
     ineg, has_neg = _pick(k_neg, neg)
     zp = jnp.take_along_axis(zc, ip[..., None], axis=1)

@@ -45,15 +45,6 @@ import numpy as np
 from mtjax.ops import gaussian
 from mtjax.regularizers import mapping
 
-# MTPSL's pairs and input encodings live with the mapping network (shared with xtc); re-exported.
-from mtjax.regularizers.mapping import (  # noqa: F401  pylint: disable=g-multiple-import
-    encode_ground_truth,
-    encode_prediction,
-    max_directed_pairs,
-    pair_slots,
-    pair_validity,
-)
-
 Array = jax.Array
 
 CONTRASTS = ("gaussian", "vector", "pixel")
@@ -321,20 +312,15 @@ def rdc_loss(
         f"RDC: images {height}x{width} must be divisible by a_θ's stride {stride} "
         f"(2 ** len(config.regularizer.mapping.filters))"
     )
-  mask = batch["label_mask"]
-  if "valid" in batch:
-    mask = mask * batch["valid"][:, None]
-  pred_task, gt_task, slot_valid = mapping.pair_slots(mask, settings.max_pairs)
   rng_map, rng_pixels = jax.random.split(rng)
-  f_pred, f_gt = mapping.mapped_features(
+  pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
       params,
       settings.encoder(),
       settings.tasks,
       settings.num_classes,
+      settings.max_pairs,
       predictions,
       batch,
-      pred_task,
-      gt_task,
       rng_map,
       gumbel=settings.gumbel,
   )

@@ -125,19 +125,14 @@ def xtc_loss(
   """
   if "bottleneck" not in features:
     raise ValueError(f"xtc needs the model's 'bottleneck' feature; got {sorted(features)}")
-  mask = batch["label_mask"]
-  if "valid" in batch:
-    mask = mask * batch["valid"][:, None]
-  pred_task, gt_task, slot_valid = mapping.pair_slots(mask, settings.max_pairs)
-  f_pred, f_gt = mapping.mapped_features(
+  pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
       params,
       settings.encoder(),
       settings.tasks,
       settings.num_classes,
+      settings.max_pairs,
       predictions,
       batch,
-      pred_task,
-      gt_task,
       rng,
       gumbel=settings.gumbel,
   )
