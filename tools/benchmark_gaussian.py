@@ -72,18 +72,15 @@ def infonce(neg_distance, counts, xp, logsumexp):
 # --------------------------------------------------------------------------------------------
 
 
-def mtjax_case(features_t, features_s, ids, num_regions, covariance, method):
+def _compiled_case(loss, pairwise, features_t, features_s, ids, num_regions, covariance):
+  """(run, extra) of a jitted JAX case: extra holds the compiled program's scratch MiB and the
+  largest relative error of its W2 matrix against SciPy's float64 ``sqrtm`` on the same region
+  Gaussians (first image pair)."""
   import jax
   import jax.numpy as jnp
+  import scipy.linalg
 
   from mtjax.ops import gaussian
-
-  def loss(ft, fs):
-    kw = dict(covariance=covariance, eps=EPS)
-    mean_t, cov_t, counts = gaussian.region_gaussians(ft, ids, num_regions, **kw)
-    mean_s, cov_s, _ = gaussian.region_gaussians(fs, ids, num_regions, **kw)
-    w2 = gaussian.pairwise_wasserstein2(mean_t, cov_t, mean_s, cov_s, sqrt_method=method)
-    return infonce(-w2, counts, jnp, lambda x: jax.nn.logsumexp(x, axis=-1))
 
   step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
   args = (jnp.asarray(features_t), jnp.asarray(features_s))
@@ -91,12 +88,93 @@ def mtjax_case(features_t, features_s, ids, num_regions, covariance, method):
   memory = compiled.memory_analysis()
   temp_mib = memory.temp_size_in_bytes / 2**20 if memory is not None else float("nan")
 
+  kw = dict(covariance=covariance, eps=EPS)
+  gt = [gaussian.region_gaussians(f[:1], ids[:1], num_regions, **kw) for f in args]
+  (mean_t, cov_t, counts), (mean_s, cov_s, _) = gt
+  w2 = np.asarray(jax.jit(pairwise)(mean_t, cov_t, mean_s, cov_s))[0]
+  ma, mb = np.asarray(mean_t, np.float64)[0], np.asarray(mean_s, np.float64)[0]
+  ca, cb = np.asarray(cov_t, np.float64)[0], np.asarray(cov_s, np.float64)[0]
+  if covariance == "diag":
+    ref = ((ma[:, None] - mb[None]) ** 2).sum(-1) + (
+        (np.sqrt(ca)[:, None] - np.sqrt(cb)[None]) ** 2
+    ).sum(-1)
+  else:
+    roots = [np.real(scipy.linalg.sqrtm(c)) for c in ca]
+    ref = np.array(
+        [
+            [
+                ((ma[i] - mb[j]) ** 2).sum()
+                + np.trace(ca[i])
+                + np.trace(cb[j])
+                - 2 * np.trace(np.real(scipy.linalg.sqrtm(roots[i] @ cb[j] @ roots[i])))
+                for j in range(len(cb))
+            ]
+            for i in range(len(ca))
+        ]
+    )
+  valid = np.asarray(counts)[0] > 0
+  pair = valid[:, None] & valid[None]
+  rel_err = float(np.max(np.abs(w2 - ref)[pair] / np.maximum(np.abs(ref)[pair], 1e-12)))
+
   def run():
     value, grads = compiled(*args)
     jax.block_until_ready(grads)
     return float(value)
 
-  return run, {"xla_temp_mib": temp_mib}
+  return run, {"xla_temp_mib": temp_mib, "w2_rel_err": rel_err}
+
+
+def mtjax_case(features_t, features_s, ids, num_regions, covariance, method):
+  import jax
+  import jax.numpy as jnp
+
+  from mtjax.ops import gaussian
+
+  def pairwise(mean_t, cov_t, mean_s, cov_s):
+    return gaussian.pairwise_wasserstein2(mean_t, cov_t, mean_s, cov_s, sqrt_method=method)
+
+  def loss(ft, fs):
+    kw = dict(covariance=covariance, eps=EPS)
+    mean_t, cov_t, counts = gaussian.region_gaussians(ft, ids, num_regions, **kw)
+    mean_s, cov_s, _ = gaussian.region_gaussians(fs, ids, num_regions, **kw)
+    w2 = pairwise(mean_t, cov_t, mean_s, cov_s)
+    return infonce(-w2, counts, jnp, lambda x: jax.nn.logsumexp(x, axis=-1))
+
+  return _compiled_case(loss, pairwise, features_t, features_s, ids, num_regions, covariance)
+
+
+def ott_case(features_t, features_s, ids, num_regions, covariance):
+  """The same loss with ott-jax's square roots (``ott.math.matrix_square_root.sqrtm``: Newton–
+  Schulz to a relative threshold, implicit differentiation) in place of mtjax's cross term: Σ_a^{1/2}
+  once per Gaussian, then Tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}) per pair; mtjax's region moments."""
+  import jax
+  import jax.numpy as jnp
+  from ott.math import matrix_square_root
+
+  from mtjax.ops import gaussian
+
+  if covariance != "full":
+    raise ValueError("ott: full covariances only (the diagonal W2 has no square roots)")
+
+  def sqrtm(x):
+    return matrix_square_root.sqrtm(x)[0]
+
+  def pairwise(mean_t, cov_t, mean_s, cov_s):
+    root_t = jax.vmap(jax.vmap(sqrtm))(cov_t)  # [B, R, D, D]
+    inner = root_t[:, :, None] @ cov_s[:, None] @ root_t[:, :, None]  # [B, R, R, D, D]
+    cross = jnp.trace(jax.vmap(jax.vmap(jax.vmap(sqrtm)))(inner), axis1=-2, axis2=-1)
+    mean_term = jnp.sum(jnp.square(mean_t[:, :, None] - mean_s[:, None]), -1)
+    tr_t = jnp.trace(cov_t, axis1=-2, axis2=-1)
+    tr_s = jnp.trace(cov_s, axis1=-2, axis2=-1)
+    return mean_term + tr_t[:, :, None] + tr_s[:, None] - 2 * cross
+
+  def loss(ft, fs):
+    mean_t, cov_t, counts = gaussian.region_gaussians(ft, ids, num_regions, eps=EPS)
+    mean_s, cov_s, _ = gaussian.region_gaussians(fs, ids, num_regions, eps=EPS)
+    w2 = pairwise(mean_t, cov_t, mean_s, cov_s)
+    return infonce(-w2, counts, jnp, lambda x: jax.nn.logsumexp(x, axis=-1))
+
+  return _compiled_case(loss, pairwise, features_t, features_s, ids, num_regions, covariance)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,6 +246,8 @@ def worker(args) -> dict:
   inputs = make_inputs(args.batch, args.height, args.width, args.case_regions, args.case_dim)
   if args.case_impl == "torch_eigh":
     run, extra = torch_case(*inputs, args.case_regions, args.case_covariance)
+  elif args.case_impl == "ott":
+    run, extra = ott_case(*inputs, args.case_regions, args.case_covariance)
   else:
     run, extra = mtjax_case(*inputs, args.case_regions, args.case_covariance, args.case_impl)
   loss = run()  # Warm-up (and, for torch, the first-call allocations).
@@ -206,7 +286,11 @@ def main():
   parser.add_argument("--regions", default="16,32,64", help="R values")
   parser.add_argument("--dims", default="16,32,64", help="D values")
   parser.add_argument("--covariances", default="full,diag")
-  parser.add_argument("--methods", default="newton_schulz,eigh", help="mtjax sqrt_method values")
+  parser.add_argument(
+      "--methods",
+      default="newton_schulz,eigh",
+      help="mtjax sqrt_method values, and 'ott' (ott-jax's sqrtm, pip install ott-jax)",
+  )
   parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
   parser.add_argument("--batch", type=int, default=1, help="image pairs per step")
   parser.add_argument("--height", type=int, default=72)
@@ -244,16 +328,19 @@ def main():
       f"# B={args.batch}, features {args.height}x{args.width}, median of {args.repeats} steps",
       flush=True,
   )
-  header = "| cov | R | D | impl | ms fwd+bwd | speedup vs torch | peak MiB | XLA temp MiB |"
+  header = (
+      "| cov | R | D | impl | ms fwd+bwd | speedup vs torch | peak MiB | XLA temp MiB "
+      "| W2 max rel. err |"
+  )
   print(header, flush=True)
-  print("|---|---|---|---|---|---|---|---|", flush=True)
+  print("|---|---|---|---|---|---|---|---|---|", flush=True)
   rows = []
   for covariance in args.covariances.split(","):
     for num_regions in (int(r) for r in args.regions.split(",")):
       for dim in (int(d) for d in args.dims.split(",")):
         case = []
         for impl in impls:
-          if covariance == "diag" and impl == "eigh":
+          if covariance == "diag" and impl in ("eigh", "ott"):
             continue  # The diagonal W2 has no square roots: one mtjax row suffices.
           cmd = [
               sys.executable,
@@ -294,16 +381,17 @@ def main():
           if "ms" not in row:
             print(
                 f"| {covariance} | {num_regions} | {dim} | {row['impl']} | never finished{hung} "
-                "| - | - | - |",
+                "| - | - | - | - |",
                 flush=True,
             )
             continue
           row["speedup"] = reference / row["ms"] if reference else None
           speedup = f"{row['speedup']:.1f}x" if reference else "-"
           temp = f"{row['xla_temp_mib']:.1f}" if "xla_temp_mib" in row else "-"
+          err = f"{row['w2_rel_err']:.1e}" if "w2_rel_err" in row else "-"
           print(
               f"| {covariance} | {num_regions} | {dim} | {row['impl']} | {row['ms']:.1f}{hung} | "
-              f"{speedup} | {row['peak_mib']:.0f} | {temp} |",
+              f"{speedup} | {row['peak_mib']:.0f} | {temp} | {err} |",
               flush=True,
           )
         rows.extend(case)
