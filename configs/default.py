@@ -41,9 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.regions.loss_stride = 1  # the loss sees every loss_stride-th pixel
 
   # ---- Task weighting (mtjax/weighting.py: an Optax transform in the optimizer state) -----------
-  # equal | uncertainty | dwa | log_smoothing | lps_no_log | lps (MT-CP's Table 4 rows).
+  # equal | fixed | uncertainty | dwa | log_smoothing | lps_no_log | lps (MT-CP's Table 4 rows).
   config.weighting = ml_collections.ConfigDict()
   config.weighting.name = "equal"
+  config.weighting.fixed_weights = (1.0, 1.0, 1.0)  # fixed: w_t per task, in config.tasks order.
   config.weighting.spread = 2.5  # LPS β: the paper's text (released NYUD config: 7.5).
   config.weighting.history = 1  # LPS K, epochs between compared means (released: 1).
   config.weighting.min_weight = 0.05  # Ours: floor after the spread step (0: no clipping).

@@ -34,7 +34,8 @@ and w_t = 1 before K + 1 epochs of history exist. ``as_released=True`` reproduce
 code's rule instead: raw losses, K = 1, w_t = L̄^(0) / L̄_t^(0) after epoch 0, the spread step, no
 clipping, no normalising (a weight can go negative).
 
-**Baselines**: ``equal`` (w = 1), ``log_smoothing`` (w = 1, the log projection only),
+**Baselines**: ``equal`` (w = 1), ``fixed`` (hand-set w_t, ``config.weighting.fixed_weights``),
+``log_smoothing`` (w = 1, the log projection only),
 ``lps_no_log``, ``dwa`` (Liu, Johns, Davison, CVPR 2019, Eq. 7: w_t = T softmax_t(r_t / τ),
 r_t = L̄_t^(e−1) / L̄_t^(e−2) on raw epoch means, τ = 2, w = 1 for the first two epochs),
 ``uncertainty`` (Kendall, Gal, Cipolla, CVPR 2018, in MTAN's form: learnable s_t = log σ_t² in
@@ -45,14 +46,15 @@ for logging).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-NAMES = ("equal", "uncertainty", "dwa", "log_smoothing", "lps_no_log", "lps")
+NAMES = ("equal", "fixed", "uncertainty", "dwa", "log_smoothing", "lps_no_log", "lps")
 ETA = 1e-6  # Eq. 3's η.
 
 
@@ -63,7 +65,7 @@ def project(losses: jax.Array, log_scale: bool) -> jax.Array:
 
 
 class ConstantWeightsState(NamedTuple):
-  """``equal`` / ``log_smoothing``: task_weights float32 [T], always 1."""
+  """``equal`` / ``fixed`` / ``log_smoothing``: task_weights float32 [T], never changing."""
 
   task_weights: jax.Array
 
@@ -118,12 +120,20 @@ def _check_stats(task_losses, task_counts, num_tasks):
   return task_losses, counts
 
 
-def constant(num_tasks: int) -> optax.GradientTransformationExtraArgs:
-  """``equal`` and ``log_smoothing``: w = 1; updates pass through; the state never changes."""
+def constant(weights: Sequence[float]) -> optax.GradientTransformationExtraArgs:
+  """``equal``, ``fixed`` and ``log_smoothing``: w = ``weights`` (T floats; 1 for ``equal``);
+  updates pass through; the state never changes.
+
+  Raises:
+    ValueError: a weight that is negative or not finite.
+  """
+  weights = tuple(float(w) for w in weights)
+  if not all(math.isfinite(w) and w >= 0 for w in weights):
+    raise ValueError(f"task weights must be finite and >= 0, got {weights}")
 
   def init_fn(params):
     del params
-    return ConstantWeightsState(task_weights=jnp.ones((num_tasks,), jnp.float32))
+    return ConstantWeightsState(task_weights=jnp.asarray(weights, jnp.float32))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
@@ -372,8 +382,8 @@ class Weighting:
 
 
 def create(config, num_tasks: int, steps_per_epoch: int) -> Weighting:
-  """The weighting of ``config.weighting`` (``name``, ``spread``, ``history``, ``min_weight``,
-  ``normalize``, ``as_released``, ``dwa_temperature``).
+  """The weighting of ``config.weighting`` (``name``, ``fixed_weights``, ``spread``, ``history``,
+  ``min_weight``, ``normalize``, ``as_released``, ``dwa_temperature``).
 
   Raises:
     ValueError: an unknown name or an invalid option (from the transforms).
@@ -384,7 +394,14 @@ def create(config, num_tasks: int, steps_per_epoch: int) -> Weighting:
   if w.as_released and w.name != "lps":
     raise ValueError(f"config.weighting.as_released applies to 'lps' only, not {w.name!r}")
   if w.name in ("equal", "log_smoothing"):
-    transform = constant(num_tasks)
+    transform = constant((1.0,) * num_tasks)
+  elif w.name == "fixed":
+    if len(w.fixed_weights) != num_tasks:
+      raise ValueError(
+          f"config.weighting.fixed_weights={tuple(w.fixed_weights)}: expected {num_tasks} weights, "
+          "one per task of config.tasks, in its order"
+      )
+    transform = constant(w.fixed_weights)
   elif w.name == "uncertainty":
     transform = uncertainty(lambda tree: tree["weighting"]["log_var"])
   elif w.name == "dwa":

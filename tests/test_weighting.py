@@ -215,6 +215,23 @@ def test_combine_is_mtpsl_loss_with_equal_weights_and_logs_with_log_smoothing():
   np.testing.assert_array_equal(g, 0.0)
 
 
+def test_fixed_weights_enter_the_loss_and_never_change():
+  w = weighting.create(_config("fixed", fixed_weights=(1.0, 0.5, 4.0)), T, STEPS)
+  tree = {"model": {"k": jnp.zeros(2)}, "weighting": {}}
+  state = w.transform.init(tree)
+  for _ in range(3 * STEPS):  # Across epoch ends.
+    _, state = w.transform.update(tree, state, tree, task_losses=jnp.array([3.0, 1.0, 0.1]))
+  np.testing.assert_array_equal(weighting.current_weights(state), [1.0, 0.5, 4.0])
+  sums, counts = jnp.array([2.0, 3.0, 1.0]), jnp.array([2.0, 1.0, 1.0])
+  loss, _, used = w.combine(sums, counts, 4, {}, weighting.current_weights(state))
+  np.testing.assert_allclose(loss, (1.0 * 2.0 + 0.5 * 3.0 + 4.0 * 1.0) / 4, rtol=1e-6)
+  np.testing.assert_array_equal(used, [1.0, 0.5, 4.0])
+  with pytest.raises(ValueError, match="expected 3 weights, one per task"):
+    weighting.create(_config("fixed", fixed_weights=(1.0, 2.0)), T, STEPS)
+  with pytest.raises(ValueError, match="finite and >= 0"):
+    weighting.create(_config("fixed", fixed_weights=(1.0, -1.0, 1.0)), T, STEPS)
+
+
 def test_weighting_state_lives_in_a_chained_optimizer_state():
   tx = optax.chain(optax.adam(1e-3), weighting.dynamic_weight_average(T, steps_per_epoch=1))
   params = {"w": jnp.ones(2)}
@@ -251,6 +268,7 @@ def test_create_rejects_bad_options():
   names = [weighting.create(_config(n), T, STEPS).log_scale for n in weighting.NAMES]
   assert dict(zip(weighting.NAMES, names)) == {
       "equal": False,
+      "fixed": False,
       "uncertainty": False,
       "dwa": False,
       "log_smoothing": True,
