@@ -254,6 +254,27 @@ def test_pairwise_wasserstein2_matches_every_pair(method):
   np.testing.assert_allclose(diag, full, rtol=1e-5)
 
 
+def test_newton_schulz_stages_give_every_pair_its_iterations():
+  """96 pairs, a few of them ill-conditioned (they need ~14 iterations, most ~5): the staged
+  iteration must still take each pair's nuclear norm to float32 accuracy (vs float64 SVD)."""
+  rng = np.random.default_rng(11)
+  dim, n = 6, 96
+  conds = np.full(n, 3.0)
+  conds[np.arange(n) % 11 == 5] = 1e2
+  conds[[0, 40, 80]] = 1e5  # Fewer than the last stage's 6 pairs: they need the most.
+  a = np.stack([random_cov(rng, dim, c) for c in conds])
+  b = np.stack([random_cov(rng, dim, 3.0) for _ in range(n)])
+  m = np.stack([scipy.linalg.sqrtm(y).real @ scipy.linalg.sqrtm(x).real for x, y in zip(a, b)])
+  wa, wb = np.linalg.eigvalsh(a), np.linalg.eigvalsh(b)
+  upper = np.sqrt(wa[:, -1] * wb[:, -1]) * 1.01
+  lower = np.sqrt(wa[:, 0] * wb[:, 0])
+  need = np.asarray(gaussian._ns_iterations(jnp.asarray(lower / upper, jnp.float32)))
+  assert need.max() >= 2 * np.median(need)  # The ill-conditioned pairs do need more.
+  q = gaussian._polar_newton_schulz(*f32(m, upper, lower))
+  nuclear = np.sum(np.asarray(q, np.float64) * m, axis=(-2, -1))
+  np.testing.assert_allclose(nuclear, np.linalg.svd(m, compute_uv=False).sum(-1), rtol=2e-6)
+
+
 def test_kl_divergence_matches_closed_form():
   rng = np.random.default_rng(6)
   for dim in (3, 16):
