@@ -3,7 +3,7 @@ summarised as mean ± std per metric and Δm against a baseline config.
 
     python -m mtjax.experiments --grid configs/experiments/demo_seeds.py \\
         --workdir runs/experiments/demo_seeds [--seeds=0,1,2] [--baseline=NAME] [--only=A,B]
-        [--report_only] [--by_step]
+        [--configs=A,B] [--report_only] [--by_step]
 
 A grid file is a Python file whose ``get_grid()`` returns ``{"configs": {name: ConfigDict},
 "seeds": (0, 1, ...), "baseline": name}`` (e.g. ``configs/experiments/demo_seeds.py``). Run
@@ -141,6 +141,23 @@ def make_grid(
   if baseline not in configs:
     raise ValueError(f"baseline {baseline!r} is not a config of the grid {tuple(configs)}")
   return Grid(dict(configs), seeds, baseline)
+
+
+def select(grid: Grid, names: Sequence[str]) -> Grid:
+  """The sub-grid of the configs `names` (in the grid's order), same seeds and baseline.
+
+  Raises:
+    ValueError: a name that is not a config of `grid`, or a selection without the baseline (Δm is
+      measured against it).
+  """
+  unknown = sorted(set(names) - set(grid.configs))
+  if unknown:
+    raise ValueError(f"configs {unknown} are not configs of the grid {tuple(grid.configs)}")
+  if grid.baseline not in names:
+    raise ValueError(
+        f"the selection {tuple(names)} leaves out the baseline {grid.baseline!r}; Δm needs it"
+    )
+  return make_grid({n: c for n, c in grid.configs.items() if n in names}, grid.seeds, grid.baseline)
 
 
 def run_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
@@ -469,6 +486,9 @@ def _define_flags():
   flags.DEFINE_list("seeds", None, "Seeds, overriding the grid's.")
   flags.DEFINE_string("baseline", None, "Config name Δm is measured against (default: the grid's).")
   flags.DEFINE_list("only", None, "Config names to train (the table still shows every config).")
+  flags.DEFINE_list(
+      "configs", None, "Restrict the grid to these configs: train and tabulate only them."
+  )
   flags.DEFINE_bool("report_only", False, "Read and tabulate the runs; train nothing.")
   flags.DEFINE_bool("by_step", False, "Also tabulate every evaluation step.")
   flags.DEFINE_list("metrics", list(DEFAULT_METRICS), "task/metric columns of the table.")
@@ -490,6 +510,11 @@ def main(argv: Sequence[str]) -> None:
       grid.seeds if flags.seeds is None else [int(s) for s in flags.seeds],
       grid.baseline if flags.baseline is None else flags.baseline,
   )
+  if flags.configs is not None:
+    try:
+      grid = select(grid, flags.configs)
+    except ValueError as e:
+      raise app.UsageError(f"--configs={','.join(flags.configs)}: {e}") from None
   if flags.only is not None and not set(flags.only) <= set(grid.configs):
     raise app.UsageError(
         f"--only={','.join(flags.only)}: {sorted(set(flags.only) - set(grid.configs))} are not "

@@ -253,5 +253,11 @@ def test_bad_grids_are_named(tmp_path):
     experiments.load_grid(str(bad))
   with pytest.raises(FileNotFoundError, match="nope.py"):
     experiments.load_grid(str(tmp_path / "nope.py"))
+  grid = experiments.make_grid({"a": _config(), "b": _config(), "c": _config()}, (0,), "b")
+  assert list(experiments.select(grid, ["c", "b"]).configs) == ["b", "c"]
+  with pytest.raises(ValueError, match="leaves out the baseline 'b'"):
+    experiments.select(grid, ["a"])
+  with pytest.raises(ValueError, match=r"\['d'\] are not configs"):
+    experiments.select(grid, ["b", "d"])
   with pytest.raises(ValueError, match="'depth'"):
     experiments.summarize([], "a", metric_keys=("depth",))

@@ -406,7 +406,9 @@ def test_method_configs():
   assert nyud_lps.get_config().weighting.spread == 7.5  # The released NYUD config.
   assert demo_lps.get_config().weighting.name == "lps"
   grid = demo_weighting.get_grid()
-  assert grid["baseline"] == "equal" and set(grid["configs"]) == set(weighting.NAMES)
+  # MT-CP Table 4's rows: every weighting but 'fixed', whose weights are hand-set per experiment.
+  table4 = set(weighting.NAMES) - {"fixed"}
+  assert grid["baseline"] == "equal" and set(grid["configs"]) == table4
   for name, config in grid["configs"].items():
     assert config.weighting.name == name
     assert weighting.create(config, 3, 125).name == name
