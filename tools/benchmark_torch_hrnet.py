@@ -77,7 +77,7 @@ def main():
     opt.zero_grad()
     loss.backward()
     opt.step()
-    return float(loss)
+    return loss.item()
 
   step()  # Warm-up.
   times = []
