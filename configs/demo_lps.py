@@ -13,6 +13,7 @@ from configs import demo
 def get_config():
   config = demo.get_config()
   config.weighting.name = "lps"
+  config.weighting.fixed_weights = (1.0, 1.0, 1.0)  # The demo's 4x normal weight is 'fixed''s.
   config.weighting.spread = 2.5
   config.weighting.history = 1
   return config

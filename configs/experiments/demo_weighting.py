@@ -3,17 +3,22 @@
     python -m mtjax.experiments --grid configs/experiments/demo_weighting.py \
         --workdir runs/experiments/demo_weighting [--seeds=0,1,2] [--only=lps]
 
-Everything but config.weighting is the demo's (configs/demo.py; LPS: configs/demo_lps.py, whose
+Everything but config.weighting is the demo's (configs/demo.py, whose 4x normal weight is
+replaced by each weighting; LPS: configs/demo_lps.py, whose
 spread lps_no_log shares); Δm against equal weights.
 """
 
 from configs import demo, demo_lps
 
 
+def _weighted(name):
+  config = demo_lps.get_config() if name in ("lps", "lps_no_log") else demo.get_config()
+  config.weighting.name = name
+  # The demo weights its normal term 4x ('fixed'); the compared weightings start from equal terms.
+  config.weighting.fixed_weights = (1.0, 1.0, 1.0)
+  return config
+
+
 def get_grid():
-  configs = {"equal": demo.get_config()}
-  for name in ("uncertainty", "dwa", "log_smoothing", "lps_no_log"):
-    configs[name] = demo_lps.get_config() if name == "lps_no_log" else demo.get_config()
-    configs[name].weighting.name = name
-  configs["lps"] = demo_lps.get_config()
-  return {"configs": configs, "seeds": (0, 1, 2), "baseline": "equal"}
+  names = ("equal", "uncertainty", "dwa", "log_smoothing", "lps_no_log", "lps")
+  return {"configs": {n: _weighted(n) for n in names}, "seeds": (0, 1, 2), "baseline": "equal"}
