@@ -74,7 +74,16 @@ def region_batch():
   return features, ids
 
 
-def test_region_gaussians_full_matches_reference(region_batch):
+@pytest.fixture(params=[None, 7], ids=["one_chunk", "chunks_of_7"])
+def moment_chunk(request, monkeypatch):
+  """The default chunking (every test map fits one chunk), and chunks of 7 pixels: 96 flat pixels
+  in 14 chunks, the last one padded."""
+  if request.param is not None:
+    monkeypatch.setattr(gaussian, "_MOMENT_CHUNK", request.param)
+  return request.param
+
+
+def test_region_gaussians_full_matches_reference(region_batch, moment_chunk):
   features, ids = region_batch
   means, covs, counts = gaussian.region_gaussians(features, ids, 6, eps=1e-3)
   ref_means, ref_covs, ref_counts = region_moments_reference(
@@ -112,7 +121,9 @@ def _naive_region_gaussians(features, ids, num_regions, eps):
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
-def test_region_gaussians_gradient_matches_autodiff_of_the_definition(region_batch, covariance):
+def test_region_gaussians_gradient_matches_autodiff_of_the_definition(
+    region_batch, covariance, moment_chunk
+):
   features, ids = region_batch
   features, flat_ids = features.reshape(2, 48, 5), np.where(ids >= 6, -1, ids).reshape(2, 48)
   rng = np.random.default_rng(9)

@@ -84,6 +84,8 @@ _NS_MIN_STAGE = 16
 _NS_UPPER_SLACK = 1.01
 # Singular values below this fraction of σ_max get a zero gradient on the "eigh" path.
 _EIGH_GRAD_RTOL = 3.5e-4
+# Pixels per chunk of the region second moments and their gradient (``_sum_outer_products``).
+_MOMENT_CHUNK = 512
 
 
 def _mT(x: Array) -> Array:
@@ -170,57 +172,106 @@ def region_gaussians(
   dim = features.shape[-1]
   f = features.reshape(-1, num_pixels, dim)
   ids = region_ids.reshape(-1, num_pixels).astype(jnp.int32)
-  moments = functools.partial(_region_moments, num_regions=num_regions, full=covariance == "full")
-  means, second, counts = jax.vmap(moments)(f, ids)
+  # Every map's regions as segments of one flat pixel list (map m's region r is segment m·R + r):
+  # one scatter without batch axes. A vmapped (batched) scatter over maps ran 3-9x slower on XLA's
+  # CPU backend (region_gaussians of 8 maps at R = D = 32: 107 ms forward, now 32).
+  num_maps = f.shape[0]
+  in_range = (ids >= 0) & (ids < num_regions)
+  segments = ids + num_regions * jnp.arange(num_maps, dtype=jnp.int32)[:, None]
+  segments = jnp.where(in_range, segments, -1).reshape(-1)
+  means, second, counts = _region_moments(
+      f.reshape(-1, dim), segments, num_maps * num_regions, covariance == "full"
+  )
   if covariance == "full":
     covs = second + eps * jnp.eye(dim, dtype=f.dtype)
   else:
     covs = second + eps
   means = means.reshape(*lead, num_regions, dim)
-  covs = covs.reshape(*lead, num_regions, *second.shape[2:])
+  covs = covs.reshape(*lead, num_regions, *second.shape[1:])
   return means, covs, counts.reshape(*lead, num_regions)
 
 
-def _moments_forward(f, ids, num_regions, full):
-  """Per region: mean [R, D], centred second moment [R, D, D] or [R, D], count; and the pixels
-  centred on their own region's mean (0 for pixels of no region) for the backward pass."""
-  in_range = (ids >= 0) & (ids < num_regions)
-  onehot = jax.nn.one_hot(ids, num_regions, dtype=f.dtype)  # Rows of ids outside [0, R) are 0.
-  counts = jnp.sum(onehot, axis=0)
+def _pixel_chunks(x: Array, chunk: int) -> Array:
+  """x [N, ...] zero-padded to a multiple of ``chunk`` and split: [N / chunk, chunk, ...]."""
+  pad = -x.shape[0] % chunk
+  x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+  return x.reshape(-1, chunk, *x.shape[1:])
+
+
+def _sum_outer_products(centred: Array, segments: Array, num_segments: int) -> Array:
+  """Σ_{p in segment s} c_p c_pᵀ: [S, D, D] from centred [N, D] and segments int [N] in [0, S).
+
+  P·D² multiply-adds (not the P·R·D² of a one-hot contraction), over chunks of _MOMENT_CHUNK
+  pixels so that the outer products [chunk, D, D] stay in cache instead of a [N, D, D] array
+  (28 MiB per 72x96 map at D = 32) passing through memory."""
+  chunk = min(_MOMENT_CHUNK, centred.shape[0])
+  dim = centred.shape[-1]
+
+  def body(acc, xs):
+    c, seg = xs  # Padding pixels are 0 and add nothing to segment 0.
+    return acc.at[seg].add(c[:, :, None] * c[:, None, :], mode="promise_in_bounds"), None
+
+  init = jnp.zeros((num_segments, dim, dim), centred.dtype)
+  xs = (_pixel_chunks(centred, chunk), _pixel_chunks(segments, chunk))
+  return lax.scan(body, init, xs)[0]
+
+
+def _apply_per_segment(mats: Array, centred: Array, segments: Array) -> Array:
+  """mats[s_p] c_p for every pixel p: [N, D] from mats [S, D, D], centred [N, D], segments [N];
+  in chunks of _MOMENT_CHUNK pixels, as ``_sum_outer_products``."""
+  n = centred.shape[0]
+  chunk = min(_MOMENT_CHUNK, n)
+
+  def body(_, xs):
+    c, seg = xs
+    return None, jnp.einsum("pde,pe->pd", mats[seg], c, precision=_HIGHEST)
+
+  xs = (_pixel_chunks(centred, chunk), _pixel_chunks(segments, chunk))
+  return lax.scan(body, None, xs)[1].reshape(-1, centred.shape[-1])[:n]
+
+
+def _moments_forward(f, segments, num_segments, full):
+  """Per segment (one region of one map): mean [S, D], centred second moment [S, D, D] or [S, D],
+  count; and the pixels centred on their own segment's mean (0 for pixels of none, segment −1)
+  for the backward pass."""
+  valid = segments >= 0
+  safe = jnp.where(valid, segments, 0)
+  counts = jax.ops.segment_sum(valid.astype(f.dtype), safe, num_segments=num_segments)
   inv_n = 1.0 / jnp.maximum(counts, 1.0)
-  means = jnp.matmul(onehot.T, f, precision=_HIGHEST) * inv_n[:, None]
-  safe_ids = jnp.where(in_range, ids, 0)
-  centred = jnp.where(in_range[:, None], f - means[safe_ids], 0.0)
-  # Outer products summed per region: P·D² multiply-adds, not the P·R·D² of a one-hot contraction.
-  outer = centred[:, :, None] * centred[:, None, :] if full else centred * centred
-  second = jax.ops.segment_sum(outer, safe_ids, num_segments=num_regions)
-  second = second * (inv_n[:, None, None] if full else inv_n[:, None])
-  return means, second, counts.astype(jnp.int32), (centred, safe_ids, in_range, inv_n)
+  sums = jax.ops.segment_sum(jnp.where(valid[:, None], f, 0.0), safe, num_segments=num_segments)
+  means = sums * inv_n[:, None]
+  centred = jnp.where(valid[:, None], f - means[safe], 0.0)
+  if full:
+    second = _sum_outer_products(centred, safe, num_segments) * inv_n[:, None, None]
+  else:
+    second = jax.ops.segment_sum(centred * centred, safe, num_segments=num_segments)
+    second = second * inv_n[:, None]
+  return means, second, counts.astype(jnp.int32), (centred, safe, valid, inv_n)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _region_moments(f, ids, num_regions, full):
-  return _moments_forward(f, ids, num_regions, full)[:3]
+def _region_moments(f, segments, num_segments, full):
+  return _moments_forward(f, segments, num_segments, full)[:3]
 
 
-def _region_moments_fwd(f, ids, num_regions, full):
-  means, second, counts, res = _moments_forward(f, ids, num_regions, full)
+def _region_moments_fwd(f, segments, num_segments, full):
+  means, second, counts, res = _moments_forward(f, segments, num_segments, full)
   return (means, second, counts), res
 
 
-def _region_moments_bwd(num_regions, full, res, cotangents):
+def _region_moments_bwd(num_segments, full, res, cotangents):
   """df_p = (dμ_r + (dΣ_r + dΣ_rᵀ) c_p) / n_r for pixel p of region r (diag: 2 dσ²_r ∘ c_p); the
   path through μ inside c_p = f_p − μ_r vanishes because Σ_{p ∈ r} c_p = 0."""
-  del num_regions
-  centred, safe_ids, in_range, inv_n = res
+  del num_segments
+  centred, safe, valid, inv_n = res
   d_means, d_second, _ = cotangents
   if full:
     sym = (d_second + jnp.swapaxes(d_second, -1, -2)) * inv_n[:, None, None]
-    d_centred = jnp.einsum("pde,pe->pd", sym[safe_ids], centred, precision=_HIGHEST)
+    d_centred = _apply_per_segment(sym, centred, safe)
   else:
-    d_centred = 2.0 * (d_second * inv_n[:, None])[safe_ids] * centred
-  d_f = d_centred + (d_means * inv_n[:, None])[safe_ids]
-  return jnp.where(in_range[:, None], d_f, 0.0), None
+    d_centred = 2.0 * (d_second * inv_n[:, None])[safe] * centred
+  d_f = d_centred + (d_means * inv_n[:, None])[safe]
+  return jnp.where(valid[:, None], d_f, 0.0), None
 
 
 _region_moments.defvjp(_region_moments_fwd, _region_moments_bwd)
