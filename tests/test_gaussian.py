@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from mtjax.ops import gaussian
+from mtjax.ops import gaussian, region_moments
 
 METHODS = ("eigh", "newton_schulz")
 
@@ -79,7 +79,7 @@ def moment_chunk(request, monkeypatch):
   """The default chunking (every test map fits one chunk), and chunks of 7 pixels: 96 flat pixels
   in 14 chunks, the last one padded."""
   if request.param is not None:
-    monkeypatch.setattr(gaussian, "_MOMENT_CHUNK", request.param)
+    monkeypatch.setattr(region_moments, "_MOMENT_CHUNK", request.param)
   return request.param
 
 
