@@ -146,13 +146,13 @@ def _examples(source) -> Iterable[Mapping[str, np.ndarray]]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from mtjax import train  # Deferred: the library functions above need no training stack.
+  from mtjax.data.sources import create_source  # Deferred: the functions above need no data stack.
 
   logging.get_absl_handler().python_handler.stream = sys.stdout
   config = flags.FLAGS.config
   tasks = tuple(config.tasks)
-  train_source = train.create_source(config, config.dataset.train_split)
-  eval_source = train.create_source(config, config.dataset.eval_split)
+  train_source = create_source(config, config.dataset.train_split)
+  eval_source = create_source(config, config.dataset.eval_split)
   predictors = fit(_examples(train_source), tasks, config.dataset.num_classes)
   results = evaluate(predictors, _examples(eval_source), config.dataset.num_classes)
   print(

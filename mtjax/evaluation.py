@@ -1,8 +1,11 @@
 """Evaluation: additive metric states per batch on device, merged over the whole split on host;
-the Δm references of a config; the image panel; TensorBoard scalar names.
+the Δm references of a config; the image panel; TensorBoard scalar names; one evaluation of the
+training loop (``evaluate_and_write``).
 """
 
 from collections.abc import Iterator, Mapping, Sequence
+
+from absl import logging
 
 import flax.linen as nn
 import jax
@@ -12,7 +15,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mtjax import metrics, sharding
-from mtjax.tasks import Task, prediction_to_gt_format
+from mtjax.tasks import Task, get_tasks, prediction_to_gt_format
 
 
 def eval_step(
@@ -109,3 +112,51 @@ def image_panel(
 def flatten_results(evaluation: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
   """{task: {metric: v}} -> {"eval/<task>/<metric>": v}."""
   return {f"eval/{t}/{m}": v for t, ms in evaluation.items() for m, v in ms.items()}
+
+
+def evaluate_and_write(
+    writer,
+    step: int,
+    eval_fn,
+    predict_fn,
+    state,
+    eval_ds,
+    mesh: jax.sharding.Mesh,
+    config: ml_collections.ConfigDict,
+    references: Mapping[str, Mapping[str, float]] | None,
+) -> tuple[dict[str, dict[str, float]], float | None]:
+  """Evaluates `state` on the whole of `eval_ds` (a tf.data dataset of local batches) and writes
+  the scalars ("eval/<task>/<metric>", "eval/delta_m") and the image panel of its first batch
+  ("eval/panel", `config.num_panel_images` examples) to the CLU `writer` at `step`.
+
+  Args:
+    eval_fn: the jitted `eval_step`; predict_fn: jitted (state, images) -> predictions.
+    references: Δm's STL references (`delta_m_references`), or None for no Δm.
+
+  Returns:
+    ({task: {metric: value}} as `evaluate`, Δm in % or None when disabled or undefined).
+
+  Raises:
+    ValueError: the split yielded no batch.
+  """
+  tasks = get_tasks(config.tasks)
+  results = evaluate(eval_fn, state, eval_ds.as_numpy_iterator(), mesh)
+  scalars = flatten_results(results)
+  absent = [t.name for t in tasks if not results.get(t.name)]
+  if absent:
+    logging.info(
+        "step %d: no ground truth in the %s split for %s (reported absent)",
+        step,
+        config.dataset.eval_split,
+        absent,
+    )
+  delta_m = None if references is None else metrics.delta_m(results, references)
+  if delta_m is not None:
+    scalars["eval/delta_m"] = delta_m
+  writer.write_scalars(step, scalars)
+  first = next(eval_ds.take(1).as_numpy_iterator())
+  panel = image_panel(
+      predict_fn, state, first, mesh, tasks, config.dataset.num_classes, config.num_panel_images
+  )
+  writer.write_images(step, {"eval/panel": panel})
+  return results, delta_m

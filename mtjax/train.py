@@ -21,11 +21,11 @@ import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
-from jax.experimental import multihost_utils
 
-from mtjax import checkpoint, evaluation, metrics, objective, regularizers, results, schedule
+from mtjax import checkpoint, evaluation, objective, regularizers, results, schedule
 from mtjax import sharding, weighting
-from mtjax.data import label_settings, nyuv2, pipeline, procedural_source, regions
+from mtjax.data import label_settings, pipeline, regions
+from mtjax.data.sources import create_source
 from mtjax.models import registry
 from mtjax.tasks import Task, get_tasks
 
@@ -66,31 +66,6 @@ class NonFiniteLossError(FloatingPointError):
 # ---------------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------------
-
-
-def create_source(config: ml_collections.ConfigDict, split: str):
-  """The example source of `config.dataset` for `split` (validated on construction; a generated
-  dataset is generated on first use, by process 0).
-
-  Raises:
-    ValueError: unknown dataset name. FileNotFoundError / ValueError from the source: bad layout.
-  """
-  if config.dataset.name == "nyuv2":
-    return nyuv2.NYUv2Split(config.dataset.data_dir, split)
-  if config.dataset.name == "procedural_rooms":
-    make = functools.partial(
-        procedural_source.ProceduralRoomsSource,
-        split,
-        data_dir=config.dataset.data_dir or None,
-        config_name=config.dataset.builder_config or "default",
-    )
-    # Process 0 generates the dataset on first use; the others wait, then open it.
-    source = make() if jax.process_index() == 0 else None
-    multihost_utils.sync_global_devices(f"procedural_rooms {split} prepared")
-    return source if source is not None else make()
-  raise ValueError(
-      f"config.dataset.name={config.dataset.name!r}: expected one of ('nyuv2', 'procedural_rooms')"
-  )
 
 
 def create_optimizer(
@@ -440,36 +415,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     delta_m = None
     if do_eval:
       with report_progress.timed("eval"):
-        eval_results = evaluation.evaluate(p_eval_step, state, eval_ds.as_numpy_iterator(), mesh)
-      scalars = evaluation.flatten_results(eval_results)
-      absent = [t.name for t in tasks if not eval_results.get(t.name)]
-      if absent:
-        logging.info(
-            "step %d: no ground truth in the %s split for %s (reported absent)",
-            step,
-            config.dataset.eval_split,
-            absent,
+        eval_results, delta_m = evaluation.evaluate_and_write(
+            writer, step, p_eval_step, p_predict, state, eval_ds, mesh, config, references
         )
-      if references is not None:
-        delta_m = metrics.delta_m(eval_results, references)
-        if delta_m is not None:
-          scalars["eval/delta_m"] = delta_m
-      writer.write_scalars(step, scalars)
-      first = next(eval_ds.take(1).as_numpy_iterator())
-      writer.write_images(
-          step,
-          {
-              "eval/panel": evaluation.image_panel(
-                  p_predict,
-                  state,
-                  first,
-                  mesh,
-                  tasks,
-                  config.dataset.num_classes,
-                  config.num_panel_images,
-              )
-          },
-      )
 
     if do_save:
       with report_progress.timed("checkpoint"):

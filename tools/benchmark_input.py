@@ -18,8 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
-from mtjax import train  # noqa: E402
-from mtjax.data import label_settings, pipeline  # noqa: E402
+from mtjax.data import label_settings, pipeline, sources  # noqa: E402
 
 
 def main():
@@ -35,7 +34,7 @@ def main():
   config.dataset.data_dir = args.data_dir
   if args.dataset == "procedural_rooms":
     config.dataset.builder_config = "default"
-  source = train.create_source(config, "train")
+  source = sources.create_source(config, "train")
   mask = label_settings.resolve_label_mask(
       "full",
       num_examples=source.num_examples,
