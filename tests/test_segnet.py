@@ -202,6 +202,11 @@ def test_pool_unpool_match_numpy_with_ties():
   _, idx = np_pool_argmax(x)
   rwin = r.reshape(2, 3, 2, 4, 2, 5).transpose(0, 1, 3, 5, 2, 4).reshape(2, 3, 4, 5, 4)
   np.testing.assert_allclose(g, np.take_along_axis(rwin, idx[..., None], -1)[..., 0], rtol=1e-6)
+  # The pool's gradient goes to the first maximum of each window only (PyTorch), so it equals
+  # the unpooled cotangent: even in the window of four ties, one entry gets it all.
+  gx = jax.grad(lambda x: jnp.sum(layers.max_pool_2x2(x) * y))(jnp.asarray(x))
+  np.testing.assert_array_equal(gx, ref.astype(np.float32))
+  assert gx[0, 0, 0, 0] == y[0, 0, 0, 0] and not np.any(gx[0, :2, :2, 0].ravel()[1:])
 
 
 def test_pool_rejects_odd_shapes():
