@@ -1,6 +1,8 @@
 """config.compute_dtype = "bfloat16": params, optimizer state and BatchNorm statistics stay float32,
 the loss is close to the float32 one."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,3 +51,16 @@ def test_hrnet_in_bfloat16_keeps_float32_params_and_outputs():
   for k in a:
     assert b[k].dtype == jnp.float32
     np.testing.assert_allclose(b[k], a[k], atol=0.1 * float(jnp.abs(a[k]).max()))
+
+
+def test_benchmark_times_both_compute_dtypes_side_by_side(monkeypatch, capsys):
+  from tools import benchmark_train_step
+
+  argv = "--compute_dtype both --batch_size 2 --height 32 --width 64 --filters 8,8 --steps 1"
+  monkeypatch.setattr("sys.argv", ["benchmark_train_step.py", *argv.split()])
+  benchmark_train_step.main()
+  out = capsys.readouterr().out
+  assert "step 0 float32:" in out and "step 0 bfloat16:" in out
+  line = out.strip().splitlines()[-1]
+  f32, bf16, ratio = (float(v) for v in re.findall(r"([\d.]+)(?: ms|x float32)", line))
+  np.testing.assert_allclose(ratio, f32 / bf16, rtol=0.02)

@@ -87,6 +87,12 @@ def main():
       choices=("segnet_mtl", "hrnet_w18", "hrnet_w18_small_v2"),
       help="PyTorch eager of the same HRNet network: tools/benchmark_torch_hrnet.py",
   )
+  parser.add_argument(
+      "--compute_dtype",
+      default="float32",
+      choices=("float32", "bfloat16", "both"),
+      help="config.compute_dtype; both: time float32 and bfloat16 side by side",
+  )
   parser.add_argument("--regularizer", default="none", choices=("none", "rdc"))
   parser.add_argument(
       "--weighting",
@@ -111,12 +117,16 @@ def main():
   if args.weighting != "equal":
     compare_weighting(args)
     return
+  if args.compute_dtype == "both":
+    compare_precision(args)
+    return
 
   config = default.get_config()
   config.batch_size = args.batch_size
   config.model.conv_impl = args.conv_impl
   config.model.filters = tuple(int(f) for f in args.filters.split(","))
   config.model.name = args.model
+  config.compute_dtype = args.compute_dtype
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
   model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
@@ -265,6 +275,37 @@ def time_interleaved(runs: dict, steps: int, log_key: str) -> None:
       run[1] = state
       extra = f" {log_key}={float(metrics[log_key]):.4f}" if log_key in metrics else ""
       print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{extra}", flush=True)
+
+
+def compare_precision(args) -> None:
+  """float32 vs bfloat16 compute (``config.compute_dtype``), compiled side by side and timed
+  interleaved."""
+  config = default.get_config()
+  config.batch_size = args.batch_size
+  config.model.conv_impl = args.conv_impl
+  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  shape = (args.height, args.width)
+  mesh = sharding.create_mesh()
+  host = synthetic_batch(args.batch_size, *shape, len(config.tasks))
+  runs = {}
+  for name in ("float32", "bfloat16"):
+    config.compute_dtype = name
+    model = registry.create_model(config)
+    tx = train.create_optimizer(config, 397)
+    state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh)
+    batch = sharding.global_batch(mesh, dict(host))
+    compiled = train.make_train_step(config, model, tx, mesh).lower(state, batch).compile()
+    state, metrics = compiled(state, batch)  # Warm-up.
+    jax.block_until_ready(metrics)
+    runs[name] = [compiled, state, batch, []]
+  time_interleaved(runs, args.steps, log_key="loss")
+  f32, bf16 = (float(np.median(runs[k][3])) for k in ("float32", "bfloat16"))
+  print(cpu_description() if jax.default_backend() == "cpu" else f"backend={jax.default_backend()}")
+  print(
+      f"batch={args.batch_size} {args.height}x{args.width} filters={args.filters}: "
+      f"float32 {f32 * 1e3:.1f} ms, bfloat16 {bf16 * 1e3:.1f} ms, "
+      f"bfloat16 speed {f32 / bf16:.2f}x float32 (median of {args.steps})"
+  )
 
 
 def compare_weighting(args) -> None:
