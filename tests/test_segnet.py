@@ -219,9 +219,11 @@ def test_pool_rejects_odd_shapes():
 # ---------------------------------------------------------------- convolution implementations
 
 
-# (B, H, W, Cin, Cout): small maps take mmgrad's single-matmul kernel gradient, large maps
-# (relative to the channels) its per-image batched one.
-@pytest.mark.parametrize("shape", [(2, 6, 10, 5, 7), (2, 10, 20, 3, 4)])
+# (B, H, W, Cin, Cout): Cout > Cin takes mmgrad's nine-matmul kernel gradient; otherwise small
+# maps take its single-matmul one, large maps (relative to the channels) its per-image batched one.
+@pytest.mark.parametrize(
+    "shape", [(2, 6, 10, 5, 7), (2, 10, 20, 3, 4), (2, 6, 10, 7, 5), (2, 10, 20, 4, 3)]
+)
 @pytest.mark.parametrize("impl", ["xla", "im2col", "mmgrad"])
 def test_conv3x3_impls_match_numpy_and_xla_grads(impl, shape):
   rng = np.random.default_rng(0)

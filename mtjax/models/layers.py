@@ -147,8 +147,27 @@ def _conv3x3_mmgrad_fwd(x, kernel):
 
 def _conv3x3_mmgrad_bwd(res, g):
   x, kernel = res
-  w, cin, cout = x.shape[2], x.shape[3], kernel.shape[3]
+  h, w, cin, cout = x.shape[1], x.shape[2], x.shape[3], kernel.shape[3]
   dx = _xla_conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  if cout > cin:
+    # The output gradient is the wider operand: nine matmuls of x's shifted views with g itself,
+    # no 3x buffer of g (measured 1.2-4x faster here for Cout > Cin, e.g. SegNet's 64 -> 3x64
+    # head: 990 -> 501 ms at 288x384, batch 2; on par or slower for Cout <= Cin).
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    gf = g.reshape(-1, cout)
+    dk = jnp.stack(
+        [
+            lax.dot_general(
+                xp[:, i : i + h, j : j + w].reshape(-1, cin),
+                gf,
+                (((0,), (0,)), ((), ())),
+                preferred_element_type=jnp.float32,
+            )
+            for i in range(3)
+            for j in range(3)
+        ]
+    )
+    return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
   # dk[i, j] = sum_p xpad[p + (i, j)] g[p]. The 3 column shifts go into x's channels, the 3 row
   # shifts into g's channels (g zero-padded by (i, 2 - i) rows), so ONE matmul contracting over
   # the (H+2) W pixels yields dk as [(j, cin), (i, cout)] from two buffers of 3x the activations
@@ -181,9 +200,10 @@ def conv3x3(
               2-3x slower than "mmgrad"'s.
     "im2col": pad, concatenate the 9 shifted views along channels -> [B, H, W, 9 Cin], one matmul
               with ``kernel.reshape(9 Cin, Cout)``; autodiff gradients.
-    "mmgrad": forward and input gradient by ``lax.conv_general_dilated``; kernel gradient by one
-              matmul of a 3x column-shift buffer of x with a 3x row-shift buffer of the output
-              gradient (custom VJP). ``precision`` is ignored.
+    "mmgrad": forward and input gradient by ``lax.conv_general_dilated``; kernel gradient by
+              matmuls (custom VJP): for Cout > Cin nine, of x's shifted views with the output
+              gradient; otherwise one, of a 3x column-shift buffer of x with a 3x row-shift
+              buffer of the output gradient. ``precision`` is ignored.
     "auto":   see ``resolve_conv_impl``.
 
   Args:
