@@ -219,10 +219,11 @@ def test_pool_rejects_odd_shapes():
 # ---------------------------------------------------------------- convolution implementations
 
 
-# (B, H, W, Cin, Cout): Cout > Cin takes mmgrad's nine-matmul kernel gradient; otherwise small
-# maps take its single-matmul one, large maps (relative to the channels) its per-image batched one.
+# (B, H, W, Cin, Cout): mmgrad's kernel gradient shifts x when Cout > Cin, the output gradient when
+# Cin > Cout; for Cin = Cout it takes one matmul of shift buffers (per image on large maps).
 @pytest.mark.parametrize(
-    "shape", [(2, 6, 10, 5, 7), (2, 10, 20, 3, 4), (2, 6, 10, 7, 5), (2, 10, 20, 4, 3)]
+    "shape",
+    [(2, 6, 10, 5, 7), (2, 6, 10, 7, 5), (1, 10, 20, 4, 3), (2, 6, 10, 5, 5), (2, 10, 20, 4, 4)],
 )
 @pytest.mark.parametrize("impl", ["xla", "im2col", "mmgrad"])
 def test_conv3x3_impls_match_numpy_and_xla_grads(impl, shape):

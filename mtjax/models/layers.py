@@ -149,34 +149,38 @@ def _conv3x3_mmgrad_bwd(res, g):
   x, kernel = res
   h, w, cin, cout = x.shape[1], x.shape[2], x.shape[3], kernel.shape[3]
   dx = _xla_conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-  if cout > cin:
-    # The output gradient is the wider operand: nine matmuls of x's shifted views with g itself,
-    # no 3x buffer of g (measured 1.2-4x faster here for Cout > Cin, e.g. SegNet's 64 -> 3x64
-    # head: 990 -> 501 ms at 288x384, batch 2; on par or slower for Cout <= Cin).
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    gf = g.reshape(-1, cout)
+
+  # dk[i, j] = sum_p xpad[p + (i, j)] g[p] = sum_p x[p] gpad[p + (2 - i, 2 - j)], contracting over
+  # the B H W pixels. Where the channels differ: nine matmuls, each of the wider operand as it is
+  # with a shifted view of the narrower one, padded (its nine views are copies); measured on
+  # XLA:CPU 1.2-4x faster than the buffers below (the 64 -> 3x64 head at 288x384 b2: 990 -> 501
+  # ms). Where they are equal: one matmul of a 3x column-shift buffer of x with a 3x row-shift
+  # buffer of g (nine matmuls were on par alone but made the SegNet-MTL step 2.4 s slower).
+  # XLA's own kernel gradient is 2-3x slower than either.
+  def shifted_products(fixed, padded, flip):
+    fixed = fixed.reshape(-1, fixed.shape[-1])
+    padded = jnp.pad(padded, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for i in range(3):
+      for j in range(3):
+        a, b = (2 - i, 2 - j) if flip else (i, j)
+        view = padded[:, a : a + h, b : b + w].reshape(-1, padded.shape[-1])
+        yield lax.dot_general(
+            *((fixed, view) if flip else (view, fixed)),
+            (((0,), (0,)), ((), ())),
+            preferred_element_type=jnp.float32,
+        )
+
+  if cin != cout:
     dk = jnp.stack(
-        [
-            lax.dot_general(
-                xp[:, i : i + h, j : j + w].reshape(-1, cin),
-                gf,
-                (((0,), (0,)), ((), ())),
-                preferred_element_type=jnp.float32,
-            )
-            for i in range(3)
-            for j in range(3)
-        ]
+        list(shifted_products(x, g, True) if cin > cout else shifted_products(g, x, False))
     )
     return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
-  # dk[i, j] = sum_p xpad[p + (i, j)] g[p]. The 3 column shifts go into x's channels, the 3 row
-  # shifts into g's channels (g zero-padded by (i, 2 - i) rows), so ONE matmul contracting over
-  # the (H+2) W pixels yields dk as [(j, cin), (i, cout)] from two buffers of 3x the activations
-  # (im2col needs one of 9x, XLA's own kernel gradient is 2-3x slower on CPU).
+  # The 3 column shifts go into x's channels, the 3 row shifts into g's (g zero-padded by (i, 2 - i)
+  # rows): the matmul yields dk as [(j, cin), (i, cout)].
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   xc = jnp.concatenate([xp[:, :, j : j + w] for j in range(3)], axis=-1)
   gr = jnp.concatenate([jnp.pad(g, ((0, 0), (i, 2 - i), (0, 0), (0, 0))) for i in range(3)], -1)
   if xc.shape[1] * w >= 24 * max(cin, cout):
-    # Long contraction: one matmul per image, then sum (measured 20-35% faster on XLA:CPU).
     dk = jnp.einsum("bhwm,bhwn->bmn", xc, gr, preferred_element_type=jnp.float32).sum(0)
   else:
     dk = lax.dot_general(
@@ -201,9 +205,9 @@ def conv3x3(
     "im2col": pad, concatenate the 9 shifted views along channels -> [B, H, W, 9 Cin], one matmul
               with ``kernel.reshape(9 Cin, Cout)``; autodiff gradients.
     "mmgrad": forward and input gradient by ``lax.conv_general_dilated``; kernel gradient by
-              matmuls (custom VJP): for Cout > Cin nine, of x's shifted views with the output
-              gradient; otherwise one, of a 3x column-shift buffer of x with a 3x row-shift
-              buffer of the output gradient. ``precision`` is ignored.
+              matmuls over the pixels (custom VJP): Cin != Cout nine, of the wider of x and the
+              output gradient with shifted views of the other; Cin = Cout one, of shift buffers
+              of both. ``precision`` is ignored.
     "auto":   see ``resolve_conv_impl``.
 
   Args:
