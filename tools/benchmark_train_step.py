@@ -64,6 +64,15 @@ def synthetic_batch(batch_size: int, height: int, width: int, num_tasks: int, se
   }
 
 
+def base_config(args):
+  """configs/default.py with the command line's batch size, conv_impl and SegNet widths."""
+  config = default.get_config()
+  config.batch_size = args.batch_size
+  config.model.conv_impl = args.conv_impl
+  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  return config
+
+
 def main():
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -121,10 +130,7 @@ def main():
     compare_precision(args)
     return
 
-  config = default.get_config()
-  config.batch_size = args.batch_size
-  config.model.conv_impl = args.conv_impl
-  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  config = base_config(args)
   config.model.name = args.model
   config.compute_dtype = args.compute_dtype
   mesh = sharding.create_mesh()
@@ -216,10 +222,7 @@ def compare_regularizer(args) -> None:
   """Supervised vs supervised + RDC train steps, compiled side by side and timed interleaved."""
   from mtjax import regularizers
 
-  config = default.get_config()
-  config.batch_size = args.batch_size
-  config.model.conv_impl = args.conv_impl
-  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  config = base_config(args)
   config.regularizer.name = "rdc"
   config.regularizer.covariance = args.covariance
   config.regularizer.contrast = args.contrast
@@ -280,10 +283,7 @@ def time_interleaved(runs: dict, steps: int, log_key: str) -> None:
 def compare_precision(args) -> None:
   """float32 vs bfloat16 compute (``config.compute_dtype``), compiled side by side and timed
   interleaved."""
-  config = default.get_config()
-  config.batch_size = args.batch_size
-  config.model.conv_impl = args.conv_impl
-  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  config = base_config(args)
   shape = (args.height, args.width)
   mesh = sharding.create_mesh()
   host = synthetic_batch(args.batch_size, *shape, len(config.tasks))
@@ -311,10 +311,7 @@ def compare_precision(args) -> None:
 def compare_weighting(args) -> None:
   """Equal weights vs ``args.weighting``, compiled side by side and timed interleaved (the
   weighting's transform runs in every step; 4 steps per epoch, so epoch ends are timed too)."""
-  config = default.get_config()
-  config.batch_size = args.batch_size
-  config.model.conv_impl = args.conv_impl
-  config.model.filters = tuple(int(f) for f in args.filters.split(","))
+  config = base_config(args)
   shape = (args.height, args.width)
   mesh = sharding.create_mesh()
   model = registry.create_model(config)
