@@ -5,13 +5,12 @@ training loop (``evaluate_and_write``).
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from absl import logging
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 from mtjax import metrics, sharding

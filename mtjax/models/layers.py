@@ -157,30 +157,27 @@ def _conv3x3_mmgrad_bwd(res, g):
   # ms). Where they are equal: one matmul of a 3x column-shift buffer of x with a 3x row-shift
   # buffer of g (nine matmuls were on par alone but made the SegNet-MTL step 2.4 s slower).
   # XLA's own kernel gradient is 2-3x slower than either.
-  def shifted_products(fixed, padded, flip):
-    fixed = fixed.reshape(-1, fixed.shape[-1])
-    padded = jnp.pad(padded, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    for i in range(3):
-      for j in range(3):
-        a, b = (2 - i, 2 - j) if flip else (i, j)
-        view = padded[:, a : a + h, b : b + w].reshape(-1, padded.shape[-1])
-        yield lax.dot_general(
-            *((fixed, view) if flip else (view, fixed)),
-            (((0,), (0,)), ((), ())),
-            preferred_element_type=jnp.float32,
-        )
+  def pixel_products(a, b):  # a [..., Ca], b [..., Cb] -> [Ca, Cb] summed over the pixels.
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    return lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
+  pad = lambda a: jnp.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  shifts = [(i, j) for i in range(3) for j in range(3)]
   if cin != cout:
-    dk = jnp.stack(
-        list(shifted_products(x, g, True) if cin > cout else shifted_products(g, x, False))
-    )
-    return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
+    if cin > cout:
+      gp = pad(g)
+      parts = [pixel_products(x, gp[:, 2 - i : 2 - i + h, 2 - j : 2 - j + w]) for i, j in shifts]
+    else:
+      xp = pad(x)
+      parts = [pixel_products(xp[:, i : i + h, j : j + w], g) for i, j in shifts]
+    return dx.astype(x.dtype), jnp.stack(parts).reshape(kernel.shape).astype(kernel.dtype)
   # The 3 column shifts go into x's channels, the 3 row shifts into g's (g zero-padded by (i, 2 - i)
   # rows): the matmul yields dk as [(j, cin), (i, cout)].
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  xp = pad(x)
   xc = jnp.concatenate([xp[:, :, j : j + w] for j in range(3)], axis=-1)
   gr = jnp.concatenate([jnp.pad(g, ((0, 0), (i, 2 - i), (0, 0), (0, 0))) for i in range(3)], -1)
   if xc.shape[1] * w >= 24 * max(cin, cout):
+    # Long contraction: one matmul per image, then sum (measured 20-35% faster on XLA:CPU).
     dk = jnp.einsum("bhwm,bhwn->bmn", xc, gr, preferred_element_type=jnp.float32).sum(0)
   else:
     dk = lax.dot_general(

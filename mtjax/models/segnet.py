@@ -13,7 +13,8 @@ large temporaries (1.1 M page faults per step). Starting the process with GLIBC_
 the glibc.malloc tunables arena_max=1, mmap_max=0, trim_threshold=68719476736 (colon-separated)
 keeps freed memory for reuse: "auto" then takes 5.0-5.4 s (PyTorch 3.6 s with the same setting).
 2x2 max-pool / max-unpool as fused elementwise selects instead of reduce_window and
-select-and-scatter (layers.max_pool_2x2): 7.63 -> 6.99 s per step, same losses (A/B in one process).
+select-and-scatter (layers.max_pool_2x2), and the kernel gradient of convs whose widths differ
+as nine matmuls: 7.09 -> 6.62 s per step together (README "Benchmark", A/B in one process).
 """
 
 from __future__ import annotations
