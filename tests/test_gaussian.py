@@ -74,16 +74,16 @@ def region_batch():
   return features, ids
 
 
-@pytest.fixture(params=[None, 7], ids=["one_chunk", "chunks_of_7"])
-def moment_chunk(request, monkeypatch):
-  """The default chunking (every test map fits one chunk), and chunks of 7 pixels: 96 flat pixels
-  in 14 chunks, the last one padded."""
+@pytest.fixture(params=[None, 3], ids=["default_blocks", "blocks_of_3"])
+def moment_block(request, monkeypatch):
+  """The default block size (every test region fits one block), and blocks of 3 pixels: the large
+  regions span many blocks, most of them with a padded last block."""
   if request.param is not None:
-    monkeypatch.setattr(region_moments, "_MOMENT_CHUNK", request.param)
+    monkeypatch.setattr(region_moments, "_MOMENT_BLOCK", request.param)
   return request.param
 
 
-def test_region_gaussians_full_matches_reference(region_batch, moment_chunk):
+def test_region_gaussians_full_matches_reference(region_batch, moment_block):
   features, ids = region_batch
   means, covs, counts = gaussian.region_gaussians(features, ids, 6, eps=1e-3)
   ref_means, ref_covs, ref_counts = region_moments_reference(
@@ -122,7 +122,7 @@ def _naive_region_gaussians(features, ids, num_regions, eps):
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
 def test_region_gaussians_gradient_matches_autodiff_of_the_definition(
-    region_batch, covariance, moment_chunk
+    region_batch, covariance, moment_block
 ):
   features, ids = region_batch
   features, flat_ids = features.reshape(2, 48, 5), np.where(ids >= 6, -1, ids).reshape(2, 48)

@@ -6,9 +6,13 @@ beside the distances between the Gaussians. Pure jnp, usable under ``jit``, ``vm
 (a hand-written VJP: JAX's own gradient of the one-hot contraction was ~14x slower).
 
 **Speed on XLA's CPU backend.** Every map's regions are segments of one flat pixel list (one
-scatter without batch axes: a vmapped, batched scatter ran 3-9x slower), and the per-pixel outer
-products are summed, and in the backward pass applied, in chunks of _MOMENT_CHUNK pixels so that
-[chunk, D, D] stays in cache instead of a [P, D, D] array going through memory.
+layout without batch axes: a vmapped, batched scatter ran 3-9x slower). The pixels are sorted by
+segment into blocks of _MOMENT_BLOCK slots that each hold one segment's pixels (``_block_layout``),
+so a segment's second moment is a sum of per-block Gram matrices: one batched matmul over dense
+[block, D] tiles, P·D² multiply-adds in all, and the backward pass one batched matmul the other
+way. At R = D = 32 on two 72x96 maps this took the moments from ~8 ms forward (per-pixel outer
+products scatter-added in chunks) to ~1.5 ms forward and backward together, and the benchmark's
+step from 35 to 25 ms.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ Array = jax.Array
 COVARIANCES = ("full", "diag")
 
 _HIGHEST = lax.Precision.HIGHEST
-# Pixels per chunk of the region second moments and their gradient (``_sum_outer_products``).
-_MOMENT_CHUNK = 512
+# Slots per block of the region moments (``_block_layout``).
+_MOMENT_BLOCK = 32
 
 
 def region_gaussians(
@@ -110,62 +114,84 @@ def region_gaussians(
   return means, covs, counts.reshape(*lead, num_regions)
 
 
-def _pixel_chunks(x: Array, chunk: int) -> Array:
-  """x [N, ...] zero-padded to a multiple of ``chunk`` and split: [N / chunk, chunk, ...]."""
-  pad = -x.shape[0] % chunk
-  x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  return x.reshape(-1, chunk, *x.shape[1:])
+def _block_layout(segments: Array, num_segments: int, block: int):
+  """Pixels grouped by segment into blocks of ``block`` slots, each block holding one segment's
+  pixels only (the last block of a segment padded), so that a segment's moments are sums over
+  whole blocks of dense [block, D] tiles.
+
+  Args:
+    segments: int32 [N] in [0, num_segments) or −1 (no segment).
+
+  Returns:
+    ``(table, slot, block_segment)``: table int32 [NB·block], the pixel in each slot (N for a
+    padding slot); slot int32 [N], each pixel's slot (NB·block for a pixel of no segment);
+    block_segment int32 [NB], each block's segment (num_segments for an unused block). NB =
+    ⌈N / block⌉ + num_segments, a static bound (every segment wastes less than one block).
+  """
+  n = segments.shape[0]
+  num_blocks = -(-n // block) + num_segments
+  key = jnp.where(segments >= 0, segments, num_segments)  # No segment sorts last.
+  order = jnp.argsort(key, stable=True)
+  sorted_key = key[order]
+  counts = jnp.zeros(num_segments + 1, jnp.int32).at[key].add(1)
+  seg_blocks = (counts[:num_segments] + block - 1) // block
+  first_block = jnp.concatenate([jnp.cumsum(seg_blocks) - seg_blocks, jnp.array([num_blocks])])
+  rank = jnp.arange(n, dtype=jnp.int32) - (jnp.cumsum(counts) - counts)[sorted_key]
+  sorted_slot = first_block[sorted_key] * block + rank  # ≥ NB·block for no segment.
+  table = jnp.full(num_blocks * block, n, jnp.int32).at[sorted_slot].set(order, mode="drop")
+  slot = jnp.zeros(n, jnp.int32).at[order].set(jnp.minimum(sorted_slot, num_blocks * block))
+  block_segment = jnp.full(num_blocks, num_segments, jnp.int32)
+  block_segment = block_segment.at[sorted_slot // block].set(sorted_key, mode="drop")
+  return table, slot, block_segment
 
 
-def _sum_outer_products(centred: Array, segments: Array, num_segments: int) -> Array:
-  """Σ_{p in segment s} c_p c_pᵀ: [S, D, D] from centred [N, D] and segments int [N] in [0, S).
-
-  P·D² multiply-adds (not the P·R·D² of a one-hot contraction), over chunks of _MOMENT_CHUNK
-  pixels so that the outer products [chunk, D, D] stay in cache instead of a [N, D, D] array
-  (28 MiB per 72x96 map at D = 32) passing through memory."""
-  chunk = min(_MOMENT_CHUNK, centred.shape[0])
-  dim = centred.shape[-1]
-
-  def body(acc, xs):
-    c, seg = xs  # Padding pixels are 0 and add nothing to segment 0.
-    return acc.at[seg].add(c[:, :, None] * c[:, None, :], mode="promise_in_bounds"), None
-
-  init = jnp.zeros((num_segments, dim, dim), centred.dtype)
-  xs = (_pixel_chunks(centred, chunk), _pixel_chunks(segments, chunk))
-  return lax.scan(body, init, xs)[0]
+def _with_zero_row(x: Array) -> Array:
+  """x [S, ...] with a row of zeros appended at index S (what segment or slot S reads)."""
+  return jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
 
 
-def _apply_per_segment(mats: Array, centred: Array, segments: Array) -> Array:
-  """mats[s_p] c_p for every pixel p: [N, D] from mats [S, D, D], centred [N, D], segments [N];
-  in chunks of _MOMENT_CHUNK pixels, as ``_sum_outer_products``."""
-  n = centred.shape[0]
-  chunk = min(_MOMENT_CHUNK, n)
+def _full_moments(f, segments, num_segments):
+  """Per segment: mean [S, D], centred second moment [S, D, D], count [S] (float); and, for the
+  backward pass, the centred pixels in their blocks [NB, block, D] (0 in padding slots), the
+  layout and 1 / count."""
+  table, slot, block_segment = _block_layout(segments, num_segments, _MOMENT_BLOCK)
+  num_blocks, dim = block_segment.shape[0], f.shape[-1]
+  blocks = _with_zero_row(f)[table].reshape(num_blocks, _MOMENT_BLOCK, dim)
+  filled = (table < f.shape[0]).reshape(num_blocks, _MOMENT_BLOCK, 1)
 
-  def body(_, xs):
-    c, seg = xs
-    return None, jnp.einsum("pde,pe->pd", mats[seg], c, precision=_HIGHEST)
+  def segment_sum(x):  # Over blocks; unused blocks (segment S) are dropped.
+    out = jnp.zeros((num_segments,) + x.shape[1:], x.dtype)
+    return out.at[block_segment].add(x, mode="drop")
 
-  xs = (_pixel_chunks(centred, chunk), _pixel_chunks(segments, chunk))
-  return lax.scan(body, None, xs)[1].reshape(-1, centred.shape[-1])[:n]
+  counts = segment_sum(jnp.sum(filled, axis=(1, 2)).astype(f.dtype))
+  inv_n = 1.0 / jnp.maximum(counts, 1.0)
+  means = segment_sum(jnp.sum(blocks, axis=1)) * inv_n[:, None]
+  centred = jnp.where(filled, blocks - _with_zero_row(means)[block_segment][:, None, :], 0.0)
+  # Each block's Gram matrix, one batched matmul (block · D² multiply-adds per block).
+  grams = lax.dot_general(centred, centred, (((1,), (1,)), ((0,), (0,))), precision=_HIGHEST)
+  second = segment_sum(grams) * inv_n[:, None, None]
+  return means, second, counts, (centred, slot, block_segment, inv_n)
+
+
+def _diag_moments(f, segments, num_segments):
+  """Per segment: mean [S, D], centred variances [S, D], count [S] (float); and, for the backward
+  pass, the pixels centred on their own segment's mean [N, D] (0 for pixels of none), the
+  segments with −1 as S, and 1 / count. Flat segment sums: no layout to sort for."""
+  valid = segments >= 0
+  safe = jnp.where(valid, segments, num_segments)
+  segment_sum = lambda x: jax.ops.segment_sum(x, safe, num_segments=num_segments)  # Drops S.
+  counts = segment_sum(valid.astype(f.dtype))
+  inv_n = 1.0 / jnp.maximum(counts, 1.0)
+  means = segment_sum(f) * inv_n[:, None]
+  centred = jnp.where(valid[:, None], f - _with_zero_row(means)[safe], 0.0)
+  second = segment_sum(centred * centred) * inv_n[:, None]
+  return means, second, counts, (centred, safe, inv_n)
 
 
 def _moments_forward(f, segments, num_segments, full):
-  """Per segment (one region of one map): mean [S, D], centred second moment [S, D, D] or [S, D],
-  count; and the pixels centred on their own segment's mean (0 for pixels of none, segment −1)
-  for the backward pass."""
-  valid = segments >= 0
-  safe = jnp.where(valid, segments, 0)
-  counts = jax.ops.segment_sum(valid.astype(f.dtype), safe, num_segments=num_segments)
-  inv_n = 1.0 / jnp.maximum(counts, 1.0)
-  sums = jax.ops.segment_sum(jnp.where(valid[:, None], f, 0.0), safe, num_segments=num_segments)
-  means = sums * inv_n[:, None]
-  centred = jnp.where(valid[:, None], f - means[safe], 0.0)
-  if full:
-    second = _sum_outer_products(centred, safe, num_segments) * inv_n[:, None, None]
-  else:
-    second = jax.ops.segment_sum(centred * centred, safe, num_segments=num_segments)
-    second = second * inv_n[:, None]
-  return means, second, counts.astype(jnp.int32), (centred, safe, valid, inv_n)
+  moments = _full_moments if full else _diag_moments
+  means, second, counts, res = moments(f, segments, num_segments)
+  return means, second, counts.astype(jnp.int32), res
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -180,17 +206,24 @@ def _region_moments_fwd(f, segments, num_segments, full):
 
 def _region_moments_bwd(num_segments, full, res, cotangents):
   """df_p = (dμ_r + (dΣ_r + dΣ_rᵀ) c_p) / n_r for pixel p of region r (diag: 2 dσ²_r ∘ c_p); the
-  path through μ inside c_p = f_p − μ_r vanishes because Σ_{p ∈ r} c_p = 0."""
+  path through μ inside c_p = f_p − μ_r vanishes because Σ_{p ∈ r} c_p = 0. Full: per block
+  (padding slots have c = 0 and are never read back), then each pixel reads its slot; pixels of
+  no segment read the zero row."""
   del num_segments
-  centred, safe, valid, inv_n = res
   d_means, d_second, _ = cotangents
   if full:
-    sym = (d_second + jnp.swapaxes(d_second, -1, -2)) * inv_n[:, None, None]
-    d_centred = _apply_per_segment(sym, centred, safe)
-  else:
-    d_centred = 2.0 * (d_second * inv_n[:, None])[safe] * centred
-  d_f = d_centred + (d_means * inv_n[:, None])[safe]
-  return jnp.where(valid[:, None], d_f, 0.0), None
+    centred, slot, block_segment, inv_n = res
+    per_block = lambda x: _with_zero_row(x)[block_segment]
+    sym = per_block((d_second + jnp.swapaxes(d_second, -1, -2)) * inv_n[:, None, None])
+    d_blocks = lax.dot_general(centred, sym, (((2,), (1,)), ((0,), (0,))), precision=_HIGHEST)
+    d_blocks = d_blocks + per_block(d_means * inv_n[:, None])[:, None, :]
+    return _with_zero_row(d_blocks.reshape(-1, d_blocks.shape[-1]))[slot], None
+  centred, safe, inv_n = res
+  per_pixel = lambda x: _with_zero_row(x)[safe]
+  return (
+      per_pixel(d_means * inv_n[:, None]) + 2.0 * per_pixel(d_second * inv_n[:, None]) * centred,
+      None,
+  )
 
 
 _region_moments.defvjp(_region_moments_fwd, _region_moments_bwd)
