@@ -265,9 +265,13 @@ def test_pairwise_wasserstein2_matches_every_pair(method):
   np.testing.assert_allclose(diag, full, rtol=1e-5)
 
 
-def test_newton_schulz_stages_give_every_pair_its_iterations():
+@pytest.mark.parametrize("chunk_pairs", [None, 5], ids=["one_chunk", "chunks_of_5"])
+def test_newton_schulz_stages_give_every_pair_its_iterations(chunk_pairs, monkeypatch):
   """96 pairs, a few of them ill-conditioned (they need ~14 iterations, most ~5): the staged
-  iteration must still take each pair's nuclear norm to float32 accuracy (vs float64 SVD)."""
+  iteration must still take each pair's nuclear norm to float32 accuracy (vs float64 SVD). Also
+  in chunks of 5 pairs (every stage's set split, the last chunk padded with identities)."""
+  if chunk_pairs is not None:
+    monkeypatch.setattr(gaussian, "_NS_CHUNK_BYTES", chunk_pairs * 6 * 6 * 4)
   rng = np.random.default_rng(11)
   dim, n = 6, 96
   conds = np.full(n, 3.0)

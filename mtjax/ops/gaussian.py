@@ -78,6 +78,8 @@ _NS_UNROLL = 2
 # Stages of the Newton–Schulz iteration: each iterates 1 / _NS_STAGE_SHRINK of the previous set,
 # down to sets of _NS_MIN_STAGE pairs.
 _NS_STAGE_SHRINK = 2
+# On the CPU the iteration runs over chunks of pairs whose [chunk, D, D] arrays are this large.
+_NS_CHUNK_BYTES = 2**20
 _NS_MIN_STAGE = 16
 # The eigenvalue bound on σ_max(M) is inflated by this factor so that rounding in the eigenvalues
 # never puts a singular value above 1 (above √3 the iteration would diverge).
@@ -202,12 +204,14 @@ def _ns_iterations(ell: Array) -> Array:
 def _ns_step(x: Array, ell: Array) -> tuple[Array, Array]:
   """One scaled Newton–Schulz iteration of x [N, D, D] with lower bounds ell [N]."""
   alpha, ell_next = _ns_scalar_step(ell)
-  # ½ αX (3I − α² XᵀX) = (3α/2) X − (α³/2) (XXᵀ) X.
-  y = _bmm(_bmm(x, x, 2), x, 1)
-  return (1.5 * alpha)[:, None, None] * x - (0.5 * alpha**3)[:, None, None] * y, ell_next
+  # ½ αX (3I − α² XᵀX) = ((3α/2) I − (α³/2) XXᵀ) X: the update rides on the small XXᵀ operand
+  # instead of an elementwise pass over X and XXᵀX.
+  eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+  h = (1.5 * alpha)[:, None, None] * eye - (0.5 * alpha**3)[:, None, None] * _bmm(x, x, 2)
+  return _bmm(h, x, 1), ell_next
 
 
-def _ns_iterate(x: Array, ell: Array, iterations: Array) -> tuple[Array, Array]:
+def _ns_iterate_all(x: Array, ell: Array, iterations: Array) -> tuple[Array, Array]:
   """``iterations`` (int32 scalar ≥ 0) scaled Newton–Schulz iterations of x [N, D, D] with bounds
   ell [N]: _NS_UNROLL per loop trip, then the remainder one at a time."""
 
@@ -221,6 +225,24 @@ def _ns_iterate(x: Array, ell: Array, iterations: Array) -> tuple[Array, Array]:
 
   state = lax.fori_loop(0, iterations // _NS_UNROLL, unrolled, (x, ell))
   return lax.fori_loop(0, iterations % _NS_UNROLL, lambda _, st: _ns_step(*st), state)
+
+
+def _ns_iterate(x: Array, ell: Array, iterations: Array) -> tuple[Array, Array]:
+  """``_ns_iterate_all`` on the CPU in chunks of _NS_CHUNK_BYTES per [chunk, D, D] array, one
+  chunk after another (``lax.map``), so that X, XXᵀ and the update stay in cache; elsewhere on
+  all pairs at once. A partial last chunk is padded with identities (ℓ = 1: fixed points)."""
+  n, dim = x.shape[0], x.shape[-1]
+  chunk = max(_NS_CHUNK_BYTES // (dim * dim * x.dtype.itemsize), 1)
+  if jax.default_backend() != "cpu" or n <= chunk:
+    return _ns_iterate_all(x, ell, iterations)
+  pad = -n % chunk
+  x = jnp.concatenate([x, jnp.broadcast_to(jnp.eye(dim, dtype=x.dtype), (pad, dim, dim))])
+  ell = jnp.concatenate([ell, jnp.ones((pad,), ell.dtype)])
+  x, ell = lax.map(
+      lambda xs: _ns_iterate_all(*xs, iterations),
+      (x.reshape(-1, chunk, dim, dim), ell.reshape(-1, chunk)),
+  )
+  return x.reshape(-1, dim, dim)[:n], ell.reshape(-1)[:n]
 
 
 def _polar_newton_schulz(m: Array, upper: Array, lower: Array) -> Array:
