@@ -1,7 +1,7 @@
 """Times the pairwise W2 InfoNCE of region-aware distribution contrast, forward + backward.
 
     python tools/benchmark_gaussian.py                      # mtjax, every method, and PyTorch
-    python tools/benchmark_gaussian.py --regions 32 --dims 32 --covariances full --repeats 20
+    python tools/benchmark_gaussian.py --regions 32 --dims 32 --covariances full --rounds 5
 
 One image pair: two feature maps [B, H, W, D] (default 72x96, stride 4 of 288x384) and one region
 map with R regions; per map, ``region_gaussians``; then the R x R squared W2 distances between the
@@ -9,7 +9,10 @@ two maps' regions and the InfoNCE over them (region i of one map against every r
 other, positive i; METHODS.md §1); gradients with respect to both feature maps. Each case runs in
 its own subprocess, so that its peak memory is its own: ``peak MiB`` is the growth of the process's
 maximum resident set over the case (inputs, compilation, the timed steps). For mtjax, ``XLA temp
-MiB`` is the compiled program's scratch memory (``memory_analysis``).
+MiB`` is the compiled program's scratch memory (``memory_analysis``). A case runs in ``--rounds``
+rounds, each running every implementation once (``--repeats`` timed steps after a warm-up),
+alternating, and ``ms`` is the median over all rounds' steps: the machine's speed drifts by tens
+of percent over minutes, and alternating puts that drift on every implementation alike.
 
 The PyTorch column (``torch_eigh``) is the straightforward version of the same math: one-hot region
 moments, ``torch.linalg.eigh`` square roots, ``torch.linalg.eigvalsh`` for every pair's
@@ -261,11 +264,30 @@ def worker(args) -> dict:
       "covariance": args.case_covariance,
       "R": args.case_regions,
       "D": args.case_dim,
-      "ms": 1e3 * statistics.median(times),
+      "times_ms": [1e3 * t for t in times],
       "peak_mib": max_rss_mib() - rss0,
       "loss": loss,
       **extra,
   }
+
+
+def run_case(args, row: dict, num_regions: int, dim: int, covariance: str) -> dict | None:
+  """One round of one case in a fresh process: the worker's result, or None if it hung in every
+  attempt (``row["hung"]`` counts the attempts)."""
+  cmd = [sys.executable, os.path.abspath(__file__), "--case_impl", row["impl"]]
+  cmd += ["--case_covariance", covariance, "--case_regions", str(num_regions)]
+  cmd += ["--case_dim", str(dim), "--batch", str(args.batch), "--height", str(args.height)]
+  cmd += ["--width", str(args.width), "--repeats", str(args.repeats)]
+  for _ in range(ATTEMPTS):
+    try:
+      out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.case_timeout)
+    except subprocess.TimeoutExpired:
+      row["hung"] += 1
+      continue
+    if out.returncode:
+      sys.exit(f"case {row['impl']} {covariance} R={num_regions} D={dim} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+  return None
 
 
 def cpu_model() -> str:
@@ -295,7 +317,16 @@ def main():
   parser.add_argument("--batch", type=int, default=1, help="image pairs per step")
   parser.add_argument("--height", type=int, default=72)
   parser.add_argument("--width", type=int, default=96)
-  parser.add_argument("--repeats", type=int, default=10, help="timed steps after one warm-up")
+  parser.add_argument(
+      "--repeats", type=int, default=5, help="timed steps per round, after one warm-up"
+  )
+  parser.add_argument(
+      "--rounds",
+      type=int,
+      default=3,
+      help="rounds per case, each running every implementation once in its own process, "
+      "alternating, so that the machine's drift falls on all of them alike",
+  )
   parser.add_argument("--json", default="", help="also write the rows to this file")
   parser.add_argument(
       "--case_timeout",
@@ -325,7 +356,8 @@ def main():
       f"# {cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.default_backend()}"
   )
   print(
-      f"# B={args.batch}, features {args.height}x{args.width}, median of {args.repeats} steps",
+      f"# B={args.batch}, features {args.height}x{args.width}, median of {args.rounds} rounds "
+      f"x {args.repeats} steps",
       flush=True,
   )
   header = (
@@ -338,43 +370,29 @@ def main():
   for covariance in args.covariances.split(","):
     for num_regions in (int(r) for r in args.regions.split(",")):
       for dim in (int(d) for d in args.dims.split(",")):
-        case = []
-        for impl in impls:
-          if covariance == "diag" and impl in ("eigh", "ott"):
-            continue  # The diagonal W2 has no square roots: one mtjax row suffices.
-          cmd = [
-              sys.executable,
-              os.path.abspath(__file__),
-              "--case_impl",
-              impl,
-              "--case_covariance",
-              covariance,
-              "--case_regions",
-              str(num_regions),
-              "--case_dim",
-              str(dim),
-              "--batch",
-              str(args.batch),
-              "--height",
-              str(args.height),
-              "--width",
-              str(args.width),
-              "--repeats",
-              str(args.repeats),
-          ]
-          name = f"{impl} {covariance} R={num_regions} D={dim}"
-          row = {"impl": impl, "covariance": covariance, "R": num_regions, "D": dim, "hung": 0}
-          for _ in range(ATTEMPTS):
-            try:
-              out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.case_timeout)
-            except subprocess.TimeoutExpired:
-              row["hung"] += 1
+        impls_here = [
+            impl
+            for impl in impls
+            # The diagonal W2 has no square roots: one mtjax row suffices.
+            if not (covariance == "diag" and impl in ("eigh", "ott"))
+        ]
+        case = [
+            {"impl": impl, "covariance": covariance, "R": num_regions, "D": dim, "hung": 0}
+            for impl in impls_here
+        ]
+        times = {impl: [] for impl in impls_here}
+        for _ in range(args.rounds):
+          for row in case:
+            result = run_case(args, row, num_regions, dim, covariance)
+            if result is None:
               continue
-            if out.returncode:
-              sys.exit(f"case {name} failed:\n{out.stderr}")
-            row.update(json.loads(out.stdout.strip().splitlines()[-1]))
-            break
-          case.append(row)
+            times[row["impl"]] += result.pop("times_ms")
+            peak = max(row.get("peak_mib", 0.0), result["peak_mib"])
+            row.update(result, peak_mib=peak)
+        for row in case:
+          if times[row["impl"]]:
+            row["ms"] = statistics.median(times[row["impl"]])
+            row["steps"] = len(times[row["impl"]])
         reference = next((r.get("ms") for r in case if r["impl"] == "torch_eigh"), None)
         for row in case:
           hung = f" (hung {row['hung']}x)" if row["hung"] else ""
