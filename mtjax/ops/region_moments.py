@@ -123,9 +123,10 @@ def _block_layout(segments: Array, num_segments: int, block: int):
     segments: int32 [N] in [0, num_segments) or −1 (no segment).
 
   Returns:
-    ``(table, slot, block_segment)``: table int32 [NB·block], the pixel in each slot (N for a
-    padding slot); slot int32 [N], each pixel's slot (NB·block for a pixel of no segment);
-    block_segment int32 [NB], each block's segment (num_segments for an unused block). NB =
+    ``(table, slot, block_segment, counts)``: table int32 [NB·block], the pixel in each slot (N
+    for a padding slot); slot int32 [N], each pixel's slot (NB·block for a pixel of no segment);
+    block_segment int32 [NB], each block's segment (num_segments for an unused block); counts
+    int32 [num_segments], each segment's pixels. NB =
     ⌈N / block⌉ + num_segments, a static bound (every segment wastes less than one block).
   """
   n = segments.shape[0]
@@ -142,7 +143,7 @@ def _block_layout(segments: Array, num_segments: int, block: int):
   slot = jnp.zeros(n, jnp.int32).at[order].set(jnp.minimum(sorted_slot, num_blocks * block))
   block_segment = jnp.full(num_blocks, num_segments, jnp.int32)
   block_segment = block_segment.at[sorted_slot // block].set(sorted_key, mode="drop")
-  return table, slot, block_segment
+  return table, slot, block_segment, counts[:num_segments]
 
 
 def _with_zero_row(x: Array) -> Array:
@@ -154,7 +155,7 @@ def _full_moments(f, segments, num_segments):
   """Per segment: mean [S, D], centred second moment [S, D, D], count [S] (float); and, for the
   backward pass, the centred pixels in their blocks [NB, block, D] (0 in padding slots), the
   layout and 1 / count."""
-  table, slot, block_segment = _block_layout(segments, num_segments, _MOMENT_BLOCK)
+  table, slot, block_segment, counts = _block_layout(segments, num_segments, _MOMENT_BLOCK)
   num_blocks, dim = block_segment.shape[0], f.shape[-1]
   blocks = _with_zero_row(f)[table].reshape(num_blocks, _MOMENT_BLOCK, dim)
   filled = (table < f.shape[0]).reshape(num_blocks, _MOMENT_BLOCK, 1)
@@ -163,7 +164,7 @@ def _full_moments(f, segments, num_segments):
     out = jnp.zeros((num_segments,) + x.shape[1:], x.dtype)
     return out.at[block_segment].add(x, mode="drop")
 
-  counts = segment_sum(jnp.sum(filled, axis=(1, 2)).astype(f.dtype))
+  counts = counts.astype(f.dtype)
   inv_n = 1.0 / jnp.maximum(counts, 1.0)
   means = segment_sum(jnp.sum(blocks, axis=1)) * inv_n[:, None]
   centred = jnp.where(filled, blocks - _with_zero_row(means)[block_segment][:, None, :], 0.0)
