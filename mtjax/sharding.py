@@ -6,7 +6,7 @@ state are replicated. Under `jax.jit` the computation is written for the global 
 statistics and the loss are over the whole global batch, exactly as on one device.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -34,6 +34,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+  """The sharding of n batches stacked on a new leading axis ([n, B, ...]: several train steps in
+  one call): the step axis whole, the batch axis split over 'data'."""
+  return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def per_process_batch_size(global_batch_size: int) -> int:
   """The number of examples each process loads per step.
 
@@ -56,3 +62,24 @@ def global_batch(mesh: Mesh, local_batch: Mapping[str, np.ndarray]) -> dict[str,
   """
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def global_batches(
+    mesh: Mesh, local_batches: Sequence[Mapping[str, np.ndarray]]
+) -> dict[str, jax.Array]:
+  """n host-local batches {key: [B_local, ...]} -> global jax.Arrays [n, B_local * process_count,
+  ...], stacked on a new leading axis (`stacked_batch_sharding`).
+
+  Raises:
+    ValueError: no batches, or batches with different keys.
+  """
+  if not local_batches or any(b.keys() != local_batches[0].keys() for b in local_batches):
+    raise ValueError(
+        f"global_batches expects one or more batches with the same keys; got "
+        f"{[sorted(b) for b in local_batches]}"
+    )
+  sharding = stacked_batch_sharding(mesh)
+  return {
+      k: jax.make_array_from_process_local_data(sharding, np.stack([b[k] for b in local_batches]))
+      for k in local_batches[0]
+  }

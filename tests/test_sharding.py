@@ -105,3 +105,15 @@ def test_global_batch_is_sharded_over_data_axis():
   assert out["x"].shape == (2 * jax.device_count(),)
   assert out["x"].sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
   np.testing.assert_array_equal(np.asarray(out["x"]), local["x"])
+
+
+def test_global_batches_stack_on_a_leading_step_axis():
+  mesh = sharding.create_mesh()
+  batches = [{"x": np.full((2, 3), i, np.float32)} for i in range(3)]
+  stacked = sharding.global_batches(mesh, batches)["x"]
+  assert stacked.shape == (3, 2, 3) and stacked.sharding == sharding.stacked_batch_sharding(mesh)
+  np.testing.assert_array_equal(np.asarray(stacked)[:, 0, 0], [0, 1, 2])
+  with pytest.raises(ValueError, match="same keys"):
+    sharding.global_batches(mesh, [{"x": batches[0]["x"]}, {"y": batches[1]["x"]}])
+  with pytest.raises(ValueError, match="one or more"):
+    sharding.global_batches(mesh, [])

@@ -140,3 +140,92 @@ def test_delta_m_references_follow_the_label_setting():
   config.delta_m_reference = "twolabels"
   with pytest.raises(ValueError, match="twolabels"):
     evaluation.delta_m_references(config)
+
+
+def _synthetic_batches(n, b=2, h=32, w=64, seed=0):
+  rng = np.random.default_rng(seed)
+  batches = []
+  for _ in range(n):
+    normal = rng.normal(size=(b, h, w, 3)).astype(np.float32)
+    batches.append(
+        {
+            "image": rng.random((b, h, w, 3), dtype=np.float32),
+            "semseg": rng.integers(-1, 13, (b, h, w)).astype(np.int32),
+            "depth": rng.uniform(0, 5, (b, h, w, 1)).astype(np.float32),
+            "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
+            "label_mask": (rng.random((b, 3)) < 0.7).astype(np.float32),
+            "valid": np.ones((b,), np.float32),
+        }
+    )
+  return batches
+
+
+def test_steps_in_one_call_are_the_single_steps():
+  # make_train_steps scans train_step over stacked batches: the same updates, in order, as
+  # separate calls. Each step sees a different batch, so a reordered, skipped or repeated step
+  # changes the losses by far more than round-off.
+  from mtjax import sharding
+  from mtjax.models import registry
+
+  config = default.get_config()
+  config.model.filters = (8, 8, 16, 16, 16)
+  config.learning_rate = 1e-2  # Updates that move the next losses well beyond round-off.
+  model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=10)
+  mesh = sharding.create_mesh()
+  batches = _synthetic_batches(3)
+  init = lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
+
+  state, single = init(), []
+  step = train.make_train_step(config, model, tx, mesh)
+  for batch in batches:
+    state, metrics = step(state, sharding.global_batch(mesh, batch))
+    single.append(jax.device_get(metrics))
+  state_n, stacked = train.make_train_steps(config, model, tx, mesh)(
+      init(), sharding.global_batches(mesh, batches)
+  )
+  stacked = jax.device_get(stacked)
+  assert int(state_n.step) == 3 and all(v.shape == (3,) for v in stacked.values())
+  for i, metrics in enumerate(single):
+    for k, v in metrics.items():
+      np.testing.assert_allclose(stacked[k][i], v, rtol=1e-5, atol=1e-6, err_msg=f"{k} step {i}")
+  for a, b in zip(_leaves(state.batch_stats), _leaves(state_n.batch_stats)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+  # A wrong order gives other losses.
+  swapped = [batches[1], batches[0], batches[2]]
+  _, other = train.make_train_steps(config, model, tx, mesh)(
+      init(), sharding.global_batches(mesh, swapped)
+  )
+  assert abs(float(other["loss"][0]) - float(single[0]["loss"])) > 1e-3
+
+
+def test_steps_per_call_resolution():
+  assert train.resolve_steps_per_call(3) == 3 and train.resolve_steps_per_call("2") == 2
+  expected = train.CPU_STEPS_PER_CALL if jax.default_backend() == "cpu" else 1
+  assert train.resolve_steps_per_call("auto") == expected
+  for bad in (0, -1, "x", 2.5, None):
+    with pytest.raises(ValueError, match="steps_per_call"):
+      train.resolve_steps_per_call(bad)
+
+
+def test_calls_of_several_steps_stop_at_every_log_eval_and_checkpoint(data_dir, tmp_path):
+  # 3 steps per call with logging every 3, evaluation and checkpoints every 5 steps of 7: calls
+  # of 3, 2, 1, 1 steps (ending at 3, 5, 6, 7). Every step's metrics are logged and checked, and
+  # the run is the run of one step per call.
+  overrides = dict(num_train_steps=7, log_every_steps=3, eval_every_steps=5)
+  overrides.update(checkpoint_every_steps=5)
+  run = lambda k, name: train.train_and_evaluate(
+      tiny_config(data_dir, steps_per_call=k, **overrides), str(tmp_path / name)
+  )
+  one, three = run(1, "one"), run(3, "three")
+  assert int(three.step) == 7
+  for name in ("one", "three"):
+    record = results.read(str(tmp_path / name))
+    assert [e["step"] for e in record["evaluations"]] == [5, 7]
+  s1, s3 = read_scalars(str(tmp_path / "one")), read_scalars(str(tmp_path / "three"))
+  assert sorted(s3["train/loss"]) == [3, 6, 7]
+  for step, value in s1["train/loss"].items():
+    np.testing.assert_allclose(s3["train/loss"][step], value, rtol=1e-3)
+  steps = sorted(int(os.path.basename(p)) for p in glob.glob(str(tmp_path / "three/checkpoints/*")))
+  assert 7 in steps and set(steps) <= {5, 7}
+  for a, b in zip(_leaves(one.batch_stats), _leaves(three.batch_stats)):
+    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)

@@ -2,9 +2,11 @@
 
     python tools/benchmark_train_step.py --batch_size 2 --height 288 --width 384 --steps 5
 
-Prints one line per measured step and a summary: median ms/step and images/s, and the CPU. With
-``--compare-torch`` the same SegNet-MTL in PyTorch eager (tools/torch_segnet.py) is timed in the
-same process, interleaved with the JAX step, and the speed ratio printed. With
+Prints one line per measured call and a summary: median ms/step and images/s, and the CPU. Each
+call runs ``--steps_per_call`` train steps (``config.steps_per_call``; "auto", as in training: 4 on
+the CPU, 1 elsewhere; ms/step = the call's time / its steps). With ``--compare-torch`` the same
+SegNet-MTL in PyTorch eager (tools/torch_segnet.py) is timed in the same process, interleaved with
+the JAX calls (as many PyTorch steps per round as JAX steps), and the speed ratio printed. With
 ``--weighting lps`` (or another task weighting) the equal-weight step and the weighted one are
 compiled side by side and timed interleaved. With
 ``--regularizer rdc`` the supervised step and the step with region-aware distribution contrast are
@@ -82,6 +84,11 @@ def main():
   parser.add_argument("--width", type=int, default=384)
   parser.add_argument("--steps", type=int, default=5, help="measured steps after one warm-up")
   parser.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "im2col"))
+  parser.add_argument(
+      "--steps_per_call",
+      default="auto",
+      help="config.steps_per_call: train steps per jitted call (auto: 4 on the CPU, else 1)",
+  )
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
   parser.add_argument(
       "--compare-torch",
@@ -137,32 +144,37 @@ def main():
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
   model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
-  step = train.make_train_step(config, model, tx, mesh)
-  batch = sharding.global_batch(
-      mesh, synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
-  )
+  steps_per_call = train.resolve_steps_per_call(args.steps_per_call)
+  host_batch = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
+  if steps_per_call == 1:
+    step = train.make_train_step(config, model, tx, mesh)
+    batch = sharding.global_batch(mesh, host_batch)
+  else:
+    step = train.make_train_steps(config, model, tx, mesh)
+    batch = sharding.global_batches(mesh, [host_batch] * steps_per_call)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   print(
       f"backend={jax.default_backend()} devices={jax.device_count()} model={args.model} "
-      f"conv_impl={args.conv_impl} "
+      f"conv_impl={args.conv_impl} steps_per_call={steps_per_call} "
       f"compile={time.perf_counter() - t0:.1f}s",
       flush=True,
   )
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
-  runs = {"jax": [compiled, state, batch, []]}
+  runs = {"jax": [compiled, state, batch, [], steps_per_call]}
   if args.compare_torch:
     if args.model != "segnet_mtl":
       parser.error("--compare-torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
-    runs["torch"] = torch_run(args, config)
+    runs["torch"] = torch_run(args, config, steps_per_call)
   time_interleaved(runs, args.steps, log_key="loss")
   jax_ms = float(np.median(runs["jax"][3])) * 1e3
   print(cpu_description())
   print(
       f"batch={args.batch_size} {args.height}x{args.width} {args.model}: jax {jax_ms:.1f} ms/step "
-      f"(median of {args.steps}), {args.batch_size / jax_ms * 1e3:.2f} images/s"
+      f"(median of {args.steps} calls of {steps_per_call} steps), "
+      f"{args.batch_size / jax_ms * 1e3:.2f} images/s"
   )
   if args.compare_torch:
     torch_ms = float(np.median(runs["torch"][3])) * 1e3
@@ -188,17 +200,21 @@ def cpu_description() -> str:
 
 
 class _TorchStep:
-  """Adapts a PyTorch step to ``time_interleaved``'s (state, batch) -> (state, metrics) calls."""
+  """Adapts a PyTorch step to ``time_interleaved``'s (state, batch) -> (state, metrics) calls:
+  each call runs ``steps`` steps and returns the last loss."""
 
-  def __init__(self, step):
-    self.step = step
+  def __init__(self, step, steps: int = 1):
+    self.step, self.steps = step, steps
 
   def __call__(self, state, batch):
-    return state, {"loss": self.step(*batch)}
+    for _ in range(self.steps):
+      loss = self.step(*batch)
+    return state, {"loss": loss}
 
 
-def torch_run(args, config) -> list:
-  """[callable, None, batch, []] running tools/torch_segnet.py's SegNet-MTL eagerly."""
+def torch_run(args, config, steps_per_call: int = 1) -> list:
+  """[callable, None, batch, [], steps_per_call] running tools/torch_segnet.py's SegNet-MTL
+  eagerly, ``steps_per_call`` steps per call."""
   import torch  # pylint: disable=g-import-not-at-top
 
   import torch_segnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
@@ -215,7 +231,8 @@ def torch_run(args, config) -> list:
   )
   step = _TorchStep(torch_segnet.make_step(model))
   step(None, batch)  # Warm-up.
-  return [step, None, batch, []]
+  step.steps = steps_per_call
+  return [step, None, batch, [], steps_per_call]
 
 
 def compare_regularizer(args) -> None:
@@ -267,17 +284,21 @@ def compare_regularizer(args) -> None:
 
 def time_interleaved(runs: dict, steps: int, log_key: str) -> None:
   """Times ``steps`` calls of each run in turn; ``runs[name] = [compiled, state, batch, times]``
-  (state and times updated in place)."""
+  or ``[..., times, steps_per_call]`` (state and times, in seconds per step, updated in place)."""
   for i in range(steps):
     for name, run in runs.items():
-      compiled, state, batch, times = run
+      compiled, state, batch, times = run[:4]
+      per_call = run[4] if len(run) > 4 else 1
       t0 = time.perf_counter()
       state, metrics = compiled(state, batch)
       jax.block_until_ready((state, metrics))
-      times.append(time.perf_counter() - t0)
+      times.append((time.perf_counter() - t0) / per_call)
       run[1] = state
-      extra = f" {log_key}={float(metrics[log_key]):.4f}" if log_key in metrics else ""
-      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{extra}", flush=True)
+      extra = ""
+      if log_key in metrics:
+        extra = f" {log_key}={float(np.ravel(metrics[log_key])[-1]):.4f}"
+      calls = f" per step (call of {per_call})" if per_call > 1 else ""
+      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{calls}{extra}", flush=True)
 
 
 def compare_precision(args) -> None:
