@@ -127,10 +127,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay_epochs = (99.0, 199.0)
   config.lr_decay_factor = 0.5
   config.seed = 0
-  # Train steps per jitted call (train.resolve_steps_per_call): "auto" = 4 on the CPU, where the
-  # steps of one call reuse XLA's temporaries instead of having the kernel zero them again (1.12x
-  # at 288x384, batch 2), and 1 on accelerators. Same updates; logging, evaluation and checkpoints
-  # still happen at their exact steps.
+  # Train steps per jitted call (train.resolve_steps_per_call): "auto" = 8 on the CPU, where the
+  # steps of one call reuse XLA's temporaries instead of having the kernel zero them again (README
+  # "Benchmark"), and 1 on accelerators. Same updates; logging, evaluation and checkpoints still
+  # happen at their exact steps.
   config.steps_per_call = ml_collections.FieldReference("auto", field_type=object)  # Or an int.
 
   # ---- Evaluation, logging, checkpoints ------------------------------------------------------

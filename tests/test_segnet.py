@@ -245,6 +245,26 @@ def test_conv3x3_impls_match_numpy_and_xla_grads(impl, shape):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(w))))
 
 
+@pytest.mark.parametrize("shape", [(3, 6, 10, 5, 7), (3, 6, 10, 7, 5), (3, 10, 20, 4, 4)])
+def test_mmgrad_kernel_gradient_image_by_image(monkeypatch, shape):
+  # Large maps take the kernel gradient one image at a time (a scan summing per-image dk): here
+  # every map does, and the gradients must still be autodiff's of the XLA convolution.
+  monkeypatch.setattr(layers, "_KGRAD_IMAGE_BYTES", 0)
+  rng = np.random.default_rng(1)
+  bs, h, w, cin, cout = shape
+  x = rng.normal(size=(bs, h, w, cin)).astype(np.float32)
+  k = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
+  r = rng.normal(size=(bs, h, w, cout)).astype(np.float32)
+  loss = lambda impl: lambda x, k: jnp.sum(jnp.tanh(layers.conv3x3(x, k, impl=impl)) * r)
+  got = jax.grad(loss("mmgrad"), argnums=(0, 1))(x, k)
+  want = jax.grad(loss("xla"), argnums=(0, 1))(x, k)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(w))))
+  # The scan really ran: its jaxpr holds a loop over the batch.
+  jaxpr = jax.make_jaxpr(jax.grad(loss("mmgrad"), argnums=1))(x, k)
+  assert "scan[" in str(jaxpr) or " scan" in str(jaxpr), jaxpr
+
+
 def test_auto_impls_resolve_per_backend():
   expected = "mmgrad" if jax.default_backend() == "cpu" else "xla"
   assert layers.resolve_conv_impl("auto") == expected

@@ -3,7 +3,7 @@
     python tools/benchmark_train_step.py --batch_size 2 --height 288 --width 384 --steps 5
 
 Prints one line per measured call and a summary: median ms/step and images/s, and the CPU. Each
-call runs ``--steps_per_call`` train steps (``config.steps_per_call``; "auto", as in training: 4 on
+call runs ``--steps_per_call`` train steps (``config.steps_per_call``; "auto", as in training: 8 on
 the CPU, 1 elsewhere; ms/step = the call's time / its steps). With ``--compare-torch`` the same
 SegNet-MTL in PyTorch eager (tools/torch_segnet.py) is timed in the same process, interleaved with
 the JAX calls (as many PyTorch steps per round as JAX steps), and the speed ratio printed. With
@@ -23,6 +23,7 @@ batch 2, takes 4.4-5.4 s (shared/reference/PERFORMANCE.md).
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -87,7 +88,7 @@ def main():
   parser.add_argument(
       "--steps_per_call",
       default="auto",
-      help="config.steps_per_call: train steps per jitted call (auto: 4 on the CPU, else 1)",
+      help="config.steps_per_call: train steps per jitted call (auto: 8 on the CPU, else 1)",
   )
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
   parser.add_argument(
@@ -289,16 +290,22 @@ def time_interleaved(runs: dict, steps: int, log_key: str) -> None:
     for name, run in runs.items():
       compiled, state, batch, times = run[:4]
       per_call = run[4] if len(run) > 4 else 1
-      t0 = time.perf_counter()
+      r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
       state, metrics = compiled(state, batch)
       jax.block_until_ready((state, metrics))
       times.append((time.perf_counter() - t0) / per_call)
+      r1 = resource.getrusage(resource.RUSAGE_SELF)
+      cpu = (
+          f" (per step: user {(r1.ru_utime - r0.ru_utime) / per_call:.1f} s, system "
+          f"{(r1.ru_stime - r0.ru_stime) / per_call:.1f} s, page faults "
+          f"{(r1.ru_minflt - r0.ru_minflt) * resource.getpagesize() / per_call / 2**30:.2f} GiB)"
+      )
       run[1] = state
       extra = ""
       if log_key in metrics:
         extra = f" {log_key}={float(np.ravel(metrics[log_key])[-1]):.4f}"
       calls = f" per step (call of {per_call})" if per_call > 1 else ""
-      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{calls}{extra}", flush=True)
+      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{calls}{extra}{cpu}", flush=True)
 
 
 def compare_precision(args) -> None:

@@ -12,6 +12,8 @@ About a quarter of the CPU time of a step is the kernel zeroing freshly mmap'ed 
 large temporaries (1.1 M page faults per step). Starting the process with GLIBC_TUNABLES set to
 the glibc.malloc tunables arena_max=1, mmap_max=0, trim_threshold=68719476736 (colon-separated)
 keeps freed memory for reuse: "auto" then takes 5.0-5.4 s (PyTorch 3.6 s with the same setting).
+Without any setting, the trainer runs 8 steps per jitted call on the CPU (config.steps_per_call),
+so the zeroing happens once per call, not once per step (README "Benchmark").
 2x2 max-pool / max-unpool as fused elementwise selects instead of reduce_window and
 select-and-scatter (layers.max_pool_2x2), and the kernel gradient of convs whose widths differ
 as nine matmuls: 7.09 -> 6.62 s per step together (README "Benchmark", A/B in one process).
