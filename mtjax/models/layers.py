@@ -146,7 +146,10 @@ def _conv3x3_mmgrad_fwd(x, kernel):
 
 
 # Kernel gradients over maps of at least this many bytes per image (x or the output gradient) run
-# image by image: the shifted copies below are then one image's, not the whole batch's.
+# image by image: the shifted copies below (and the matmul library's packed operands) are then one
+# image's, not the whole batch's. SegNet-MTL at 288x384, batch 8, on the 2-core CPU: XLA's
+# temporaries 11.0 -> 6.8 GiB, system time (page zeroing) 18-20 -> 4-5 s per step, 33.8 -> 26.2 s
+# per step (A/B in one process); batch 2: 5.64 -> 5.58 s.
 _KGRAD_IMAGE_BYTES = 2**22
 
 
@@ -223,7 +226,8 @@ def conv3x3(
     "mmgrad": forward and input gradient by ``lax.conv_general_dilated``; kernel gradient by
               matmuls over the pixels (custom VJP): Cin != Cout nine, of the wider of x and the
               output gradient with shifted views of the other; Cin = Cout one, of shift buffers
-              of both. ``precision`` is ignored.
+              of both; image by image on large maps (fewer temporaries). ``precision`` is
+              ignored.
     "auto":   see ``resolve_conv_impl``.
 
   Args:
