@@ -207,6 +207,18 @@ def _bound_train_step(config, model, tx, regularizer, task_weighting):
   )
 
 
+def _jit_train(fn, mesh, batch_sharding):
+  """`fn(state, batch) -> (state, metrics)` jitted: state replicated and donated, metrics
+  replicated, the batch as `batch_sharding`."""
+  replicated = sharding.replicated(mesh)
+  return jax.jit(
+      fn,
+      in_shardings=(replicated, batch_sharding),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+  )
+
+
 def make_train_step(
     config,
     model,
@@ -221,13 +233,7 @@ def make_train_step(
   not depend on the epoch length; its transform must be the one that ends `tx`).
   """
   step = _bound_train_step(config, model, tx, regularizer, task_weighting)
-  replicated = sharding.replicated(mesh)
-  return jax.jit(
-      step,
-      in_shardings=(replicated, sharding.batch_sharding(mesh)),
-      out_shardings=(replicated, replicated),
-      donate_argnums=0,
-  )
+  return _jit_train(step, mesh, sharding.batch_sharding(mesh))
 
 
 def make_train_steps(
@@ -249,13 +255,8 @@ def make_train_steps(
   them. See `resolve_steps_per_call`.
   """
   step = _bound_train_step(config, model, tx, regularizer, task_weighting)
-  replicated = sharding.replicated(mesh)
-  return jax.jit(
-      lambda state, batches: jax.lax.scan(step, state, batches),
-      in_shardings=(replicated, sharding.stacked_batch_sharding(mesh)),
-      out_shardings=(replicated, replicated),
-      donate_argnums=0,
-  )
+  steps = lambda state, batches: jax.lax.scan(step, state, batches)
+  return _jit_train(steps, mesh, sharding.stacked_batch_sharding(mesh))
 
 
 # Steps per call on the CPU ("auto"): XLA's temporaries are zeroed once for 8 steps instead of 8 times.

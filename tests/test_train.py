@@ -11,6 +11,7 @@ from configs import default
 from mtjax import checkpoint, evaluation, results, schedule, train
 from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
+from tools.benchmark_train_step import synthetic_batch
 
 
 def tiny_config(data_dir, base=None, **overrides):
@@ -142,24 +143,6 @@ def test_delta_m_references_follow_the_label_setting():
     evaluation.delta_m_references(config)
 
 
-def _synthetic_batches(n, b=2, h=32, w=64, seed=0):
-  rng = np.random.default_rng(seed)
-  batches = []
-  for _ in range(n):
-    normal = rng.normal(size=(b, h, w, 3)).astype(np.float32)
-    batches.append(
-        {
-            "image": rng.random((b, h, w, 3), dtype=np.float32),
-            "semseg": rng.integers(-1, 13, (b, h, w)).astype(np.int32),
-            "depth": rng.uniform(0, 5, (b, h, w, 1)).astype(np.float32),
-            "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
-            "label_mask": (rng.random((b, 3)) < 0.7).astype(np.float32),
-            "valid": np.ones((b,), np.float32),
-        }
-    )
-  return batches
-
-
 def test_steps_in_one_call_are_the_single_steps():
   # make_train_steps scans train_step over stacked batches: the same updates, in order, as
   # separate calls. Each step sees a different batch, so a reordered, skipped or repeated step
@@ -172,7 +155,7 @@ def test_steps_in_one_call_are_the_single_steps():
   config.learning_rate = 1e-2  # Updates that move the next losses well beyond round-off.
   model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=10)
   mesh = sharding.create_mesh()
-  batches = _synthetic_batches(3)
+  batches = [synthetic_batch(2, 32, 64, 3, seed=i) for i in range(3)]
   init = lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
 
   state, single = init(), []
