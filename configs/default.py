@@ -127,7 +127,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay_epochs = (99.0, 199.0)
   config.lr_decay_factor = 0.5
   config.seed = 0
-  # Train steps per jitted call (train.resolve_steps_per_call): "auto" = 8 on the CPU, where the
+  # Train steps per jitted call (calls.resolve_steps_per_call): "auto" = 8 on the CPU, where the
   # steps of one call reuse XLA's temporaries instead of having the kernel zero them again (README
   # "Benchmark"), and 1 on accelerators. Same updates; logging, evaluation and checkpoints still
   # happen at their exact steps.

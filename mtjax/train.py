@@ -22,7 +22,7 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from mtjax import checkpoint, evaluation, objective, regularizers, results, schedule
+from mtjax import calls, checkpoint, evaluation, objective, regularizers, results, schedule
 from mtjax import sharding, weighting
 from mtjax.data import label_settings, pipeline, regions
 from mtjax.data.sources import create_source
@@ -207,18 +207,6 @@ def _bound_train_step(config, model, tx, regularizer, task_weighting):
   )
 
 
-def _jit_train(fn, mesh, batch_sharding):
-  """`fn(state, batch) -> (state, metrics)` jitted: state replicated and donated, metrics
-  replicated, the batch as `batch_sharding`."""
-  replicated = sharding.replicated(mesh)
-  return jax.jit(
-      fn,
-      in_shardings=(replicated, batch_sharding),
-      out_shardings=(replicated, replicated),
-      donate_argnums=0,
-  )
-
-
 def make_train_step(
     config,
     model,
@@ -226,63 +214,18 @@ def make_train_step(
     mesh,
     regularizer: regularizers.Regularizer | None = None,
     task_weighting: weighting.Weighting | None = None,
+    *,
+    stacked: bool = False,
 ):
   """`train_step` jitted for `mesh`: state replicated and donated, batch sharded over 'data'.
 
   `task_weighting` defaults to `config.weighting`'s (the train step uses only its loss, which does
-  not depend on the epoch length; its transform must be the one that ends `tx`).
+  not depend on the epoch length; its transform must be the one that ends `tx`). `stacked=True`:
+  n consecutive steps in one call (`calls.jit_steps`, a `lax.scan`), (state, batches {key: [n, B,
+  ...]}) -> (state, metrics {name: [n]}); the same updates as n calls (tested to float32 round-off).
   """
   step = _bound_train_step(config, model, tx, regularizer, task_weighting)
-  return _jit_train(step, mesh, sharding.batch_sharding(mesh))
-
-
-def make_train_steps(
-    config,
-    model,
-    tx,
-    mesh,
-    regularizer: regularizers.Regularizer | None = None,
-    task_weighting: weighting.Weighting | None = None,
-):
-  """n consecutive `train_step`s in one jitted call (`lax.scan`): (state, batches) -> (state,
-  metrics), batches {key: [n, B, ...]} (`sharding.global_batches`), metrics {name: [n]} float32,
-  step i's in row i. Same updates as n calls of `make_train_step`'s step (tested to float32
-  round-off); state replicated and donated. A new n compiles once more.
-
-  Why: XLA:CPU maps its temporaries afresh at every call and the kernel zeroes each page on first
-  touch (on the 2-core dev CPU 0.45 s of one core per GiB at 3 GiB, 0.75 s at 11 GiB; SegNet-MTL
-  at 288x384, batch 8: 11 GiB, 16 of the step's 59 s of thread time); the steps of one call reuse
-  them. See `resolve_steps_per_call`.
-  """
-  step = _bound_train_step(config, model, tx, regularizer, task_weighting)
-  steps = lambda state, batches: jax.lax.scan(step, state, batches)
-  return _jit_train(steps, mesh, sharding.stacked_batch_sharding(mesh))
-
-
-# Steps per call on the CPU ("auto"): XLA's temporaries are zeroed once for 8 steps instead of 8 times.
-CPU_STEPS_PER_CALL = 8
-
-
-def resolve_steps_per_call(value: int | str) -> int:
-  """`config.steps_per_call`: how many train steps one jitted call runs (`make_train_steps`).
-
-  "auto" is CPU_STEPS_PER_CALL on the CPU backend (where it saves the re-zeroing of XLA's
-  temporaries at every call) and 1 elsewhere (accelerator memory is pooled by the runtime); a
-  positive integer (or its string) is taken as given. Logging, evaluation and checkpoints still
-  happen at their exact steps: a call never runs past one (the loop shortens it).
-
-  Raises:
-    ValueError: anything else.
-  """
-  if value == "auto":
-    return CPU_STEPS_PER_CALL if jax.default_backend() == "cpu" else 1
-  try:
-    n = int(value)
-  except (TypeError, ValueError):
-    n = 0
-  if n < 1 or (isinstance(value, float) and value != n):
-    raise ValueError(f"config.steps_per_call={value!r}: expected 'auto' or a positive integer")
-  return n
+  return calls.jit_steps(step, mesh) if stacked else calls.jit_step(step, mesh)
 
 
 def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
@@ -411,19 +354,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       process_count=jax.process_count(),
   )
 
-  steps_per_call = resolve_steps_per_call(config.steps_per_call)
-  if steps_per_call == 1:
-    p_train_step = make_train_step(config, model, tx, mesh, regularizer, task_weighting)
-  else:
-    p_train_steps = make_train_steps(config, model, tx, mesh, regularizer, task_weighting)
-
-  def train_call(state, n):
-    """Runs the next n steps in one call: (state, {name: n metrics}) on the device."""
-    local = [next(train_iter) for _ in range(n)]
-    if steps_per_call == 1:
-      return p_train_step(state, sharding.global_batch(mesh, local[0]))
-    return p_train_steps(state, sharding.global_batches(mesh, local))
-
+  steps_per_call = calls.resolve_steps_per_call(config.steps_per_call)
+  train_call = calls.make_call(
+      _bound_train_step(config, model, tx, regularizer, task_weighting), mesh, steps_per_call
+  )
   p_eval_step = jax.jit(
       functools.partial(
           evaluation.eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes
@@ -449,17 +383,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   def resolve_pending():
     for first, n, device_metrics in pending:
-      host = {k: np.reshape(v, (n,)) for k, v in jax.device_get(device_metrics).items()}
-      for i in range(n):
-        step_metrics = {k: float(v[i]) for k, v in host.items()}
-        check_finite(first + i, step_metrics)
+      for step, step_metrics in calls.per_step_metrics(first, n, jax.device_get(device_metrics)):
+        check_finite(step, step_metrics)
         history.append(step_metrics)
     pending.clear()
 
-  def next_stop(step: int) -> int:
-    """The first step after `step` that logs, evaluates or saves (or the last)."""
-    periods = (config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps)
-    return min(total_steps, *(step - step % every + every for every in periods))
+  periods = (config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps)
 
   logging.info(
       "training steps %d -> %d (%d steps per epoch of %d examples at global batch %d; up to %d "
@@ -473,9 +402,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   )
   step = start_step
   while step < total_steps:
-    n = min(steps_per_call, next_stop(step) - step)
+    n = min(steps_per_call, calls.next_stop(step, total_steps, periods) - step)
     with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
-      state, step_metrics = train_call(state, n)
+      state, step_metrics = train_call(state, [next(train_iter) for _ in range(n)])
     resolve_pending()
     pending.append((step + 1, n, step_metrics))
     step += n

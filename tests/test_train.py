@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import checkpoint, evaluation, results, schedule, train
+from mtjax import calls, checkpoint, evaluation, results, schedule, train
 from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
 from tools.benchmark_train_step import synthetic_batch
@@ -144,7 +144,7 @@ def test_delta_m_references_follow_the_label_setting():
 
 
 def test_steps_in_one_call_are_the_single_steps():
-  # make_train_steps scans train_step over stacked batches: the same updates, in order, as
+  # make_train_step(stacked=True) scans train_step over stacked batches: the same updates, in order, as
   # separate calls. Each step sees a different batch, so a reordered, skipped or repeated step
   # changes the losses by far more than round-off.
   from mtjax import sharding
@@ -163,7 +163,7 @@ def test_steps_in_one_call_are_the_single_steps():
   for batch in batches:
     state, metrics = step(state, sharding.global_batch(mesh, batch))
     single.append(jax.device_get(metrics))
-  state_n, stacked = train.make_train_steps(config, model, tx, mesh)(
+  state_n, stacked = train.make_train_step(config, model, tx, mesh, stacked=True)(
       init(), sharding.global_batches(mesh, batches)
   )
   stacked = jax.device_get(stacked)
@@ -175,19 +175,19 @@ def test_steps_in_one_call_are_the_single_steps():
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
   # A wrong order gives other losses.
   swapped = [batches[1], batches[0], batches[2]]
-  _, other = train.make_train_steps(config, model, tx, mesh)(
+  _, other = train.make_train_step(config, model, tx, mesh, stacked=True)(
       init(), sharding.global_batches(mesh, swapped)
   )
   assert abs(float(other["loss"][0]) - float(single[0]["loss"])) > 1e-3
 
 
 def test_steps_per_call_resolution():
-  assert train.resolve_steps_per_call(3) == 3 and train.resolve_steps_per_call("2") == 2
-  expected = train.CPU_STEPS_PER_CALL if jax.default_backend() == "cpu" else 1
-  assert train.resolve_steps_per_call("auto") == expected
+  assert calls.resolve_steps_per_call(3) == 3 and calls.resolve_steps_per_call("2") == 2
+  expected = calls.CPU_STEPS_PER_CALL if jax.default_backend() == "cpu" else 1
+  assert calls.resolve_steps_per_call("auto") == expected
   for bad in (0, -1, "x", 2.5, None):
     with pytest.raises(ValueError, match="steps_per_call"):
-      train.resolve_steps_per_call(bad)
+      calls.resolve_steps_per_call(bad)
 
 
 def test_calls_of_several_steps_stop_at_every_log_eval_and_checkpoint(data_dir, tmp_path):

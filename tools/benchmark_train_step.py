@@ -39,7 +39,7 @@ if {"--compare-torch", "--compare_torch"} & set(sys.argv):
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
-from mtjax import sharding, train, weighting  # noqa: E402
+from mtjax import calls, sharding, train, weighting  # noqa: E402
 from mtjax.models import registry  # noqa: E402
 
 
@@ -145,13 +145,13 @@ def main():
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
   model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
-  steps_per_call = train.resolve_steps_per_call(args.steps_per_call)
+  steps_per_call = calls.resolve_steps_per_call(args.steps_per_call)
   host_batch = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
   if steps_per_call == 1:
     step = train.make_train_step(config, model, tx, mesh)
     batch = sharding.global_batch(mesh, host_batch)
   else:
-    step = train.make_train_steps(config, model, tx, mesh)
+    step = train.make_train_step(config, model, tx, mesh, stacked=True)
     batch = sharding.global_batches(mesh, [host_batch] * steps_per_call)
 
   t0 = time.perf_counter()
