@@ -230,12 +230,33 @@ def test_summary_stds_are_sample_stds_and_delta_m_uses_the_baseline_mean(tmp_pat
   np.testing.assert_allclose(at5[0]["mean"]["semseg/miou"], 16.0)  # 10 + mean seed 1 + 5
 
 
-@pytest.mark.parametrize("name", ["demo_seeds", "demo_label_settings"])
+def _flat_keys(config, prefix=""):
+  keys = set()
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      keys |= _flat_keys(value, f"{prefix}{key}.")
+    else:
+      keys.add(prefix + key)
+  return keys
+
+
+SHIPPED_GRIDS = sorted(
+    f[: -len(".py")]
+    for f in os.listdir(os.path.join(REPO, "configs", "experiments"))
+    if f.endswith(".py")
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED_GRIDS)
 def test_shipped_grids_load(name):
   grid = experiments.load_grid(os.path.join(REPO, "configs", "experiments", f"{name}.py"))
   assert grid.baseline in grid.configs and len(grid.seeds) >= 3
-  for config in grid.configs.values():
+  # A misspelt override (a key default.py lacks) would train the default instead of the variant.
+  expected = _flat_keys(default.get_config())
+  for config_name, config in grid.configs.items():
     assert config.dataset.name == "procedural_rooms"
+    assert _flat_keys(config) == expected, config_name
+  assert len({results.config_hash(c) for c in grid.configs.values()}) == len(grid.configs)
 
 
 def test_bad_grids_are_named(tmp_path):
