@@ -467,3 +467,87 @@ def test_lps_state_is_the_same_on_one_and_eight_devices():
   from tests.test_sharding import run_on_eight_cpu_devices
 
   run_on_eight_cpu_devices(_SHARDED_SCRIPT)
+
+
+# --------------------------------------------------------------------------------------------
+# A weighting of one's own: a builder, and no branch anywhere else
+# --------------------------------------------------------------------------------------------
+
+
+def _toy_rule(terms, params, weights):
+  """A toy combine rule: L = Σ_t (g_t w_t term_t)², with learnable gains g_t."""
+  used = params["gain"] * weights
+  return jnp.sum((used * terms) ** 2), used
+
+
+def _build_toy(options, num_tasks, steps_per_epoch):
+  del steps_per_epoch
+  return weighting.Weighting(
+      options.name,
+      weighting.constant((0.5,) * num_tasks),
+      False,
+      num_tasks,
+      combine_fn=_toy_rule,
+      init_params_fn=lambda t: {"gain": jnp.full((t,), 3.0, jnp.float32)},
+  )
+
+
+def test_a_registered_weighting_brings_its_own_combine_rule_and_params(monkeypatch):
+  import flax.linen as nn
+
+  from mtjax import objective, tasks
+
+  monkeypatch.setitem(weighting.BUILDERS, "toy", _build_toy)
+  w = weighting.create(_config("toy"), T, STEPS)
+  assert w.name == "toy" and w.combine_fn is _toy_rule
+  params = w.init_params()
+  np.testing.assert_array_equal(params["gain"], [3.0, 3.0, 3.0])
+  weights = weighting.current_weights(w.transform.init({}))
+  sums, counts = jnp.array([2.0, 3.0, 0.0]), jnp.array([2.0, 1.0, 0.0])
+  loss, means, used = w.combine(sums, counts, 4, params, weights)
+  terms = np.array([2.0, 3.0, 0.0]) / 4
+  np.testing.assert_allclose(loss, np.sum((1.5 * terms) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(used, 1.5)
+  np.testing.assert_allclose(means, [1.0, 3.0, 0.0])
+
+  # The objective applies the rule and trains its params, with no branch on the name.
+  class Depth(nn.Module):
+
+    @nn.compact
+    def __call__(self, x, train):
+      h = nn.BatchNorm(use_running_average=not train)(x)
+      return {"depth": nn.Dense(1)(h)}
+
+  model = Depth()
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  batch = {
+      "image": x,
+      "depth": jax.random.uniform(jax.random.key(2), (2, 4, 4, 1)) + 1.0,
+      "label_mask": jnp.ones((2, 1)),
+  }
+  config = _config("toy")
+  config.tasks = ("depth",)
+  w = weighting.create(config, 1, STEPS)
+
+  def run(weighting_params):
+    params = {"model": variables["params"], "regularizer": {}, "weighting": weighting_params}
+    return objective.objective(
+        params,
+        variables["batch_stats"],
+        batch,
+        model=model,
+        tasks=tasks.get_tasks(("depth",)),
+        regularizer=None,
+        rng=jax.random.key(3),
+        task_weighting=w,
+        task_weights=jnp.array([0.5]),
+    )
+
+  loss, (logs, _, _) = run(w.init_params())
+  preds, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  term = float(np.mean(np.asarray(tasks.depth_loss(preds["depth"], batch["depth"]))))  # n/B = 1.
+  np.testing.assert_allclose(loss, (3.0 * 0.5 * term) ** 2, rtol=1e-5)
+  np.testing.assert_allclose(logs["weight/depth"], 1.5)
+  grad = jax.grad(lambda p: run(p)[0])(w.init_params())["gain"]
+  np.testing.assert_allclose(grad, [2 * 3.0 * (0.5 * term) ** 2], rtol=1e-5)
