@@ -37,8 +37,10 @@ def test_contact_sheet_layout_and_instance_colours():
 
   examples = [procedural.render_scene(seed, 32, 48) for seed in (0, 1)]
   sheet = contact_sheet.contact_sheet(examples)
-  assert sheet.shape == (64, 240, 3) and sheet.dtype == np.uint8
+  assert sheet.shape == (64, 288, 3) and sheet.dtype == np.uint8
   np.testing.assert_array_equal(sheet[:32, :48], examples[0]["image"])
+  edge = examples[1]["edge"][..., 0]  # Last panel: edges white, the rest black.
+  np.testing.assert_array_equal(sheet[32:, 240:, 0], np.where(edge == 1, 255, 0))
   instance = examples[1]["instance"]
   rgb = contact_sheet.instance_to_rgb(instance)
   for region in np.unique(instance):

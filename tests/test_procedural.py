@@ -1,9 +1,14 @@
-"""Procedural rooms: renderer geometry, determinism, TFDS builder round trip, pipeline source."""
+"""Procedural rooms: renderer geometry, edges, determinism, TFDS builder round trip and
+versions, pipeline source."""
+
+import hashlib
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from mtjax.data import label_settings, pipeline, procedural, regions
+from mtjax.data import procedural_source
 from mtjax.data.builders import procedural_rooms
 from mtjax.data.procedural_source import ProceduralRoomsSource
 
@@ -29,6 +34,7 @@ def test_layout(frames):
     assert ex["depth"].shape == (H, W, 1) and ex["depth"].dtype == np.float32
     assert ex["normal"].shape == (H, W, 3) and ex["normal"].dtype == np.float32
     assert ex["instance"].shape == (H, W) and ex["instance"].dtype == np.int32
+    assert ex["edge"].shape == (H, W, 1) and ex["edge"].dtype == np.uint8
     assert ex["semantic"].min() >= -1 and ex["semantic"].max() < len(procedural.CLASSES)
     np.testing.assert_allclose(ex["intrinsics"][0, 0], 518.8579 * W / 640)
 
@@ -85,6 +91,85 @@ def test_semantic_and_instance_agree(frames):
   assert max(len(np.unique(ex["instance"])) for ex in frames) > 6  # Objects are visible.
 
 
+def _reference_edges(instance, depth, depth_steps=True):
+  """The documented edge rule, computed independently: per pixel, from its four neighbours
+  (padded with invalid pixels); a depth step is an edge where far > 1.25 near."""
+  h, w = instance.shape
+  ids = np.pad(instance, 1, constant_values=-1)
+  z = np.pad(depth[..., 0].astype(np.float64), 1)
+  valid = (ids >= 0) & (z > 0)
+  centre = (slice(1, h + 1), slice(1, w + 1))
+  edge = np.zeros((h, w), bool)
+  for dv, du in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+    nb = (slice(1 + dv, h + 1 + dv), slice(1 + du, w + 1 + du))
+    near, far = np.minimum(z[centre], z[nb]), np.maximum(z[centre], z[nb])
+    edge |= valid[nb] & ((ids[centre] != ids[nb]) | (depth_steps & (far > 1.25 * near)))
+  return np.where(valid[centre], edge, 255).astype(np.uint8)[..., None]
+
+
+def test_edges_lie_on_instance_or_depth_boundaries_and_nowhere_else():
+  depth_only = 0
+  for seed in range(12):
+    ex = procedural.render_scene(seed, 24, 32)
+    np.testing.assert_array_equal(
+        ex["edge"], _reference_edges(ex["instance"], ex["depth"]), err_msg=f"seed {seed}"
+    )
+    np.testing.assert_array_equal(ex["edge"][..., 0] == 255, ex["instance"] == -1)
+    instance_edges = _reference_edges(ex["instance"], ex["depth"], depth_steps=False)
+    assert (instance_edges == 1).any()
+    assert not ((instance_edges == 1) & (ex["edge"] == 0)).any()
+    depth_only += ((ex["edge"] == 1) & (instance_edges == 0)).sum()
+  assert depth_only > 0  # Occlusions inside one instance (e.g. chair legs) are edges too.
+
+
+def test_edge_rule_on_a_hand_made_frame():
+  instance = np.array([[0, 0, 0, 1], [0, -1, 0, 1], [0, 0, 0, 0]])
+  depth = np.array([[1, 1.25, 1, 1], [1, 0, 2, 1], [1, 1, 1, 1]], np.float32)[..., None]
+  # (0, 1) steps by exactly 25 %: no edge. (1, 0) has an invalid neighbour only: no edge.
+  # (1, 2) steps by 100 % to (0, 2) and (2, 2); column 3 borders instance 1.
+  expected = np.array([[0, 0, 1, 1], [0, 255, 1, 1], [0, 0, 1, 1]], np.uint8)[..., None]
+  np.testing.assert_array_equal(procedural.edge_map(instance, depth), expected)
+  depth[0, 1] = np.nextafter(np.float32(1.25), np.float32(2))  # Just over 25 %.
+  expected[0, :3] = 1
+  np.testing.assert_array_equal(procedural.edge_map(instance, depth), expected)
+  with pytest.raises(ValueError, match="depth"):
+    procedural.edge_map(instance, depth[..., 0])
+
+
+def test_edges_commute_with_flips_and_transposes():
+  ex = procedural.render_scene(5, 24, 32)
+  for op in (lambda a: a[:, ::-1], lambda a: a[::-1], lambda a: a.swapaxes(0, 1)):
+    np.testing.assert_array_equal(
+        procedural.edge_map(op(ex["instance"]), op(ex["depth"])), op(ex["edge"])
+    )
+
+
+# sha256 of image, semantic, depth, normal and instance as rendered before edges existed
+# (builder 1.0.0), by `_digest`. A change here changes the existing examples: that needs a new
+# builder version. (Bit-identity is promised on one platform: NumPy / CPU changes may differ.)
+_V1_DIGESTS = {
+    (0, 24, 32): "5eb3d2d2cb2d02213f559274378e4e048a7cf156e974b73882fc3dd6dca2b8ea",
+    (1, 24, 32): "0417d51271c490813baf46248492260e5d19da17cee5755644bcb3d98a67505a",
+    (3, 24, 32): "4681789dd813ecdd9bc22c93202cac0659499bfa5fbc19ed38462350509a7a26",
+    (10_000_000, 32, 64): "89ea75fa4d5e8d9a2b7af6583e72aab1df9e81fd2815f7aaee87820c5e2219cd",
+    (20_000_003, 32, 64): "f44459ab848821e9f0ce397751c7e9985798aaab30858afca7f7e46563ab858d",
+}
+
+
+def _digest(ex):
+  h = hashlib.sha256()
+  for key in ("image", "semantic", "depth", "normal", "instance"):
+    a = np.ascontiguousarray(ex[key])
+    h.update(key.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+  return h.hexdigest()
+
+
+def test_fields_before_edges_are_unchanged():
+  for (seed, height, width), digest in _V1_DIGESTS.items():
+    ex = procedural.render_scene(seed, height, width)
+    assert _digest(ex) == digest, (seed, height, width)
+
+
 def test_deterministic():
   a, b, c = (procedural.render_scene(s, 24, 32) for s in (3, 3, 4))
   for key in a:
@@ -94,31 +179,79 @@ def test_deterministic():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
+  """A TFDS directory where procedural_rooms/tiny 1.0.0 (no edge) was prepared, as by the code
+  before edges (TFDS generates only a builder's latest version: the builder pretends that it is
+  1.0.0)."""
+  path = tmp_path_factory.mktemp("tfds")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(procedural_rooms.ProceduralRooms, "VERSION", tfds.core.Version("1.0.0"))
+    patch.setattr(procedural_rooms.ProceduralRooms, "SUPPORTED_VERSIONS", [])
+    procedural_rooms.ProceduralRooms(
+        data_dir=str(path), config="tiny", file_format="array_record"
+    ).download_and_prepare()
+  return path
 
 
 def test_builder_round_trip(data_dir):
   builder = procedural_rooms.ProceduralRooms(
       data_dir=str(data_dir), config="tiny", file_format="array_record"
   )
+  assert builder.version == "1.1.0"  # The latest, generated beside the 1.0.0 of data_dir.
   builder.download_and_prepare()
   assert builder.info.splits["train"].num_examples == 8
   assert builder.info.splits["validation"].num_examples == 4
+  edge = builder.info.features["edge"]
+  assert edge.shape == (32, 64, 1) and edge.dtype == np.uint8
   for split in ("train", "test"):
     source = builder.as_data_source(split=split)
     for i in (0, len(source) - 1):
       ex = source[i]
       ref = procedural.render_scene(procedural_rooms.example_seed(split, i), 32, 64)
-      for key in ("image", "semantic", "depth", "normal", "instance"):
+      for key in ("image", "semantic", "depth", "normal", "instance", "edge"):
         np.testing.assert_array_equal(ex[key], ref[key], err_msg=key)
+      np.testing.assert_array_equal(ex["edge"], procedural.edge_map(ex["instance"], ex["depth"]))
       assert ex["id"] == f"{split}_{i:07d}".encode()
+
+
+def test_version_1_0_0_still_reads_and_the_source_uses_1_1_0(data_dir):
+  old = procedural_rooms.ProceduralRooms(
+      data_dir=str(data_dir), config="tiny", version="1.0.0", file_format="array_record"
+  )
+  assert old.is_prepared() and "edge" not in old.info.features
+  old_records = old.as_data_source(split="validation")
+  source = ProceduralRoomsSource("validation", data_dir=data_dir, config_name="tiny")
+  assert (data_dir / "procedural_rooms" / "tiny" / "1.1.0").is_dir()
+  for i in range(source.num_examples):
+    ex, record = source.load(i), old_records[i]
+    for key, old_key in (("semseg", "semantic"), ("depth", "depth"), ("normal", "normal")):
+      np.testing.assert_array_equal(ex[key], record[old_key], err_msg=key)
+    np.testing.assert_array_equal(ex["instance"], record["instance"])
+    np.testing.assert_array_equal(ex["image"], np.asarray(record["image"], np.float32) / 255)
+    assert ex["edge"].dtype == np.float32 and ex["edge"].shape == (32, 64, 1)
+    np.testing.assert_array_equal(
+        ex["edge"], procedural.edge_map(record["instance"], record["depth"]).astype(np.float32)
+    )
+
+
+def test_source_tasks():
+  # Runs without edge see the tasks of 1.0.0, so their label masks and batches are unchanged.
+  assert procedural_source.TASKS == ("semseg", "depth", "normal", "edge")
+  assert procedural_source.TASKS_WITHOUT_EDGE == ("semseg", "depth", "normal")
+  with pytest.raises(ValueError, match="unknown: \\['edges'\\]"):
+    ProceduralRoomsSource("train", data_dir=None, tasks=("semseg", "edges"))
 
 
 def test_source_feeds_train_pipeline(data_dir):
   source = ProceduralRoomsSource("train", data_dir=data_dir, config_name="tiny")
   assert (source.num_examples, source.image_shape) == (8, (32, 64))
+  assert source.tasks == ("semseg", "depth", "normal")
+  with_edge = ProceduralRoomsSource(
+      "train", data_dir=data_dir, config_name="tiny", tasks=("semseg", "edge")
+  )
+  assert with_edge.tasks == ("semseg", "depth", "normal", "edge")
   ex = source.load(2)
   assert ex["image"].dtype == np.float32 and ex["image"].max() <= 1.0
+  assert set(np.unique(ex["edge"])) <= {0.0, 1.0, 255.0} and (ex["edge"] == 1).any()
   mask = label_settings.resolve_label_mask(
       "onelabel",
       num_examples=source.num_examples,

@@ -1,5 +1,5 @@
 """Writes a PNG contact sheet of procedural_rooms examples: image | semantic | depth | normals |
-instances, one row per example.
+instances | edges, one row per example.
 
     python -m mtjax.data.contact_sheet --out docs/procedural_rooms.png --num 4
 """
@@ -22,8 +22,17 @@ def instance_to_rgb(instance: np.ndarray) -> np.ndarray:
   return palette[np.where(instance >= 0, instance, -1)].astype(np.uint8)
 
 
+def edge_to_rgb(edge: np.ndarray) -> np.ndarray:
+  """Edge map uint8 [..., H, W, 1] (1 edge, 0 not, 255 invalid) -> uint8 RGB [..., H, W, 3]:
+  edges white, the rest black, invalid pixels grey."""
+  edge = edge[..., 0]
+  grey = np.where(edge == 1, 255, np.where(edge == 0, 0, 128)).astype(np.uint8)
+  return np.repeat(grey[..., None], 3, axis=-1)
+
+
 def contact_sheet(examples: list[dict]) -> np.ndarray:
-  """uint8 [N H, 5 W, 3] from `render_scene` outputs (image, semantic, depth, normal, instance)."""
+  """uint8 [N H, 6 W, 3] from `render_scene` outputs (image, semantic, depth, normal, instance,
+  edge)."""
   max_depth = max(float(e["depth"].max()) for e in examples)
   rows = [
       np.concatenate(
@@ -33,6 +42,7 @@ def contact_sheet(examples: list[dict]) -> np.ndarray:
               tasks.depth_to_rgb(e["depth"], max_depth),
               tasks.normal_to_rgb(e["normal"]),
               instance_to_rgb(e["instance"]),
+              edge_to_rgb(e["edge"]),
           ],
           axis=1,
       )

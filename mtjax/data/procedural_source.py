@@ -2,18 +2,27 @@
 
 Implements the source protocol of ``mtjax.data.pipeline`` (``num_examples``, ``tasks``,
 ``image_shape``, ``load``), building the dataset into ``data_dir`` on first use (no download).
+Always the builder's latest version (1.1.0, with ``edge``): a 1.0.0 dataset prepared earlier is
+left as it is and 1.1.0 is generated beside it, once (its other features are bit-identical).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from mtjax.data.builders import procedural_rooms
 
-TASKS = ("semseg", "depth", "normal")
+# Every ground truth ``load`` returns, in the dataset's task order.
+TASKS = ("semseg", "depth", "normal", "edge")
+# ``source.tasks`` unless a run asks for ``edge``. The pipeline loads every task of
+# ``source.tasks`` and the label settings are drawn over them (``resolve_label_mask``'s
+# ``dataset_tasks``), so runs without edge keep dataset 1.0.0's label masks and batches.
+TASKS_WITHOUT_EDGE = TASKS[:3]
 
 
 class ProceduralRoomsSource:
@@ -24,21 +33,36 @@ class ProceduralRoomsSource:
     data_dir: TFDS data directory (None: TFDS's default, ~/tensorflow_datasets); the dataset is
       generated there (array_record) if missing.
     config_name: builder config, ``"default"`` (1000/200/200 at 96x128) or ``"tiny"``.
+    tasks: the tasks a run trains (``config.tasks``: any of ``TASKS``); only whether it has
+      ``edge`` matters (see ``tasks`` below). None: no edge.
 
   Attributes:
-    num_examples: examples in the split. tasks: ``TASKS``. image_shape: ``(H, W)``.
+    num_examples: examples in the split. image_shape: ``(H, W)``. tasks: the dataset's tasks
+      as the pipeline and the label settings see them: ``TASKS`` if ``tasks`` has ``edge``,
+      else ``TASKS_WITHOUT_EDGE`` (label masks and batches exactly as before edge existed).
 
   Raises:
-    ValueError: unknown config or split (from TFDS).
+    ValueError: a task not in ``TASKS``; unknown config or split (from TFDS).
   """
 
-  def __init__(self, split: str, *, data_dir, config_name: str = "default"):
+  def __init__(
+      self,
+      split: str,
+      *,
+      data_dir,
+      config_name: str = "default",
+      tasks: Sequence[str] | None = None,
+  ):
+    unknown = [t for t in tasks or () if t not in TASKS]
+    if unknown:
+      raise ValueError(f"procedural_rooms has the tasks {TASKS}; unknown: {unknown}")
     builder = procedural_rooms.ProceduralRooms(
         data_dir=None if data_dir is None else str(data_dir),
         config=config_name,
         file_format="array_record",
     )
     if not builder.is_prepared():
+      _log_other_versions(builder)
       # Rooms are generated, not downloaded: the builder logs progress in rooms instead of TFDS's
       # download-oriented progress bars.
       tfds.display_progress_bar(False)
@@ -46,7 +70,7 @@ class ProceduralRoomsSource:
     self.split = split
     self._data = builder.as_data_source(split=split)
     self.num_examples = len(self._data)
-    self.tasks = TASKS
+    self.tasks = TASKS if "edge" in (tasks or ()) else TASKS_WITHOUT_EDGE
     self.image_shape = (builder.builder_config.height, builder.builder_config.width)
     # Serialises record reads and decoding: thread-safety of the TFDS data source (and of the
     # image decoder behind it) is not documented, and examples are small.
@@ -74,7 +98,8 @@ class ProceduralRoomsSource:
     Returns:
       dict: ``image`` float32 [H, W, 3] in [0, 1]; ``semseg`` int32 [H, W] (0..12, -1 ignore);
       ``depth`` float32 [H, W, 1] z-depth metres (0 invalid); ``normal`` float32 [H, W, 3]
-      unit camera-frame (x right, y down, z forward; all-zero invalid); ``instance`` int32
+      unit camera-frame (x right, y down, z forward; all-zero invalid); ``edge`` float32
+      [H, W, 1] (1 boundary, 0 not, 255 ignore; ``procedural.edge_map``); ``instance`` int32
       [H, W] (-1 none). Conventions: ``mtjax.data.procedural``.
 
     Raises:
@@ -86,5 +111,24 @@ class ProceduralRoomsSource:
         "semseg": np.asarray(ex["semantic"], np.int32),
         "depth": np.asarray(ex["depth"], np.float32),
         "normal": np.asarray(ex["normal"], np.float32),
+        "edge": np.asarray(ex["edge"], np.float32),
         "instance": np.asarray(ex["instance"], np.int32),
     }
+
+
+def _log_other_versions(builder) -> None:
+  """Says so when the version about to be generated replaces one prepared earlier (1.0.0)."""
+  others = [
+      p.name
+      for p in (builder.data_path.parent.iterdir() if builder.data_path.parent.exists() else ())
+      if p.name != str(builder.version) and (p / "dataset_info.json").exists()
+  ]
+  if others:
+    logging.info(
+        "procedural_rooms/%s: %s has version(s) %s; generating %s (adds edge, the other features "
+        "are identical) beside them, which may be deleted",
+        builder.builder_config.name,
+        builder.data_path.parent,
+        ", ".join(sorted(others)),
+        builder.version,
+    )

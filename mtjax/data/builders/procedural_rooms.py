@@ -5,6 +5,11 @@ units and references in that module). Written as ``array_record`` by default so 
 ``builder.as_data_source(split)`` gives thread-safe random access. Rooms are rendered in parallel
 worker processes (one per CPU core; the examples do not depend on how many) and progress is
 logged as rooms rendered, since nothing is downloaded.
+
+Versions: 1.1.0 adds ``edge`` (``procedural.edge_map``); its other features are bit-identical to
+1.0.0's. TFDS opens the latest version unless told otherwise and generates only that one: where a
+1.0.0 dataset was prepared earlier, 1.1.0 is generated beside it (``<data_dir>/procedural_rooms/
+<config>/1.1.0``), and the 1.0.0 files stay readable with ``version="1.0.0"``.
 """
 
 from __future__ import annotations
@@ -50,10 +55,16 @@ class ProceduralRoomsConfig(tfds.core.BuilderConfig):
 
 
 class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
-  """Procedural rooms: image, 13-class semantic, z-depth, camera-frame normal, instance, id."""
+  """Procedural rooms: image, 13-class semantic, z-depth, camera normal, instance, edge, id."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  # Readable where prepared earlier, e.g. ``ProceduralRooms(version="1.0.0")``; not generated.
+  SUPPORTED_VERSIONS = [tfds.core.Version("1.0.0")]
+  RELEASE_NOTES = {
+      "1.1.0": "Adds edge, uint8 [H, W, 1]: 1 on instance and depth boundaries, 0 elsewhere, "
+      "255 where invalid (procedural.edge_map). The other features are bit-identical to 1.0.0.",
+      "1.0.0": "Initial release.",
+  }
   BUILDER_CONFIGS = [
       ProceduralRoomsConfig(name="default", description="1000/200/200 at 96x128."),
       ProceduralRoomsConfig(
@@ -73,17 +84,18 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     h, w = self.builder_config.height, self.builder_config.width
+    features = {
+        "image": tfds.features.Image(shape=(h, w, 3), dtype=np.uint8),
+        "semantic": tfds.features.Tensor(shape=(h, w), dtype=np.int32),
+        "depth": tfds.features.Tensor(shape=(h, w, 1), dtype=np.float32),
+        "normal": tfds.features.Tensor(shape=(h, w, 3), dtype=np.float32),
+        "instance": tfds.features.Tensor(shape=(h, w), dtype=np.int32),
+        "id": tfds.features.Text(),
+    }
+    if _has_edge(self.version):
+      features["edge"] = tfds.features.Tensor(shape=(h, w, 1), dtype=np.uint8)
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(
-            {
-                "image": tfds.features.Image(shape=(h, w, 3), dtype=np.uint8),
-                "semantic": tfds.features.Tensor(shape=(h, w), dtype=np.int32),
-                "depth": tfds.features.Tensor(shape=(h, w, 1), dtype=np.float32),
-                "normal": tfds.features.Tensor(shape=(h, w, 3), dtype=np.float32),
-                "instance": tfds.features.Tensor(shape=(h, w), dtype=np.int32),
-                "id": tfds.features.Text(),
-            }
-        ),
+        features=tfds.features.FeaturesDict(features),
         # Keep generation order, so that record i of a split is example i (``example_seed``).
         disable_shuffling=True,
     )
@@ -112,7 +124,7 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split, num, pool):
     h, w = self.builder_config.height, self.builder_config.width
-    render = functools.partial(_render, height=h, width=w)
+    render = functools.partial(_render, height=h, width=w, edge=_has_edge(self.version))
     seeds = [example_seed(split, i) for i in range(num)]
     start, every = time.monotonic(), max(num // 5, 50)
     for i, ex in enumerate(pool.map(render, seeds, chunksize=8)):
@@ -155,7 +167,13 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
     )
 
 
-def _render(seed: int, *, height: int, width: int) -> dict[str, np.ndarray]:
-  """The stored features of one example (a worker process's task)."""
+def _has_edge(version: tfds.core.Version) -> bool:
+  """Whether examples of dataset ``version`` have ``edge`` (added in 1.1.0)."""
+  return version >= "1.1.0"
+
+
+def _render(seed: int, *, height: int, width: int, edge: bool) -> dict[str, np.ndarray]:
+  """The stored features of one example (a worker process's task); ``edge``: with edge."""
   ex = procedural.render_scene(seed, height, width)
-  return {k: ex[k] for k in ("image", "semantic", "depth", "normal", "instance")}
+  keys = ("image", "semantic", "depth", "normal", "instance") + (("edge",) if edge else ())
+  return {k: ex[k] for k in keys}
