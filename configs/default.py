@@ -22,6 +22,21 @@ def get_config() -> ml_collections.ConfigDict:
   # full | onelabel | randomlabels | path to a float [N, K] .npy mask (K = the dataset's tasks).
   config.label_setting = "onelabel"
   config.tasks = ("semseg", "depth", "normal")
+  # Per-task options (mtjax/tasks: each record's factory); a task not in config.tasks ignores its.
+  # semseg's classes are config.dataset.num_classes.
+  config.task_options = ml_collections.ConfigDict()
+  config.task_options.depth = ml_collections.ConfigDict()
+  config.task_options.depth.units = "metres"  # metres | disparity (what a zoom does to it)
+  config.task_options.edge = ml_collections.ConfigDict()
+  # Class-balanced BCE's positive weight: 0.95 (ATRC, InvPT), 0.8 (ATRC's NYUD config).
+  config.task_options.edge.pos_weight = 0.95
+  # odsF / oisF protocol (mtjax/edge_metrics.py PROTOCOLS: matching distance, thresholds, NMS).
+  config.task_options.edge.protocol = "mtinet_nyud"
+  config.task_options.saliency = ml_collections.ConfigDict()
+  config.task_options.saliency.pos_weight = ml_collections.FieldReference(None, field_type=object)
+  config.task_options.saliency.protocol = "pooled"  # pooled (ATRC) | per_image (MTI-Net) | invpt
+  config.task_options.human_parts = ml_collections.ConfigDict()
+  config.task_options.human_parts.num_parts = 7
 
   # ---- Augmentation (MTPSL's training loader: RandomScaleCrop, no flip) ---------------------
   config.augment = ml_collections.ConfigDict()
@@ -92,8 +107,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.regularizer.pixel_contrast.anchors = 256  # anchor pixels per example and target task
   config.regularizer.pixel_contrast.candidates = 256  # pixels positives / negatives come from
   config.regularizer.pixel_contrast.margin = 0.5  # triplet margin, unit-vector distances
-  config.regularizer.pixel_contrast.depth_threshold = 0.2  # metres: positive iff |Δd| <= it
-  config.regularizer.pixel_contrast.normal_threshold = 20.0  # degrees: positive iff angle <= it
+  # Positive iff the source task's relation holds (mtjax/tasks: Task.relation); these override
+  # the records' thresholds: depth |Δd| <= 0.2 m, normal angle <= 20°.
+  config.regularizer.pixel_contrast.thresholds = ml_collections.ConfigDict(
+      {"depth": 0.2, "normal": 20.0}
+  )
   config.regularizer.pixel_contrast.projection_dim = 64
   config.regularizer.pixel_contrast.hidden_dim = 64
 

@@ -23,80 +23,66 @@ from ml_collections import config_flags
 
 from mtjax import metrics
 from mtjax import tasks as tasks_lib
-
-_TASKS = ("semseg", "depth", "normal")
-
+from mtjax.tasks import Task
 
 def fit(
-    examples: Iterable[Mapping[str, np.ndarray]], tasks: Sequence[str], num_classes: int
+    examples: Iterable[Mapping[str, np.ndarray]], tasks: Sequence[str | Task], num_classes: int
 ) -> dict[str, dict[str, np.ndarray]]:
   """Fits the ``constant`` and ``per_pixel`` predictors of each task from train examples.
 
+  Each task's record says what is averaged over its valid pixels (``Task.mean_value``: class
+  one-hots, depths, normals, binary labels) and how a mean becomes a prediction
+  (``Task.from_mean``: the majority class, the mean depth, the mean direction, the positive rate).
+  ``constant`` averages over every pixel of the split; ``per_pixel`` per pixel position, falling
+  back to the constant where a position never has ground truth.
+
   Args:
-    examples: source examples (``mtjax.data.pipeline`` protocol): ``semseg`` int [H, W] (classes
-      0..num_classes-1, others ignored), ``depth`` float [H, W, 1] metres (<= 0 invalid),
-      ``normal`` float [H, W, 3] (all-zero invalid); only the keys of `tasks` are read.
-    tasks: a subset of ("semseg", "depth", "normal").
-    num_classes: semantic classes C.
+    examples: source examples (``mtjax.data.pipeline`` protocol); only the keys of `tasks` are
+      read.
+    tasks: task records or registered names (built with ``num_classes``).
+    num_classes: the dataset's semantic classes.
 
   Returns:
-    {"constant": {task: prediction}, "per_pixel": {task: prediction}} with predictions shaped as
-    one example's ground truth: semseg int32 [H, W] class ids, depth float32 [H, W, 1] metres,
-    normal float32 [H, W, 3] unit vectors (broadcast for ``constant``).
+    {"constant": {task: prediction}, "per_pixel": {task: prediction}} with predictions in the
+    layout of one example's ground truth (broadcast for ``constant``).
 
   Raises:
     ValueError: an unknown task, no example, examples of different shapes, or a task without any
       valid ground truth.
   """
-  unknown = [t for t in tasks if t not in _TASKS]
-  if unknown or not tasks:
-    raise ValueError(f"tasks {tuple(tasks)}: expected a non-empty subset of {_TASKS}")
+  records = tasks_lib.resolve(tasks, num_classes)
+  if not records:
+    raise ValueError("fit needs at least one task")
   sums: dict[str, np.ndarray] = {}
   counts: dict[str, np.ndarray] = {}
   shapes = None
   for ex in examples:
-    ex_shapes = {t: np.shape(ex[t]) for t in tasks}
+    ex_shapes = {t.name: np.shape(ex[t.name]) for t in records}
     if shapes is None:
       shapes = ex_shapes
     elif ex_shapes != shapes:
       raise ValueError(
           f"per-pixel baselines need examples of one shape: got {ex_shapes}, then {shapes}"
       )
-    for t in tasks:
-      gt = np.asarray(ex[t])
-      if t == "semseg":  # Per-pixel class counts.
-        valid = (gt >= 0) & (gt < num_classes)
-        value = np.eye(num_classes, dtype=np.int64)[np.where(valid, gt, 0)] * valid[..., None]
-      elif t == "depth":  # Per-pixel sums of valid depth, and their counts.
-        valid = gt > 0
-        value = np.where(valid, gt, 0).astype(np.float64)
-        counts[t] = valid.astype(np.int64) + counts.get(t, 0)
-      else:  # Per-pixel sums of valid normals (invalid ones are all-zero).
-        value = gt.astype(np.float64)
-      sums[t] = value + sums.get(t, 0)
+    for t in records:
+      gt = np.asarray(ex[t.name])
+      valid = np.asarray(t.is_valid(gt))[..., None]
+      sums[t.name] = np.where(valid, t.mean_value(gt), 0.0) + sums.get(t.name, 0)
+      counts[t.name] = valid.astype(np.int64) + counts.get(t.name, 0)
   if shapes is None:
     raise ValueError("no train example to fit the baselines on")
 
   constant, per_pixel = {}, {}
-  for t in tasks:
-    total = sums[t].sum(axis=(0, 1))
-    if not np.any(total):
-      raise ValueError(f"the train split has no valid {t} ground truth")
-    if t == "semseg":
-      constant[t] = np.full(shapes[t], np.argmax(total), np.int32)
-      per_pixel[t] = np.where(sums[t].sum(-1) > 0, np.argmax(sums[t], -1), constant[t]).astype(
-          np.int32
-      )
-    elif t == "depth":
-      constant[t] = np.full(shapes[t], total[0] / counts[t].sum(), np.float32)
-      seen = counts[t] > 0
-      per_pixel[t] = np.where(seen, sums[t] / np.maximum(counts[t], 1), constant[t])
-    else:
-      direction = total / np.linalg.norm(total)
-      constant[t] = np.broadcast_to(direction, shapes[t]).astype(np.float32)
-      norm = np.linalg.norm(sums[t], axis=-1, keepdims=True)
-      per_pixel[t] = np.where(norm > 0, sums[t] / np.maximum(norm, 1e-300), constant[t])
-    per_pixel[t] = per_pixel[t].astype(constant[t].dtype)
+  for t in records:
+    total, count = sums[t.name].sum(axis=(0, 1)), counts[t.name].sum()
+    if count == 0:
+      raise ValueError(f"the train split has no valid {t.name} ground truth")
+    constant[t.name] = np.broadcast_to(t.from_mean(total / count), shapes[t.name])
+    seen = counts[t.name] > 0
+    mean = sums[t.name] / np.maximum(counts[t.name], 1)
+    pred = t.from_mean(np.where(seen, mean, total / count))
+    per_pixel[t.name] = pred.astype(constant[t.name].dtype)
+    constant[t.name] = np.ascontiguousarray(constant[t.name])
   return {"constant": constant, "per_pixel": per_pixel}
 
 
@@ -104,28 +90,41 @@ def evaluate(
     predictors: Mapping[str, Mapping[str, np.ndarray]],
     examples: Iterable[Mapping[str, np.ndarray]],
     num_classes: int,
+    tasks: Sequence[Task] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-  """Scores fitted predictors (`fit`) on evaluation examples with the field's metrics.
+  """Scores fitted predictors (`fit`) on evaluation examples with each task's metric.
+
+  Args:
+    predictors: as `fit` returns. examples: evaluation examples.
+    num_classes: the dataset's semantic classes (names in `predictors` are built with it).
+    tasks: the records (default: the registered tasks of `predictors`' names).
 
   Returns:
-    {predictor: {task: {metric: value}}} as `mtjax.metrics.finalize` (mIoU and pixel accuracy in
-    %, depth errors in metres, normal angles in degrees).
+    {predictor: {task: {metric: value}}} as each task's `finalize` (e.g. mIoU and pixel accuracy
+    in %, depth errors in metres, normal angles in degrees).
 
   Raises:
     ValueError: no evaluation example, or shapes that differ from the fitted predictors'.
   """
+  names = list(next(iter(predictors.values()), {}))
+  records = {t.name: t for t in (tasks or tasks_lib.resolve(names, num_classes))}
   totals: dict[str, dict[str, dict]] = {name: {} for name in predictors}
   for chunk in _chunks(examples, 64):
     for name, preds in predictors.items():
       for t, pred in preds.items():
+        task = records[t]
         gt = np.stack([np.asarray(ex[t]) for ex in chunk]).astype(pred.dtype)
-        state = tasks_lib.metric_state(t, np.broadcast_to(pred, gt.shape), gt, num_classes)
+        state = task.metric_state(np.broadcast_to(pred, gt.shape), gt)
+        state = task.host_state(state) if task.host_state else state
         state = {k: np.asarray(v, np.float64) for k, v in state.items()}
         prev = totals[name].get(t)
         totals[name][t] = state if prev is None else metrics.merge(prev, state)
   if not any(totals.values()):
     raise ValueError("no evaluation example to score the baselines on")
-  return {name: metrics.finalize_all(states) for name, states in totals.items()}
+  return {
+      name: {t: records[t].finalize(state) for t, state in states.items()}
+      for name, states in totals.items()
+  }
 
 
 def _chunks(examples: Iterable, size: int) -> Iterable[list]:
@@ -150,11 +149,11 @@ def main(argv):
 
   logging.get_absl_handler().python_handler.stream = sys.stdout
   config = flags.FLAGS.config
-  tasks = tuple(config.tasks)
+  tasks = tasks_lib.from_config(config)
   train_source = create_source(config, config.dataset.train_split)
   eval_source = create_source(config, config.dataset.eval_split)
   predictors = fit(_examples(train_source), tasks, config.dataset.num_classes)
-  results = evaluate(predictors, _examples(eval_source), config.dataset.num_classes)
+  results = evaluate(predictors, _examples(eval_source), config.dataset.num_classes, tasks)
   print(
       f"{config.dataset.name} baselines fitted on {config.dataset.train_split} "
       f"({train_source.num_examples}), scored on {config.dataset.eval_split} "

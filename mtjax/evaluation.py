@@ -14,7 +14,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from mtjax import metrics, sharding
-from mtjax.tasks import Task, get_tasks, prediction_to_gt_format
+from mtjax import tasks as tasks_lib
+from mtjax.tasks import Task
 
 
 def eval_step(
@@ -23,9 +24,9 @@ def eval_step(
     *,
     model: nn.Module,
     tasks: Sequence[Task],
-    num_classes: int,
 ) -> dict[str, dict[str, jax.Array]]:
-  """Additive metric states of one batch, {task: state} (`mtjax.metrics`), padding excluded.
+  """Metric states of one batch, {task: `task.metric_state`}, padding excluded: additive, or
+  the input of the task's `host_state` (which `evaluate` applies on the host).
 
   Every pixel with ground truth counts (the label mask is a training-time notion); padded examples
   (valid == 0) have their ground truth set to the task's invalid value, so they count nowhere.
@@ -37,8 +38,8 @@ def eval_step(
   for task in tasks:
     gt = batch[task.name]
     valid = batch["valid"].reshape((-1,) + (1,) * (gt.ndim - 1)) > 0
-    gt = jnp.where(valid, gt, -1 if task.name == "semseg" else 0)
-    states[task.name] = task.metric_state(predictions[task.name], gt, num_classes)
+    gt = jnp.where(valid, gt, task.invalid_like(gt))
+    states[task.name] = task.metric_state_of_output(predictions[task.name], gt)
   return states
 
 
@@ -71,41 +72,60 @@ def evaluate(
     state,
     batches: Iterator[Mapping[str, np.ndarray]],
     mesh: jax.sharding.Mesh,
+    tasks: Sequence[Task],
 ) -> dict[str, dict[str, float]]:
   """Runs `eval_fn` over every batch and finalises the split's metrics: {task: {metric: value}}.
 
-  Batch states are merged on the host in float64, so the numbers are sums over the whole split
-  (never a mean of batch means). A task with no ground truth in the split maps to {} (absent).
+  Each task's batch state goes through its `host_state` (if any) on the host, then batch states
+  are merged in float64, so the numbers are sums over the whole split (never a mean of batch
+  means); `task.finalize` turns them into numbers. A task with no ground truth in the split maps
+  to {} (absent).
   """
   total = None
   for local_batch in batches:
-    batch_state = jax.tree.map(
-        lambda x: np.asarray(x, np.float64),
-        jax.device_get(eval_fn(state, sharding.global_batch(mesh, local_batch))),
-    )
+    outputs = jax.device_get(eval_fn(state, sharding.global_batch(mesh, local_batch)))
+    batch_state = {
+        t.name: jax.tree.map(
+            lambda x: np.asarray(x, np.float64),
+            t.host_state(outputs[t.name]) if t.host_state else outputs[t.name],
+        )
+        for t in tasks
+    }
     total = batch_state if total is None else metrics.merge(total, batch_state)
   if total is None:
     raise ValueError("the evaluation split yielded no batch")
-  return metrics.finalize_all(total)
+  return {t.name: t.finalize(total[t.name]) for t in tasks}
 
 
 def image_panel(
-    predict_fn, state, local_batch, mesh, tasks: Sequence[Task], num_classes: int, count: int
+    predict_fn, state, local_batch, mesh, tasks: Sequence[Task], count: int
 ) -> np.ndarray:
-  """uint8 [count, H, (1 + 2T) W, 3]: image | gt, prediction per task, for the first examples."""
+  """uint8 [count, H, (1 + 2T) W, 3]: image | gt, prediction per task, for the first examples
+  (each task's `to_rgb` of its ground truth and of its prediction in the ground truth's format)."""
   batch = sharding.global_batch(mesh, local_batch)
   predictions = multihost_utils.process_allgather(predict_fn(state, batch["image"]), tiled=True)
   batch = multihost_utils.process_allgather(batch, tiled=True)
   n = min(count, int(np.sum(batch["valid"] > 0)))
-  max_depth = float(np.max(batch["depth"][:n])) if "depth" in batch else 1.0
   columns = [np.round(np.clip(batch["image"][:n], 0, 1) * 255).astype(np.uint8)]
   for task in tasks:
-    pred = np.asarray(prediction_to_gt_format(task.name, predictions[task.name][:n]))
-    columns += [
-        task.to_rgb(np.asarray(batch[task.name][:n]), num_classes, max_depth),
-        task.to_rgb(pred, num_classes, max_depth),
-    ]
+    gt = np.asarray(batch[task.name][:n])
+    pred = np.asarray(task.to_gt_format(predictions[task.name][:n]))
+    columns += [task.to_rgb(gt, gt), task.to_rgb(pred, gt)]
   return np.concatenate(columns, axis=2)
+
+
+def directions(tasks: Sequence[Task]) -> dict[str, bool]:
+  """{metric: higher is better} of the tasks' records, Δm's signs (`metrics.delta_m`).
+
+  Raises:
+    ValueError: two tasks give one metric name opposite directions.
+  """
+  out = {}
+  for t in tasks:
+    for metric, higher in t.directions.items():
+      if out.setdefault(metric, higher) != higher:
+        raise ValueError(f"metric {metric!r} of task {t.name!r} has opposite directions in tasks")
+  return out
 
 
 def flatten_results(evaluation: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -138,8 +158,8 @@ def evaluate_and_write(
   Raises:
     ValueError: the split yielded no batch.
   """
-  tasks = get_tasks(config.tasks)
-  results = evaluate(eval_fn, state, eval_ds.as_numpy_iterator(), mesh)
+  tasks = tasks_lib.from_config(config)
+  results = evaluate(eval_fn, state, eval_ds.as_numpy_iterator(), mesh, tasks)
   scalars = flatten_results(results)
   absent = [t.name for t in tasks if not results.get(t.name)]
   if absent:
@@ -149,13 +169,11 @@ def evaluate_and_write(
         config.dataset.eval_split,
         absent,
     )
-  delta_m = None if references is None else metrics.delta_m(results, references)
+  delta_m = None if references is None else metrics.delta_m(results, references, directions(tasks))
   if delta_m is not None:
     scalars["eval/delta_m"] = delta_m
   writer.write_scalars(step, scalars)
   first = next(eval_ds.take(1).as_numpy_iterator())
-  panel = image_panel(
-      predict_fn, state, first, mesh, tasks, config.dataset.num_classes, config.num_panel_images
-  )
+  panel = image_panel(predict_fn, state, first, mesh, tasks, config.num_panel_images)
   writer.write_images(step, {"eval/panel": panel})
   return results, delta_m

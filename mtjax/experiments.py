@@ -44,6 +44,7 @@ import numpy as np
 from mtjax import runtime  # noqa: F401 -- first: quiets TensorFlow before a run imports it.
 from mtjax import fileio, metrics
 from mtjax import results as results_lib
+from mtjax import tasks as tasks_lib
 
 FAILURE_FILE = "failure.json"
 # The field's headline metrics (MTPSL's tables), and the triple Δm is measured on.
@@ -397,7 +398,10 @@ def _cell(mean: float, std: float, digits: int) -> str:
 
 
 def _digits(key: str) -> int:
-  return 3 if key.split("/")[1] in ("abs_err", "rel_err", "rmse") and key.startswith("depth") else 2
+  """Decimals of a "<task>/<metric>" table cell: the task record's ``decimals`` (2 if unknown)."""
+  task, metric = key.split("/")[:2]
+  decimals = tasks_lib.get_task(task).decimals if task in tasks_lib.names() else {}
+  return decimals.get(metric, 2)
 
 
 def markdown_table(

@@ -27,7 +27,8 @@ from mtjax import sharding, weighting
 from mtjax.data import label_settings, pipeline, regions
 from mtjax.data.sources import create_source
 from mtjax.models import registry
-from mtjax.tasks import Task, get_tasks
+from mtjax import tasks as tasks_lib
+from mtjax.tasks import Task
 
 
 @flax.struct.dataclass
@@ -200,7 +201,7 @@ def _bound_train_step(config, model, tx, regularizer, task_weighting):
       train_step,
       model=model,
       tx=tx,
-      tasks=get_tasks(config.tasks),
+      tasks=tasks_lib.from_config(config),
       rng=jax.random.key(config.seed + 1),
       task_weighting=task_weighting,
       regularizer=regularizer,
@@ -254,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     NonFiniteLossError: a loss term became NaN/inf (the broken state is not saved).
     ValueError / FileNotFoundError: bad config or data (see the sources and label settings).
   """
-  tasks = get_tasks(config.tasks)
+  tasks = tasks_lib.from_config(config)
   mesh = sharding.create_mesh()
   local_batch_size = sharding.per_process_batch_size(config.batch_size)
   logging.info(
@@ -345,6 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       flip=config.augment.flip,
       regions=regions.RegionSpec.from_config(config.regions),
       views=1 if regularizer is None else regularizer.views,
+      tasks=tasks,
   ).as_numpy_iterator()
   eval_ds = pipeline.eval_dataset(
       eval_source,
@@ -359,9 +361,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       _bound_train_step(config, model, tx, regularizer, task_weighting), mesh, steps_per_call
   )
   p_eval_step = jax.jit(
-      functools.partial(
-          evaluation.eval_step, model=model, tasks=tasks, num_classes=config.dataset.num_classes
-      ),
+      functools.partial(evaluation.eval_step, model=model, tasks=tasks),
       out_shardings=sharding.replicated(mesh),
   )
   p_predict = jax.jit(

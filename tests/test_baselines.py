@@ -77,7 +77,7 @@ def test_bad_input_is_named():
     baselines.fit(train, ("depth",), C)
   with pytest.raises(ValueError, match="no train example"):
     baselines.fit([], ("depth",), C)
-  with pytest.raises(ValueError, match="subset"):
+  with pytest.raises(ValueError, match="unknown task"):
     baselines.fit(_examples(0, 1), ("edges",), C)
   no_depth = [{**e, "depth": np.zeros_like(e["depth"])} for e in _examples(0, 2)]
   with pytest.raises(ValueError, match="no valid depth"):

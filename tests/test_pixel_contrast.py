@@ -34,15 +34,19 @@ def _settings(**kw):
 
 
 def test_relations_by_hand():
-  s = _settings(depth_threshold=0.5, normal_threshold=30.0)
-  close = pc._close("depth", jnp.array([[[1.0]]]), jnp.array([[[1.4], [1.6], [0.0]]]), s)
+  s = _settings(thresholds=(("depth", 0.5), ("normal", 30.0)))
+  semseg, depth, normal = s.records
+  assert s.threshold(depth) == 0.5 and _settings().threshold(depth) == 0.2  # Override, default.
+  close = depth.relation(jnp.array([[[1.0]]]), jnp.array([[[1.4], [1.6], [0.0]]]), 0.5)
   np.testing.assert_array_equal(close, [[[True, False, False]]])
   c40 = [np.sin(np.radians(40)), 0, np.cos(np.radians(40))]
   c20 = [np.sin(np.radians(20)), 0, np.cos(np.radians(20))]
-  close = pc._close("normal", jnp.array([[[0.0, 0, 1]]]), jnp.array([[c20, c40]]), s)
+  close = normal.relation(jnp.array([[[0.0, 0, 1]]]), jnp.array([[c20, c40]]), 30.0)
   np.testing.assert_array_equal(close, [[[True, False]]])
-  close = pc._close("semseg", jnp.array([[2, 5]]), jnp.array([[5, 2, 2]]), s)
+  close = semseg.relation(jnp.array([[2, 5]]), jnp.array([[5, 2, 2]]), None)
   np.testing.assert_array_equal(close, [[[False, True, True], [True, False, False]]])
+  with pytest.raises(ValueError, match="thresholds.edge"):
+    _settings(thresholds=(("edge", 0.5),))
 
 
 def test_triplets_follow_the_labelled_source():
@@ -95,7 +99,7 @@ def test_gradients_are_finite_and_reach_the_features():
 def test_bad_settings_are_named():
   with pytest.raises(ValueError, match="margin must be > 0"):
     _settings(margin=0.0)
-  with pytest.raises(ValueError, match="knows semseg, depth and normal"):
+  with pytest.raises(ValueError, match="unknown task"):
     pc.PixelContrastSettings(tasks=("semseg", "edges"))
 
 

@@ -18,7 +18,7 @@ TASKS = ("semseg", "depth", "normal")
 
 def test_mtpsl_mapping_network_has_14819328_parameters():
   config = nyud_xtc.get_config()
-  settings = xtc.settings_from_config(config, TASKS, 13, max_pairs=2)
+  settings = xtc.settings_from_config(config, TASKS, 13, max_pairs=2, bottleneck=(32, 512))
   shapes = jax.eval_shape(lambda: settings.encoder().init_variables(jax.random.key(0), (288, 384)))
   assert sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)) == 14_819_328
   assert settings.stride == 32 and config.regularizer.weight == 2.0

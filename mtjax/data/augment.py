@@ -4,8 +4,11 @@ Reference: shared/reference/DATA_AND_METRICS.md, "Augmentation (MTPSL NYUv2)"; M
 ``dataset/nyuv2ssl.py`` ``RandomScaleCrop`` (credited to lorenmt/mtan issue 34).
 
 An example is a dict of unbatched tensors: ``image`` float32 [H, W, 3] in [0, 1]; optionally
-``semseg`` int32 [H, W] (-1 ignore), ``depth`` float32 [H, W, 1] metres (0 invalid), ``normal``
-float32 [H, W, 3] unit vectors (all-zero invalid). Any other key passes through unchanged.
+``regions`` int32 [H, W] and the ground truth of any registered task (``mtjax.tasks``) under its
+name, transformed by the task record's rules (``Task.resize``, ``Task.flip_sign``,
+``Task.scale_power``): e.g. ``semseg`` int32 [H, W] nearest; ``depth`` float32 [H, W, 1] metres
+nearest, divided by the zoom; ``normal`` float32 [H, W, 3] bilinear and re-normalised, x negated by
+a flip. Any other key passes through unchanged.
 Randomness is stateless: the result is a deterministic function of the example and ``seed``, a
 shape-[2] int32/int64 tensor.
 
@@ -23,8 +26,28 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
+from mtjax import tasks as tasks_lib
+
 DEFAULT_SCALES = (1.0, 1.2, 1.5)
-_DENSE_KEYS = ("image", "semseg", "depth", "normal", "regions")
+
+
+# Python-level lookups of the task records: AutoGraph (tf.data traces the callers) must call them as
+# they are, not convert them (converting the registry's functions mixes them up).
+@tf.autograph.experimental.do_not_convert
+def _dense_keys(example: Mapping[str, tf.Tensor]) -> list[str]:
+  """The keys of ``example`` that are pixel maps: image, regions and registered tasks."""
+  known = {"image", "regions", *tasks_lib.names()}
+  return [k for k in example if k in known]
+
+
+@tf.autograph.experimental.do_not_convert
+def _rule(key: str, tasks: Sequence[tasks_lib.Task] | None) -> tasks_lib.Task | None:
+  """The task record that says how ``key`` is transformed: the one of ``tasks`` named ``key``,
+  else the registered task's default record; None for image and regions."""
+  for task in tasks or ():
+    if task.name == key:
+      return task
+  return tasks_lib.get_task(key) if key in tasks_lib.names() else None
 
 
 def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
@@ -86,22 +109,28 @@ def scale_crop_params(
 
 
 def random_scale_crop(
-    example: Mapping[str, tf.Tensor], seed: tf.Tensor, scales: Sequence[float] = DEFAULT_SCALES
+    example: Mapping[str, tf.Tensor],
+    seed: tf.Tensor,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    tasks: Sequence[tasks_lib.Task] | None = None,
 ) -> dict[str, tf.Tensor]:
   """MTPSL RandomScaleCrop: crop a 1/s-sized window and resize it back to H x W.
 
-  Parameters come from ``scale_crop_params(seed, H, W, scales)``. ``image`` and ``normal`` are
-  resized bilinearly, ``semseg`` and ``depth`` by nearest neighbour; depth (metres) is divided by
-  s, as MTPSL does for NYUv2 (zooming in by s brings the scene s times closer). Unlike MTPSL,
-  normals are re-normalised to unit length after the bilinear resize; a pixel is invalid
-  (exactly 0) where the nearest-resized validity mask is 0 or the interpolated vector vanishes.
+  Parameters come from ``scale_crop_params(seed, H, W, scales)``. ``image`` is resized
+  bilinearly and ``regions`` by nearest neighbour; each task's ground truth by its record's
+  ``resize`` (semseg, depth, binary maps: nearest; normals: "bilinear_unit"), then multiplied by
+  s ** ``scale_power`` (depth in metres: divided by s, as MTPSL does for NYUv2: zooming in by s
+  brings the scene s times closer). Unlike MTPSL, normals are re-normalised to unit length after
+  the bilinear resize; a pixel is invalid (exactly 0) where the nearest-resized validity mask is 0
+  or the interpolated vector vanishes.
 
   Args:
-    example: dict with ``image`` float32 [H, W, 3] and optionally ``semseg`` int32 [H, W],
-      ``depth`` float32 [H, W, 1], ``normal`` float32 [H, W, 3], ``regions`` int32 [H, W]
-      (nearest, like ``semseg``); other keys pass through.
+    example: dict with ``image`` float32 [H, W, 3] and optionally ``regions`` int32 [H, W] and
+      task ground truths (module docstring); other keys pass through.
     seed: int32/int64 [2] stateless seed.
     scales: candidate scale factors, each >= 1.
+    tasks: the task records whose rules apply (e.g. depth in disparity units); a task key not
+      among them takes its registered default record.
 
   Returns:
     a new dict with the same keys, shapes and dtypes.
@@ -112,42 +141,62 @@ def random_scale_crop(
   height, width = tf.unstack(tf.shape(example["image"])[:2])
   scale, h, w, i, j = scale_crop_params(seed, height, width, scales)
   size = tf.stack([height, width])
-  crop = {k: v[i : i + h, j : j + w] for k, v in example.items() if k in _DENSE_KEYS}
+  crop = {k: example[k][i : i + h, j : j + w] for k in _dense_keys(example)}
   out = dict(example)
-  out["image"] = _bilinear(crop["image"], size)
-  for key in ("semseg", "regions"):  # Ids: nearest, so labels and regions stay aligned.
-    if key in crop:
-      out[key] = _nearest(crop[key][..., None], size)[..., 0]
-  if "depth" in crop:
-    out["depth"] = _nearest(crop["depth"], size) / tf.cast(scale, tf.float32)
-  if "normal" in crop:
-    valid = tf.cast(tf.reduce_any(crop["normal"] != 0, axis=-1, keepdims=True), tf.float32)
-    normal = tf.math.l2_normalize(_bilinear(crop["normal"], size), axis=-1)
-    out["normal"] = tf.where(_nearest(valid, size) > 0, normal, 0.0)
+  for key, x in crop.items():
+    task = _rule(key, tasks)
+    out[key] = _resize(x, size, "bilinear" if key == "image" else task.resize if task else "nearest")
+    if task is not None and task.scale_power:  # Divide for negative powers: depth / s exactly.
+      factor = tf.cast(scale, tf.float32) ** abs(task.scale_power)
+      out[key] = out[key] * factor if task.scale_power > 0 else out[key] / factor
   return {k: tf.ensure_shape(v, example[k].shape) for k, v in out.items()}
 
 
-def random_flip(example: Mapping[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-  """Horizontal flip with probability 0.5; the normals' x component is negated.
+def _resize(x: tf.Tensor, size: tf.Tensor, rule: str) -> tf.Tensor:
+  """[h, w, ...] -> [H, W, ...] by a ``Task.resize`` rule; maps without a channel axis (ids)
+  keep none."""
+  flat = len(x.shape) == 2
+  if flat:
+    x = x[..., None]
+  if rule == "nearest":  # Ids: nearest, so labels and regions stay aligned.
+    y = _nearest(x, size)
+  elif rule == "bilinear":
+    y = _bilinear(x, size)
+  else:  # bilinear_unit: unit vectors, invalid (all-zero) where the nearest-resized mask says so.
+    valid = tf.cast(tf.reduce_any(x != 0, axis=-1, keepdims=True), tf.float32)
+    unit = tf.math.l2_normalize(_bilinear(x, size), axis=-1)
+    y = tf.where(_nearest(valid, size) > 0, unit, 0.0)
+  return y[..., 0] if flat else y
+
+
+def random_flip(
+    example: Mapping[str, tf.Tensor],
+    seed: tf.Tensor,
+    tasks: Sequence[tasks_lib.Task] | None = None,
+) -> dict[str, tf.Tensor]:
+  """Horizontal flip with probability 0.5; each task's channels are multiplied by its record's
+  ``flip_sign`` (normals: x negated).
 
   Reference: DATA_AND_METRICS.md "Augmentation (MTPSL NYUv2)" (flip exists in MTPSL's unused
   loader; MT-CP uses p = 0.5).
 
   Args:
-    example: dict of [H, W, ...] tensors ``image``/``semseg``/``depth``/``normal``/``regions``
-      (any subset);
-      other keys pass through unchanged.
+    example: dict of [H, W, ...] tensors ``image``, ``regions`` and task ground truths (any
+      subset); other keys pass through unchanged.
     seed: int32/int64 [2] stateless seed.
+    tasks: as ``random_scale_crop``'s.
 
   Returns:
     a new dict with the same keys, shapes and dtypes.
   """
-  dense = {k: v for k, v in example.items() if k in _DENSE_KEYS}
+  dense = {k: example[k] for k in _dense_keys(example)}
 
   def flipped():
     out = {k: tf.reverse(v, axis=[1]) for k, v in dense.items()}
-    if "normal" in out:
-      out["normal"] = out["normal"] * tf.constant([-1.0, 1.0, 1.0])
+    for key in out:
+      task = _rule(key, tasks)
+      if task is not None and task.flip_sign is not None:
+        out[key] = out[key] * tf.constant(task.flip_sign, out[key].dtype)
     return out
 
   do_flip = tf.random.stateless_uniform([], seed) < 0.5
@@ -160,6 +209,7 @@ def augment(
     *,
     scales: Sequence[float] = DEFAULT_SCALES,
     flip: bool = True,
+    tasks: Sequence[tasks_lib.Task] | None = None,
 ) -> dict[str, tf.Tensor]:
   """Training augmentation: ``random_scale_crop`` then (if ``flip``) ``random_flip``.
 
@@ -171,6 +221,7 @@ def augment(
     seed: int32/int64 [2] stateless seed.
     scales: candidate scale factors, each >= 1.
     flip: whether to apply the random horizontal flip.
+    tasks: the records whose rules apply (``random_scale_crop``).
 
   Returns:
     a new dict with the same keys, shapes and dtypes.
@@ -182,7 +233,7 @@ def augment(
   seed_crop, seed_flip = tf.unstack(tf.random.split(seed, 2))
   out = dict(example)
   if scales != (1.0,):
-    out = random_scale_crop(out, seed_crop, scales)
+    out = random_scale_crop(out, seed_crop, scales, tasks)
   if flip:
-    out = random_flip(out, seed_flip)
+    out = random_flip(out, seed_flip, tasks)
   return out

@@ -16,27 +16,41 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from mtjax import tasks as tasks_lib
 from mtjax.data import augment as augment_lib
 from mtjax.data import regions as regions_lib
 
-# key -> (dtype, trailing dims after [H, W], fill value marking "invalid" in padding examples).
+# key -> (dtype, trailing dims after [H, W], fill value marking "invalid" in padding examples) of
+# the maps that are not tasks; a task's come from its record (``field``).
 FIELDS = {
     "image": (tf.float32, (3,), 0),
-    "semseg": (tf.int32, (), -1),
-    "depth": (tf.float32, (1,), 0),
-    "normal": (tf.float32, (3,), 0),
     "regions": (tf.int32, (), -1),
 }
+
+
+def field(key: str) -> tuple[tf.DType, tuple[int, ...], float]:
+  """(dtype, trailing dims, invalid fill) of ``key``: ``FIELDS`` or a registered task's record.
+
+  Raises:
+    ValueError: neither.
+  """
+  if key in FIELDS:
+    return FIELDS[key]
+  if key in tasks_lib.names():
+    task = tasks_lib.get_task(key)
+    return tf.as_dtype(task.gt_dtype), task.gt_shape, task.ignore
+  raise ValueError(f"{key!r} is neither a task ({tasks_lib.names()}) nor one of {tuple(FIELDS)}")
 # Purposes folded into the user seed so that the epoch permutations and augmentations are independent.
 _PERMUTATION, _AUGMENTATION = 0, 1
 
 
 def _keys(source, *extra: str) -> tuple[str, ...]:
   keys = ("image", *source.tasks, *extra)
-  unknown = [k for k in keys if k not in FIELDS]
+  unknown = [k for k in keys if k not in FIELDS and k not in tasks_lib.names()]
   if unknown:
     raise ValueError(
-        f"source tasks {tuple(source.tasks)} include {unknown}; the pipeline knows {tuple(FIELDS)}."
+        f"source tasks {tuple(source.tasks)} include {unknown}; the pipeline knows "
+        f"{tuple(FIELDS)} and the tasks {tasks_lib.names()}."
     )
   return keys
 
@@ -60,8 +74,9 @@ def _derive_seed(seed: tf.Tensor, *data: tf.Tensor) -> tf.Tensor:
 def _load_fn(source, keys: tuple[str, ...]):
   """tf function: int32 [] index -> dict of tensors; index -1 gives an invalid padding example."""
   height, width = source.image_shape
-  shapes = {k: (height, width, *FIELDS[k][1]) for k in keys}
-  padding = [np.full(shapes[k], FIELDS[k][2], FIELDS[k][0].as_numpy_dtype) for k in keys]
+  fields = {k: field(k) for k in keys}
+  shapes = {k: (height, width, *fields[k][1]) for k in keys}
+  padding = [np.full(shapes[k], fields[k][2], fields[k][0].as_numpy_dtype) for k in keys]
 
   def load_numpy(index):
     if index < 0:
@@ -70,7 +85,7 @@ def _load_fn(source, keys: tuple[str, ...]):
     return [example[k] for k in keys]
 
   def load(index):
-    arrays = tf.numpy_function(load_numpy, [index], [FIELDS[k][0] for k in keys], stateful=False)
+    arrays = tf.numpy_function(load_numpy, [index], [fields[k][0] for k in keys], stateful=False)
     return {k: tf.ensure_shape(a, shapes[k]) for k, a in zip(keys, arrays)}
 
   return load
@@ -119,6 +134,7 @@ def train_dataset(
     flip: bool = True,
     regions: regions_lib.RegionSpec | None = None,
     views: int = 1,
+    tasks: Sequence[tasks_lib.Task] | None = None,
 ) -> tf.data.Dataset:
   """Infinite, deterministic, resumable training stream of this host's batches.
 
@@ -150,6 +166,8 @@ def train_dataset(
       another scale-crop and flip of the same stored example, seeded by (seed, epoch, index,
       view)) under ``view2/<key>`` for the image, the ground truths and ``regions``; the first
       view is the same as with ``views=1``.
+    tasks: the task records whose augmentation rules apply (``augment.augment``; a source task
+      not among them takes its registered default record).
 
   Returns:
     tf.data.Dataset of dicts: ``image`` float32 [B, H, W, 3]; one entry per source task
@@ -199,7 +217,7 @@ def train_dataset(
     seed = _derive_seed(base_seed, _AUGMENTATION, epoch, index)
     if view:
       seed = _derive_seed(seed, view)
-    example = augment_lib.augment(stored, seed, scales=scales, flip=flip)
+    example = augment_lib.augment(stored, seed, scales=scales, flip=flip, tasks=tasks)
     if attach_regions is not None:
       example["regions"] = attach_regions(example)
     return example

@@ -18,7 +18,8 @@ def create_source(config: ml_collections.ConfigDict, split: str):
 
   ``nyuv2``: ``nyuv2.NYUv2Split(config.dataset.data_dir, split)``. ``procedural_rooms``: the TFDS
   dataset in ``config.dataset.data_dir`` (TFDS's default dir when empty), builder config
-  ``config.dataset.builder_config``; generated on first use by process 0 while the other processes
+  ``config.dataset.builder_config``, offering ``edge`` only when ``config.tasks`` asks for it (so
+the label settings of the three-task configs are unchanged); generated on first use by process 0 while the other processes
   wait, then opened by every process.
 
   Returns:
@@ -37,6 +38,7 @@ def create_source(config: ml_collections.ConfigDict, split: str):
         split,
         data_dir=config.dataset.data_dir or None,
         config_name=config.dataset.builder_config or "default",
+        tasks=tuple(config.tasks),
     )
     source = make() if jax.process_index() == 0 else None
     multihost_utils.sync_global_devices(f"procedural_rooms {split} prepared")

@@ -34,7 +34,8 @@ from flax import linen as nn
 
 from mtjax.models import layers
 from mtjax.models.features import FEATURES
-from mtjax.models.segnet import TASK_CHANNELS
+from mtjax.models.segnet import head_tasks
+from mtjax.tasks import Task
 
 Array = jax.Array
 
@@ -218,7 +219,7 @@ class HRNetMTL(nn.Module):
   """The multi-task network on an HRNet backbone (module docstring).
 
   Attributes:
-    num_classes: semantic classes. tasks: subset of ("semseg", "depth", "normal").
+    num_classes: the dataset's semantic classes. tasks: ``SegNetMTL.tasks``.
     variant: ``HRNetBackbone.variant``.
     normalize_input: subtract the ImageNet mean and divide by its std first (pretrained
       backbones expect it); inputs are images in [0, 1].
@@ -235,16 +236,14 @@ class HRNetMTL(nn.Module):
   """
 
   num_classes: int = 13
-  tasks: Sequence[str] = ("semseg", "depth", "normal")
+  tasks: Sequence[str | Task] = ("semseg", "depth", "normal")
   variant: str = "hrnet_w18"
   normalize_input: bool = True
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> dict[str, Array]:
-    unknown = [t for t in self.tasks if t not in TASK_CHANNELS]
-    if unknown or not self.tasks:
-      raise ValueError(f"HRNetMTL: tasks must be a non-empty subset of {tuple(TASK_CHANNELS)}")
+    tasks = head_tasks("HRNetMTL", self.tasks, self.num_classes)
     height, width = x.shape[1], x.shape[2]
     if self.normalize_input:
       x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
@@ -260,8 +259,8 @@ class HRNetMTL(nn.Module):
     feat = jnp.concatenate(ups, axis=-1)
     self.sow(FEATURES, "decoder", feat)
     out = {}
-    for t in self.tasks:
-      channels = self.num_classes if t == "semseg" else TASK_CHANNELS[t]
+    for task in tasks:
+      t, channels = task.name, task.channels
       h = nn.Conv(feat.shape[-1], (1, 1), dtype=self.dtype, name=f"head_{t}_conv")(feat)
       h = nn.relu(
           layers.BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"head_{t}_bn")(h)
@@ -269,9 +268,5 @@ class HRNetMTL(nn.Module):
       self.sow(FEATURES, f"head_{t}", h)
       y = nn.Conv(channels, (1, 1), dtype=self.dtype, name=f"head_{t}_out")(h)
       y = jax.image.resize(y.astype(jnp.float32), (y.shape[0], height, width, channels), "linear")
-      if t == "semseg":
-        y = jax.nn.log_softmax(y, axis=-1)
-      elif t == "normal":
-        y = y * jax.lax.rsqrt(jnp.maximum(jnp.sum(y * y, -1, keepdims=True), 1e-24))
-      out[t] = y
+      out[t] = task.activation(y)
     return out

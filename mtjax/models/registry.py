@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from mtjax import tasks
 from mtjax.models import hrnet, hrnet_import, segnet
 
 COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
@@ -14,6 +15,8 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   """The multi-task network of `config.model` predicting `config.tasks`, computing in
   `config.compute_dtype` ("float32" | "bfloat16": convolutions and activations in that dtype;
   parameters, optimizer state, BatchNorm statistics, outputs, losses and metrics in float32).
+
+  The heads are `tasks.from_config(config)`'s records (channels and activation per task).
 
   `config.model.name`: "segnet_mtl" (`segnet.SegNetMTL`, widths `config.model.filters`) or an HRNet
   variant (`hrnet.VARIANTS`; inputs normalised with ImageNet statistics when
@@ -30,7 +33,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   if config.model.name == "segnet_mtl":
     return segnet.SegNetMTL(
         num_classes=config.dataset.num_classes,
-        tasks=tuple(config.tasks),
+        tasks=tasks.from_config(config),
         filters=tuple(config.model.filters),
         conv_impl=config.model.conv_impl,
         dtype=dtype,
@@ -43,7 +46,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
       )
     return hrnet.HRNetMTL(
         num_classes=config.dataset.num_classes,
-        tasks=tuple(config.tasks),
+        tasks=tasks.from_config(config),
         variant=config.model.name,
         normalize_input=normalize == "imagenet"
         or (normalize == "auto" and bool(config.model.pretrained)),

@@ -30,11 +30,10 @@ from flax import linen as nn
 
 from mtjax.models import layers
 from mtjax.models.features import FEATURES
+from mtjax.tasks import Task, resolve
 
 Array = jax.Array
 
-# Output channels of each task head (the semseg entry is replaced by ``num_classes``).
-TASK_CHANNELS = {"semseg": None, "depth": 1, "normal": 3}
 
 
 class ConvBNReLU(nn.Module):
@@ -69,8 +68,10 @@ class SegNetMTL(nn.Module):
   kernels, zero biases. Names follow the MTAN module lists so PyTorch weights map one-to-one.
 
   Attributes:
-    num_classes: semantic classes (semseg head channels).
-    tasks: task names, a subset of ("semseg", "depth", "normal"): the output dict's keys.
+    num_classes: the dataset's semantic classes (the semseg head's channels).
+    tasks: the tasks (``mtjax.tasks.Task`` records, or registered names built with
+      ``num_classes``): the output dict's keys; each head has ``task.channels`` outputs and
+      returns ``task.activation`` of them.
     filters: channels per stage (MTAN: 64, 128, 256, 512, 512); any length >= 1.
     conv_impl: "auto" | "xla" | "im2col" | "mmgrad" (``layers.conv3x3``); params are the same
       for all, only the speed differs ("auto": "mmgrad" on CPU, "xla" elsewhere).
@@ -85,9 +86,9 @@ class SegNetMTL(nn.Module):
   decoder and head features (``mtjax.models.features``).
 
   Returns:
-    dict task -> float32 array: "semseg" [B, H, W, num_classes] log-probabilities (log_softmax),
-    "depth" [B, H, W, 1] (linear, metres), "normal" [B, H, W, 3] unit vectors (L2-normalised;
-    the norm is clamped at 1e-12 where PyTorch divides unguarded).
+    dict task -> float32 [B, H, W, task.channels], the head's output through ``task.activation``
+    (semseg: log-probabilities; depth: linear, metres; normal: unit vectors, the norm clamped at
+    1e-12 where PyTorch divides unguarded; edge / saliency: logits).
 
   Raises:
     ValueError: input not 4-D, H or W not divisible by 2 ** len(filters), unknown or no task,
@@ -98,7 +99,7 @@ class SegNetMTL(nn.Module):
   """
 
   num_classes: int = 13
-  tasks: Sequence[str] = ("semseg", "depth", "normal")
+  tasks: Sequence[str | Task] = ("semseg", "depth", "normal")
   filters: Sequence[int] = (64, 128, 256, 512, 512)
   conv_impl: str = "auto"
   dtype: Any = None
@@ -112,12 +113,7 @@ class SegNetMTL(nn.Module):
           f"SegNetMTL expects input [B, H, W, C] with H and W divisible by {factor}; "
           f"got shape {tuple(x.shape)}"
       )
-    unknown = [t for t in self.tasks if t not in TASK_CHANNELS]
-    if unknown or not self.tasks:
-      raise ValueError(
-          f"SegNetMTL: tasks must be a non-empty subset of {tuple(TASK_CHANNELS)}; "
-          f"got {tuple(self.tasks)}"
-      )
+    tasks = head_tasks("SegNetMTL", self.tasks, self.num_classes)
     impl = layers.resolve_conv_impl(self.conv_impl)
 
     def conv(features: int, name: str, h: Array) -> Array:
@@ -143,25 +139,36 @@ class SegNetMTL(nn.Module):
 
     # Heads: the T 3x3 convs read the same features -> one conv with the kernels concatenated on
     # Cout; the T 1x1 convs -> one matmul with a block-diagonal kernel. Params stay per task.
-    channels = [self.num_classes if t == "semseg" else TASK_CHANNELS[t] for t in self.tasks]
-    k3, b3 = zip(*(layers.ConvParams(f[0], 3, name=f"pred_{t}_0")(f[0]) for t in self.tasks))
+    names = [t.name for t in tasks]
+    channels = [t.channels for t in tasks]
+    k3, b3 = zip(*(layers.ConvParams(f[0], 3, name=f"pred_{t}_0")(f[0]) for t in names))
     k1, b1 = zip(
-        *(layers.ConvParams(c, 1, name=f"pred_{t}_1")(f[0]) for t, c in zip(self.tasks, channels))
+        *(layers.ConvParams(c, 1, name=f"pred_{t}_1")(f[0]) for t, c in zip(names, channels))
     )
     k3, b3 = jnp.concatenate(k3, axis=-1), jnp.concatenate(b3)
     k1, b1 = jax.scipy.linalg.block_diag(*(k[0, 0] for k in k1)), jnp.concatenate(b1)
     x, k3, b3, k1, b1 = nn.dtypes.promote_dtype(x, k3, b3, k1, b1, dtype=self.dtype)
     hidden = layers.conv3x3(x, k3, b3, impl=impl)
-    for t, part in zip(self.tasks, jnp.split(hidden, len(self.tasks), axis=-1)):
+    for t, part in zip(names, jnp.split(hidden, len(names), axis=-1)):
       self.sow(FEATURES, f"head_{t}", part)
     y = jnp.dot(hidden, k1) + b1
     y = y.astype(jnp.float32)
 
-    out = {}
-    for t, part in zip(self.tasks, jnp.split(y, np.cumsum(channels)[:-1], axis=-1)):
-      if t == "semseg":
-        part = jax.nn.log_softmax(part, axis=-1)
-      elif t == "normal":
-        part = part * jax.lax.rsqrt(jnp.maximum(jnp.sum(part * part, -1, keepdims=True), 1e-24))
-      out[t] = part
-    return out
+    parts = jnp.split(y, np.cumsum(channels)[:-1], axis=-1)
+    return {t.name: t.activation(part) for t, part in zip(tasks, parts)}
+
+
+def head_tasks(model: str, tasks: Sequence[str | Task], num_classes: int) -> tuple[Task, ...]:
+  """The task records of a model's heads (names resolved with ``num_classes``).
+
+  Raises:
+    ValueError: no task, an unknown name, a repeated task, or a task without a head size.
+  """
+  records = resolve(tasks, num_classes)
+  names = [t.name for t in records]
+  if not records or len(set(names)) != len(names):
+    raise ValueError(f"{model}: tasks must be non-empty and distinct; got {tuple(names)}")
+  sizeless = [t.name for t in records if not t.channels]
+  if sizeless:
+    raise ValueError(f"{model}: tasks {sizeless} have no head size (num_classes={num_classes})")
+  return records

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from mtjax.models.features import feature_shapes as model_feature_shapes
+from mtjax.models.features import stride_and_channels
 from mtjax.regularizers import mapping, pixel_contrast, rdc, xtc
 
 NAMES = ("none", "rdc", "xtc", "pixel_contrast")
@@ -61,7 +63,11 @@ def _film_or_mapping(params):
 
 
 def create(
-    config, label_mask: np.ndarray, num_classes: int, image_shape: tuple[int, int]
+    config,
+    label_mask: np.ndarray,
+    num_classes: int,
+    image_shape: tuple[int, int],
+    feature_shapes: Mapping[str, jax.ShapeDtypeStruct] | None = None,
 ) -> Regularizer | None:
   """The regularizer of ``config.regularizer`` (None for ``none``).
 
@@ -70,6 +76,9 @@ def create(
     label_mask: float32 [N, T], the training set's label mask (sets RDC's static pair slots).
     num_classes: semantic classes.
     image_shape: (H, W) of the training batches.
+    feature_shapes: the model's features on one training image
+      (``mtjax.models.features.feature_shapes``); None: those of ``config``'s model, computed
+      here (abstractly) when the regularizer reads features.
 
   Raises:
     ValueError: unknown name or bad settings (each names the config key and what was expected).
@@ -81,11 +90,21 @@ def create(
     return None
   if not reg.weight >= 0:
     raise ValueError(f"config.regularizer.weight={reg.weight}: expected >= 0")
+  if reg.name in ("pixel_contrast", "xtc") and feature_shapes is None:
+    from mtjax.models import registry  # pylint: disable=g-import-not-at-top
+
+    feature_shapes = model_feature_shapes(registry.create_model(config), image_shape)
   if reg.name == "pixel_contrast":
-    return _pixel_contrast(config)
+    return _pixel_contrast(config, feature_shapes)
   max_pairs = mapping.max_directed_pairs(label_mask)
   if reg.name == "xtc":
-    settings = xtc.settings_from_config(config, config.tasks, num_classes, max_pairs)
+    settings = xtc.settings_from_config(
+        config,
+        config.tasks,
+        num_classes,
+        max_pairs,
+        stride_and_channels(feature_shapes["bottleneck"], image_shape),
+    )
     return _with_mapping(
         config,
         settings,
@@ -136,9 +155,12 @@ def _with_mapping(config, settings, image_shape: tuple[int, int], loss, **kwargs
   )
 
 
-def _pixel_contrast(config) -> Regularizer:
+def _pixel_contrast(config, feature_shapes: Mapping[str, jax.ShapeDtypeStruct]) -> Regularizer:
   settings = pixel_contrast.settings_from_config(config, config.tasks)
-  channels = head_channels(config)
+  widths = {feature_shapes[f"head_{t}"].shape[-1] for t in config.tasks}
+  if len(widths) != 1:
+    raise ValueError(f"pixel_contrast needs head features of one width; the model's are {widths}")
+  channels = widths.pop()
   lr = (
       config.learning_rate
       if config.regularizer.learning_rate < 0
@@ -156,23 +178,3 @@ def _pixel_contrast(config) -> Regularizer:
       learning_rates={"projectors": float(lr)},
       needs_features=True,
   )
-
-
-def head_channels(config) -> int:
-  """Channels of the model's ``head_<task>`` features: SegNet-MTL's f[0]; HRNet's concatenated
-  branches (W18: 270)."""
-  from mtjax.models import hrnet  # pylint: disable=g-import-not-at-top
-
-  if config.model.name in hrnet.VARIANTS:
-    return sum(hrnet.VARIANTS[config.model.name][-1].channels)
-  return int(config.model.filters[0])
-
-
-def bottleneck_shape(config) -> tuple[int, int]:
-  """(stride, channels) of the model's ``bottleneck`` feature: SegNet-MTL's (2 ** S, f[-1]);
-  HRNet's lowest-resolution branch (32, W18: 144)."""
-  from mtjax.models import hrnet  # pylint: disable=g-import-not-at-top
-
-  if config.model.name in hrnet.VARIANTS:
-    return 32, hrnet.VARIANTS[config.model.name][-1].channels[-1]
-  return 2 ** len(config.model.filters), int(config.model.filters[-1])

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from mtjax import tasks as tasks_lib
 from mtjax.models import layers
 
 Array = jax.Array
@@ -226,69 +227,57 @@ def pair_slots(label_mask: Array, num_slots: int) -> tuple[Array, Array, Array]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _scale_by_max(x: Array) -> Array:
-  """x / (max |x| over the map + 1e-12) per example: MTPSL's x / (max x + 1e-12) for the
-  non-negative maps it sees (depth ground truth, trained depth predictions), bounded otherwise."""
-  peak = jnp.max(jnp.abs(x), axis=tuple(range(1, x.ndim)), keepdims=True)
-  return x / (peak + 1e-12)
+def input_channels(tasks: Sequence[str], num_classes: int) -> tuple[int, ...]:
+  """a_θ's input channels of each task (the records' ``encoding_channels``).
+
+  Raises:
+    ValueError: an unknown task, or one without an a_θ encoding.
+  """
+  records = tasks_lib.resolve(tasks, num_classes)
+  missing = [t.name for t in records if not t.encoding_channels]
+  if missing:
+    raise ValueError(f"tasks {missing} have no a_θ input encoding (num_classes={num_classes})")
+  return tuple(t.encoding_channels for t in records)
 
 
 def encode_ground_truth(name: str, gt: Array, num_classes: int) -> Array:
-  """A task's ground truth as a_θ's input (MTPSL ``pre_process_gt``).
+  """A task's ground truth as a_θ's input: the task record's ``encode_gt`` (MTPSL
+  ``pre_process_gt`` for semseg, depth and normal).
 
   Args:
-    name: "semseg" (gt int [B, H, W], −1 ignore), "depth" (float [B, H, W, 1] metres, 0 invalid)
-      or "normal" (float [B, H, W, 3] unit vectors, 0 invalid).
-    num_classes: semantic classes.
+    name: a registered task (``mtjax.tasks``), e.g. "semseg" (gt int [B, H, W], −1 ignore),
+      "depth" (float [B, H, W, 1] metres, 0 invalid) or "normal" (float [B, H, W, 3], 0 invalid).
+    num_classes: the dataset's semantic classes (a class task's channels).
 
   Returns:
-    float32 [B, H, W, C]: one-hot with ignore pixels all-zero (C = num_classes); depth / the map's
-    max (C = 1); (n + 1) / 2 (C = 3).
+    float32 [B, H, W, C], C = the record's ``encoding_channels``: semseg one-hot with ignore
+    pixels all-zero; depth / the map's max; (n + 1) / 2; a binary map with ignore at 0.
 
   Raises:
     ValueError: unknown task.
   """
-  if name == "semseg":
-    return jax.nn.one_hot(gt, num_classes, dtype=jnp.float32)  # −1 -> all-zero.
-  if name == "depth":
-    return _scale_by_max(gt.astype(jnp.float32))
-  if name == "normal":
-    return (gt.astype(jnp.float32) + 1.0) / 2.0
-  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+  return tasks_lib.get_task(name, num_classes=num_classes).encode_gt(gt)
 
 
 def encode_prediction(name: str, pred: Array, rng: Array | None, *, gumbel: bool = True) -> Array:
-  """A task's prediction as a_θ's input (MTPSL ``pre_process_pred``), differentiable.
+  """A task's prediction as a_θ's input, differentiable: the task record's ``encode_prediction``
+  (MTPSL ``pre_process_pred`` for semseg, depth and normal).
 
   Args:
-    name: "semseg" (pred float [B, H, W, C] log-probabilities), "depth" ([B, H, W, 1]) or
-      "normal" ([B, H, W, 3]).
-    rng: key for the Gumbel noise (semseg with ``gumbel``); unused otherwise (may be None).
-    gumbel: semseg: a hard Gumbel-softmax sample (τ = 1, MTPSL ``F.gumbel_softmax(hard=True)``);
+    name: a registered task, e.g. "semseg" (pred float [B, H, W, C] log-probabilities), "depth"
+      ([B, H, W, 1]) or "normal" ([B, H, W, 3]).
+    rng: key for the Gumbel noise (class tasks with ``gumbel``); unused otherwise (may be None).
+    gumbel: class tasks: a hard Gumbel-softmax sample (τ = 1, MTPSL ``F.gumbel_softmax(hard=True)``);
       False: the argmax.
 
   Returns:
-    float32 [B, H, W, C]. Semseg: the hard one-hot in the forward pass with the gradient of the
-    softmax (straight-through): one_hot + (y − stop_gradient(y)), y = softmax(logits [+ g]).
+    float32 [B, H, W, C]. Class tasks: the hard one-hot in the forward pass with the gradient of
+    the softmax (straight-through).
 
   Raises:
-    ValueError: unknown task, or semseg with ``gumbel`` and no ``rng``.
+    ValueError: unknown task, or a class task with ``gumbel`` and no ``rng``.
   """
-  pred = pred.astype(jnp.float32)
-  if name == "semseg":
-    logits = pred
-    if gumbel:
-      if rng is None:
-        raise ValueError("encode_prediction('semseg', gumbel=True) needs an rng")
-      logits = logits + jax.random.gumbel(rng, logits.shape, jnp.float32)
-    soft = jax.nn.softmax(logits, axis=-1)
-    hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), pred.shape[-1], dtype=jnp.float32)
-    return hard + (soft - jax.lax.stop_gradient(soft))  # Exactly one-hot forward.
-  if name == "depth":
-    return _scale_by_max(pred)
-  if name == "normal":
-    return (pred + 1.0) / 2.0
-  raise ValueError(f"unknown task {name!r}: expected 'semseg', 'depth' or 'normal'")
+  return tasks_lib.get_task(name, num_classes=pred.shape[-1]).encode_prediction(pred, rng, gumbel)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ F_t (SegNet-MTL: the hidden layer of t's head, ``head_<t>``; ``mtjax.models.feat
 sampled at N anchor and M candidate pixels, drawn uniformly from the pixels where the source's
 ground truth is valid; a projector of the pair (t, s) (1x1 conv, ReLU, 1x1 conv; one per directed
 pair) maps them to unit vectors z. The source's ground truth defines which candidates are
-positives and negatives of an anchor:
+positives and negatives of an anchor, by the source task's record (``Task.relation``, its
+threshold ``Task.relation_threshold`` unless ``thresholds`` overrides it):
 
-* ``semseg``: the same class / another class;
-* ``depth``: |Δd| ≤ ``depth_threshold`` metres / above it;
-* ``normal``: the angle between the normals ≤ ``normal_threshold`` degrees / above it.
+* ``semseg``, ``human_parts``: the same class / another class;
+* ``depth``: |Δd| ≤ the threshold (0.2 m) / above it;
+* ``normal``: the angle between the normals ≤ the threshold (20°) / above it;
+* ``edge``, ``saliency``: the same binary label / the other.
 
 Pixels are drawn at the labels' resolution; a feature map of a coarser stride (HRNet's heads, stride
 4) is read at the cell that contains each pixel.
@@ -27,13 +29,13 @@ target at once with static shapes (N + M gathers per example and target), masked
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtjax import tasks as tasks_lib
 from mtjax.regularizers import mapping
 
 Array = jax.Array
@@ -44,39 +46,50 @@ class PixelContrastSettings:
   """Static settings (``config.regularizer.pixel_contrast``; defaults ours).
 
   Attributes:
-    tasks: task names, label_mask column order.
+    tasks: task names (or records), label_mask column order.
     anchors: N anchor pixels per example and target (256).
     candidates: M candidate pixels per example and target, where positives and negatives are
       drawn (256).
     margin: the triplet margin on unit vectors (0.5; distances lie in [0, 2]).
-    depth_threshold: metres (0.2).
-    normal_threshold: degrees (20).
+    thresholds: (task name, threshold) pairs overriding the records' ``relation_threshold``
+      (``config.regularizer.pixel_contrast.thresholds``), in the task's units.
     projection_dim: the projector's output D (64). hidden_dim: its hidden width (64).
 
   Raises:
     ValueError: fewer than two tasks, an unknown task, or a non-positive setting.
   """
 
-  tasks: tuple[str, ...]
+  tasks: tuple[str | tasks_lib.Task, ...]
   anchors: int = 256
   candidates: int = 256
   margin: float = 0.5
-  depth_threshold: float = 0.2
-  normal_threshold: float = 20.0
+  thresholds: tuple[tuple[str, float], ...] = ()
   projection_dim: int = 64
   hidden_dim: int = 64
 
   def __post_init__(self):
     if len(self.tasks) < 2:
       raise ValueError(f"pixel_contrast needs at least two tasks, got {self.tasks}")
-    unknown = set(self.tasks) - {"semseg", "depth", "normal"}
-    if unknown:
-      raise ValueError(f"pixel_contrast knows semseg, depth and normal; got {sorted(unknown)}")
-    for name in ("anchors", "candidates", "margin", "depth_threshold", "normal_threshold"):
+    names = [t.name for t in self.records]  # Unknown tasks raise here.
+    for name, value in self.thresholds:
+      if name not in names or not value > 0:
+        raise ValueError(
+            f"config.regularizer.pixel_contrast.thresholds.{name}={value}: expected a task of "
+            f"{tuple(names)} and a value > 0"
+        )
+    for name in ("anchors", "candidates", "margin"):
       if not getattr(self, name) > 0:
         raise ValueError(f"config.regularizer.pixel_contrast.{name} must be > 0")
     if self.projection_dim < 1 or self.hidden_dim < 1:
       raise ValueError("pixel_contrast projection_dim and hidden_dim must be >= 1")
+
+  @property
+  def records(self) -> tuple[tasks_lib.Task, ...]:
+    return tasks_lib.resolve(self.tasks)
+
+  def threshold(self, task: tasks_lib.Task) -> float | None:
+    """The relation threshold of ``task``: the override, else the record's."""
+    return dict(self.thresholds).get(task.name, task.relation_threshold)
 
 
 class PairProjectors(nn.Module):
@@ -115,26 +128,6 @@ def init_params(settings: PixelContrastSettings, rng: Array, feature_channels: i
   }
 
 
-def _valid(name: str, gt: Array) -> Array:
-  """bool [B, H, W]: where the ground truth of ``name`` is valid."""
-  if name == "semseg":
-    return gt >= 0
-  if name == "depth":
-    return gt[..., 0] != 0
-  return jnp.any(gt != 0, axis=-1)
-
-
-def _close(name: str, a: Array, c: Array, s: PixelContrastSettings) -> Array:
-  """bool [B, N, M]: whether anchor value a and candidate value c (gathered ground truths of
-  source ``name``) are related (positive); the rest are negatives."""
-  if name == "semseg":
-    return a[:, :, None] == c[:, None, :]
-  if name == "depth":
-    return jnp.abs(a[:, :, None, 0] - c[:, None, :, 0]) <= s.depth_threshold
-  cos = jnp.einsum("bnc,bmc->bnm", a, c)
-  return cos >= math.cos(math.radians(s.normal_threshold))
-
-
 def _pick(rng: Array, mask: Array) -> tuple[Array, Array]:
   """A uniformly random True column of each row of ``mask`` [B, N, M] → (index [B, N], any)."""
   scores = jnp.where(mask, jax.random.uniform(rng, mask.shape), -1.0)
@@ -166,12 +159,13 @@ def pixel_contrast_loss(
   Raises:
     ValueError: a missing ``head_<t>`` feature, or one whose size is not the labels'.
   """
-  tasks = settings.tasks
+  records = settings.records
+  tasks = [t.name for t in records]
   num_tasks = len(tasks)
   mask = batch["label_mask"] > 0
   if "valid" in batch:
     mask = mask & (batch["valid"][:, None] > 0)
-  valid_maps = jnp.stack([_valid(t, batch[t]) for t in tasks])  # [T, B, H, W]
+  valid_maps = jnp.stack([t.is_valid(batch[t.name]) for t in records])  # [T, B, H, W]
   _, batch_size, height, width = valid_maps.shape
   # Small images: as many pixels as there are, anchors first.
   n = min(settings.anchors, height * width // 2)
@@ -215,12 +209,10 @@ def pixel_contrast_loss(
     za, zc = z[:, :n], z[:, n:]
     # Relations under each example's source: each task's rule on its gathered values, selected.
     close = jnp.zeros((batch_size, n, m), bool)
-    for j, src in enumerate(tasks):
-      gt = batch[src].reshape(batch_size, height * width, -1)
-      values = jnp.take_along_axis(gt, idx[..., None], axis=1)
-      if src == "semseg":
-        values = values[..., 0]
-      rel = _close(src, values[:, :n], values[:, n:], settings)
+    for j, src in enumerate(records):
+      gt = batch[src.name].reshape(batch_size, height * width, *src.gt_shape)
+      values = jnp.take_along_axis(gt, idx.reshape(idx.shape + (1,) * len(src.gt_shape)), axis=1)
+      rel = src.relation(values[:, :n], values[:, n:], settings.threshold(src))
       close = jnp.where((source == j)[:, None, None], rel, close)
     usable = picked[:, None, n:]
     pos, neg = close & usable, ~close & usable
@@ -251,8 +243,7 @@ def settings_from_config(config, tasks: Sequence[str]) -> PixelContrastSettings:
       anchors=pc.anchors,
       candidates=pc.candidates,
       margin=pc.margin,
-      depth_threshold=pc.depth_threshold,
-      normal_threshold=pc.normal_threshold,
+      thresholds=tuple((k, float(v)) for k, v in pc.thresholds.items() if k in tuple(tasks)),
       projection_dim=pc.projection_dim,
       hidden_dim=pc.hidden_dim,
   )

@@ -51,8 +51,6 @@ CONTRASTS = ("gaussian", "vector", "pixel")
 DISTANCES = ("w2", "kl")
 EXTRACTIONS = ("region", "patch")
 VECTOR_SIMILARITIES = ("cosine", "l2")
-# Channels of each task's a_θ input (semseg: the number of classes).
-INPUT_CHANNELS = {"depth": 1, "normal": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +59,7 @@ class RDCSettings:
 
   Attributes:
     tasks: task names in label-mask column order.
-    num_classes: semantic classes (semseg's a_θ input channels).
+    num_classes: the dataset's semantic classes (the semseg record's a_θ input channels).
     max_pairs: K, pair slots per example (``max_directed_pairs``).
     num_regions: R, regions per map (``config.regions.max_regions``); for ``extraction="patch"``
       the number of grid cells is used instead.
@@ -108,12 +106,9 @@ class RDCSettings:
     ):
       if value not in choices:
         raise ValueError(f"config.regularizer.{name}={value!r}: expected one of {choices}")
-    unknown = [t for t in self.tasks if t != "semseg" and t not in INPUT_CHANNELS]
-    if unknown or len(self.tasks) < 2:
-      raise ValueError(
-          f"RDC needs at least two tasks from ('semseg', {', '.join(map(repr, INPUT_CHANNELS))}); "
-          f"got {self.tasks}"
-      )
+    if len(self.tasks) < 2:
+      raise ValueError(f"RDC needs at least two tasks; got {self.tasks}")
+    mapping.input_channels(self.tasks, self.num_classes)  # Unknown tasks raise here.
     for name in ("max_pairs", "num_regions", "patch_size", "pixel_samples"):
       if getattr(self, name) < 1:
         raise ValueError(f"RDC {name}={getattr(self, name)}: expected >= 1")
@@ -126,7 +121,7 @@ class RDCSettings:
 
   @property
   def input_channels(self) -> tuple[int, ...]:
-    return tuple(self.num_classes if t == "semseg" else INPUT_CHANNELS[t] for t in self.tasks)
+    return mapping.input_channels(self.tasks, self.num_classes)
 
   def encoder(self) -> mapping.FiLMEncoder:
     return mapping.FiLMEncoder(

@@ -32,8 +32,6 @@ from mtjax.regularizers import mapping
 
 Array = jax.Array
 
-INPUT_CHANNELS = {"depth": 1, "normal": 3}
-
 
 @dataclasses.dataclass(frozen=True)
 class XTCSettings:
@@ -74,7 +72,7 @@ class XTCSettings:
     return mapping.output_stride(self.filters)
 
   def encoder(self) -> mapping.FiLMEncoder:
-    channels = tuple(self.num_classes if t == "semseg" else INPUT_CHANNELS[t] for t in self.tasks)
+    channels = mapping.input_channels(self.tasks, self.num_classes)
     return mapping.FiLMEncoder(channels, self.filters, self.convs_per_stage, self.conv_impl)
 
 
@@ -161,13 +159,22 @@ def xtc_loss(
 
 
 def settings_from_config(
-    config, tasks: Sequence[str], num_classes: int, max_pairs: int
+    config,
+    tasks: Sequence[str],
+    num_classes: int,
+    max_pairs: int,
+    bottleneck: tuple[int, int],
 ) -> XTCSettings:
   """``XTCSettings`` from ``config.regularizer`` (``mapping.*``, ``feature_weight``, ``gumbel``).
 
+  Args:
+    config, tasks, num_classes, max_pairs: as ``XTCSettings``'s.
+    bottleneck: (stride, channels) of the model's ``bottleneck`` feature
+      (``mtjax.models.features.stride_and_channels``).
+
   Raises:
     ValueError: bad values, or a mapping network whose output cannot meet the model's bottleneck
-      (another stride or another last width; ``regularizers.bottleneck_shape``).
+      (another stride or another last width).
   """
   reg = config.regularizer
   settings = XTCSettings(
@@ -180,9 +187,7 @@ def settings_from_config(
       gumbel=reg.gumbel,
       conv_impl=config.model.conv_impl,
   )
-  from mtjax.regularizers import bottleneck_shape  # pylint: disable=g-import-not-at-top
-
-  stride, channels = bottleneck_shape(config)
+  stride, channels = bottleneck
   if settings.stride != stride or settings.filters[-1] != channels:
     raise ValueError(
         f"xtc compares the mapping network's output with the model's bottleneck: "

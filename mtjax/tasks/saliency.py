@@ -1,0 +1,61 @@
+"""``saliency``: salient-object segmentation, a binary map per pixel.
+
+Ground truth float32 [B, H, W, 1]: 1 = salient, 0 = not, 255 = ignore (PASCAL-Context's distilled
+maps: png / 255 > 0.5). Loss: binary cross-entropy (``binary.balanced_bce``; plain by default,
+HED-balanced as MTI-Net / InvPT with ``pos_weight="auto"``). Metrics: maxF and the mIoU of the
+binarised map (``mtjax.metrics.saliency_state``), computed one of the field's three ways
+(``metrics.SALIENCY_PROTOCOLS``; DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks").
+"""
+
+from __future__ import annotations
+
+import functools
+
+from mtjax import metrics
+from mtjax.tasks import base, binary
+
+
+@functools.cache
+def saliency(
+    *, num_classes: int | None = None, pos_weight: float | str | None = None, protocol="pooled"
+) -> base.Task:
+  """The ``saliency`` record.
+
+  Args:
+    num_classes: unused.
+    pos_weight: ``binary.balanced_bce``'s w (None: plain BCE; "auto": HED's balance).
+    protocol: a name of ``metrics.SALIENCY_PROTOCOLS``: "pooled" (ATRC, β² = 0.3; the field's
+      standard), "per_image" (ASTMT / MTI-Net / MT-CP, β² = 1) or "invpt" (InvPT's double sigmoid).
+
+  Raises:
+    ValueError: an unknown protocol or a bad pos_weight.
+  """
+  del num_classes
+  if protocol not in metrics.SALIENCY_PROTOCOLS:
+    raise ValueError(
+        f"saliency protocol={protocol!r}: expected one of {tuple(metrics.SALIENCY_PROTOCOLS)}"
+    )
+  if not (pos_weight is None or pos_weight == "auto" or 0 < float(pos_weight) < 1):
+    raise ValueError(f"saliency pos_weight={pos_weight!r}: expected (0, 1), 'auto' or None")
+  return base.Task(
+      name="saliency",
+      channels=1,
+      activation=lambda y: y,
+      loss=lambda logits, gt: binary.balanced_bce(logits, gt, pos_weight),
+      gt_dtype="float32",
+      gt_shape=(1,),
+      ignore=binary.IGNORE,
+      is_valid=binary.is_valid,
+      to_gt_format=binary.sigmoid,
+      metric_state=lambda prob, gt: metrics.saliency_state(prob, gt, protocol=protocol),
+      finalize=lambda state: metrics.finalize_saliency(state, protocol=protocol),
+      directions={"maxF": True, "miou": True},
+      encoding_channels=1,
+      encode_gt=binary.encode_gt,
+      encode_prediction=binary.encode_prediction,
+      relation=binary.same_label,
+      to_rgb=binary.to_rgb,
+  )
+
+
+base.register("saliency", saliency)
