@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.task_options.edge.pos_weight = 0.95
   # odsF / oisF protocol (mtjax/edge_metrics.py PROTOCOLS: matching distance, thresholds, NMS).
   config.task_options.edge.protocol = "mtinet_nyud"
+  # Processes matching each evaluation batch's edge maps: -1 one per CPU core, None serial.
+  config.task_options.edge.eval_workers = ml_collections.FieldReference(-1, field_type=object)
   config.task_options.saliency = ml_collections.ConfigDict()
   config.task_options.saliency.pos_weight = ml_collections.FieldReference(None, field_type=object)
   config.task_options.saliency.protocol = "pooled"  # pooled (ATRC) | per_image (MTI-Net) | invpt

@@ -3,29 +3,36 @@
 Reference: shared/reference/DATA_AND_METRICS.md, section "Metrics for the PASCAL and NYUD-MT tasks"
 (edge odsF, the MTI / MT-CP variant, pyEdgeEval). Tags: [SEISM] = jponttuset/seism as set up in
 prismformore/Boundary-Detection-Evaluation-Tools (BDET) for InvPT / TaskPrompter / DMTL; [MTI] =
-SimonVandenhende/Multi-Task-Learning-PyTorch evaluation/eval_edge.py + evaluation/seism/read_one_png.m
-(MT-CP reuses it); [BSDS] = the Berkeley segbench correspondPixels / match.cc; [PEE] = pyEdgeEval 0.2.8.
+SimonVandenhende/Multi-Task-Learning-PyTorch evaluation/eval_edge.py and
+evaluation/seism/read_one_png.m (MT-CP reuses them); [BSDS] = the Berkeley segbench correspondPixels
+(match.cc); [PEE] = pyEdgeEval 0.2.8.
 
 Per image and threshold t (``edge_counts``), as SEISM's ``eval_method.m`` -> ``eval_cont.m`` ->
 ``edgesEvalImg.m``:
 
-1. The prediction is quantized as the saved png, ``floor(p * 255) / 255`` (``protocol.quantize``).
-2. Optionally (``protocol.nms``) Piotr's NMS as SEISM ``src/io/read_one_cont_png.m``: orientation from
-   ``gradient2(convTri(E, 4))``, ``O = mod(atan(Oyy * sign(-Oxy) / (Oxx + 1e-5)), pi)``, then
+1. The prediction is quantized as the saved png, ``floor(p * 255) / 255`` (``protocol.quantize``;
+   ``p * 255`` in p's dtype, float32 as in the PyTorch pipelines that save the pngs).
+2. Optionally (``protocol.nms``) Piotr's NMS as SEISM ``src/io/read_one_cont_png.m``: orientation
+   from ``gradient2(convTri(E, 4))``, ``O = mod(atan(Oyy * sign(-Oxy) / (Oxx + 1e-5)), pi)``, then
    ``edgesNmsMex(E, O, r=1, s=5, m=1.01)`` on the *unsmoothed* E (float32 as ``im2single``).
-3. Binarize ``E > t`` (SEISM read_one_cont_png, ``protocol.strict``) or ``E >= t`` (MTI read_one_png),
-   comparing in float64 (float32 maps are widened exactly, as NumPy promotes).
+3. Binarize ``E > t`` (SEISM read_one_cont_png, ``protocol.strict``) or ``E >= t`` (MTI
+   read_one_png), comparing in float64 (float32 maps are widened exactly, as NumPy promotes; whether
+   MATLAB rounds t to single instead only matters for pixels exactly at 0.2, 0.4, 0.6, 0.8).
 4. Thin the binary map, ``bwmorph(B, 'thin', Inf)`` (``protocol.thin_prediction``; edgesEvalImg.m).
    The gt boundary map is thinned once the same way (``protocol.thin_gt``; edgesEvalImg.m thins
-   ``seg2bmap(G)``). Pixels whose gt is 255 (ignore) are then removed from both maps.
-5. Match predicted and gt boundary pixels one-to-one within ``r = max_dist * sqrt(H^2 + W^2)`` pixels
-   (``u^2 + v^2 <= r^2``, as [BSDS] match.cc). BSDS ``correspondPixels`` solves a min-cost perfect
-   assignment in which each unmatched pixel costs ``outlierCost = 100 r`` and a match costs its
-   distance (<= r), so the solution is a maximum-cardinality matching (ties broken by total distance,
-   which does not change the counts). Here the cardinality is computed exactly with SciPy's
-   Hopcroft-Karp (``scipy.sparse.csgraph.maximum_bipartite_matching``) on the graph of pairs within
-   r. BSDS' sparse random outlier graph (degree 6) can in rare cases leave a few pixels unmatched
-   that a maximum matching matches; [PEE] reports ~0.01 % run-to-run noise from that randomness.
+   ``seg2bmap(G)``). Pixels whose gt is 255 (ignore) are then removed from both maps. [PEE]'s
+   ``binary_thin`` stops as soon as one subiteration changes nothing, not a whole iteration as
+   MATLAB and ``skimage.morphology.thin`` (= ours, tested): it can keep a pixel more.
+5. Match predicted and gt boundary pixels one-to-one within ``r = max_dist * sqrt(H^2 + W^2)``
+   pixels (``u^2 + v^2 <= r^2``, as [BSDS] match.cc). BSDS ``correspondPixels`` solves a min-cost
+   perfect assignment in which each unmatched pixel costs ``outlierCost = 100 r`` and a match costs
+   its distance (<= r), so its solution is a maximum-cardinality matching (ties broken by total
+   distance, which does not change the counts). Here the cardinality is computed exactly, as a
+   maximum flow (SciPy's Dinic) on the graph of pairs within r; see ``_Matcher``. BSDS connects the
+   outlier nodes by a sparse random graph (degree 6), with which its assignment can miss a few
+   matches that a maximum matching has, differently from run to run: [PEE] reports ~0.01 %
+   differences from MATLAB; on the tests' maps its counts are up to ~1 % (of the gt pixels) below
+   ours at some thresholds and odsF ~0.05 points below.
 6. Counts (cntR, sumR, cntP, sumP) = (matched gt px, all gt px, matched predicted px, all predicted
    px); with one gt map cntR == cntP.
 
@@ -37,13 +44,17 @@ image's best-F threshold (first on ties, MATLAB ``max``; per-image F as eval_con
 image has no gt or no prediction) and pools those counts. AP = the mean of P interpolated linearly
 over R at 0, 0.01, ..., 1 where defined (``interp1``), summed and divided by 100.
 
-Design for speed (654 NYUD images, 480 x 640, 99 thresholds, in minutes on 2 CPU cores): the map is
-sorted once per image so each threshold's foreground is a slice; thinning only visits pixels that
-can change (the boundary of the foreground, then the neighbours of deleted pixels), which is the
-exact fixed point of the parallel two-subiteration algorithm; thresholds whose binary map equals the
-previous one reuse its counts; the pixel pairs within r are built once per image for the union of
-all thresholds' thinned predictions near the gt, and each threshold's matching is a row slice of
-that graph.
+Design for speed (654 NYUD images, 480 x 640, 99 thresholds, in minutes on 2 CPU cores; pyEdgeEval
+takes about a minute per image): the map is ranked once per image, so each threshold's foreground
+is a prefix of one pixel order; thinning visits only pixels that can change (the boundary of the
+foreground, then the neighbours of deleted pixels) and reads a 3 x 3 neighbourhood as three row
+windows, which gives the exact fixed point of the parallel two-subiteration algorithm; thresholds
+whose binary map equals the previous one reuse its counts; the pixel pairs within r are built once
+per image for the union of all thresholds' thinned predictions near the gt; each threshold's
+matching starts from the previous threshold's maximum matching and only searches the remaining
+augmenting paths. Measured (tools/benchmark_metrics.py, 654 synthetic 480 x 640 maps, mtinet_nyud,
+2-core dev machine): 241 s with ``num_workers=2``, 0.66 s per image in one process; pyEdgeEval's
+evaluation of the same maps: ~64 s per image.
 
 Notes:
   * Image sets: SEISM (BDET ``pr_curves_base.m``) and MTI evaluate PASCAL-Context on gt_set
@@ -57,6 +68,7 @@ Notes:
 """
 
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import math
 import multiprocessing
@@ -68,8 +80,8 @@ from scipy import ndimage
 from scipy import sparse
 from scipy.sparse import csgraph
 
-# Thresholds 0.01, 0.02, ..., 0.99 as MTI eval_edge.py writes them ('%.2f' of np.arange(0.01, 1, 0.01))
-# and SEISM parses them (str2double), i.e. the nearest doubles to the decimal literals. Equal to
+# Thresholds 0.01, 0.02, ..., 0.99 as MTI eval_edge.py writes them ('%.2f' of np.arange(0.01, 1,
+# 0.01)) and SEISM parses them (str2double): the nearest doubles to the decimal literals. Equal to
 # pyEdgeEval's ``thresholds=99`` (linspace(1/100, 99/100, 99)) up to rounding.
 MTI_THRESHOLDS = tuple(float(f"{k / 100:.2f}") for k in range(1, 100))
 # SEISM ``parameters/HED.txt`` (101 values), used by BDET ``pr_curves_base.m``.
@@ -91,7 +103,8 @@ class EdgeProtocol:
     nms: Piotr / SEISM NMS on the raw map with orientation from ``convTri(E, 4)`` gradients, as
       SEISM ``read_one_cont_png.m`` (BDET copy).
     strict: binarize with ``E > t`` (SEISM read_one_cont_png), else ``E >= t`` (MTI read_one_png).
-    thin_prediction: ``bwmorph(B, 'thin', Inf)`` on each binary prediction (edgesEvalImg ``thin=1``).
+    thin_prediction: ``bwmorph(B, 'thin', Inf)`` on each binary prediction (edgesEvalImg
+      ``thin=1``).
     thin_gt: the same thinning on the gt boundary map (edgesEvalImg thins ``seg2bmap(G)``).
     quantize: ``floor(p * 255) / 255`` first, as the uint8 png SEISM and MTI read.
   """
@@ -127,8 +140,8 @@ PROTOCOLS: dict[str, EdgeProtocol] = {
     "mtinet_nyud": EdgeProtocol(
         name="mtinet_nyud", max_dist=MAX_DIST_NYUD, thresholds=MTI_THRESHOLDS, nms=False,
         strict=False),
-    # The same for PASCAL-Context (maxDist 0.0075, eval_method.m 'PASCALContext'), as MTI-Net's
-    # and ASTMT-era PASCAL tables with the MTI code.
+    # The same for PASCAL-Context (maxDist 0.0075, eval_method.m 'PASCALContext'): MTI-Net's
+    # PASCAL odsF (its eval_edge.py evaluates PASCALContext only).
     "mtinet_pascal": EdgeProtocol(
         name="mtinet_pascal", max_dist=MAX_DIST_PASCAL, thresholds=MTI_THRESHOLDS, nms=False,
         strict=False),
@@ -151,12 +164,15 @@ PROTOCOLS: dict[str, EdgeProtocol] = {
 DEFAULT_PROTOCOL = "mtinet_nyud"
 DEFAULT_PROTOCOLS_BY_DATASET = {"nyud": "mtinet_nyud", "pascal": "mtinet_pascal"}
 
-_COUNT_COLUMNS = ("cntR", "sumR", "cntP", "sumP")
-# Rounds of greedy nearest-free-gt matching before the exact augmenting-path search.
-
 
 def get_protocol(protocol):
   """Returns the ``EdgeProtocol`` for a protocol or its ``PROTOCOLS`` name.
+
+  Args:
+    protocol: an ``EdgeProtocol`` (returned as is) or a key of ``PROTOCOLS``.
+
+  Returns:
+    ``EdgeProtocol``.
 
   Raises:
     ValueError: an unknown name or a value of another type.
@@ -227,39 +243,74 @@ def _thinning_luts():
 _THIN_LUTS = _thinning_luts()
 
 
+def _window_luts():
+  """The two deletion tables indexed by the 3 x 3 window as three 3-bit rows.
+
+  Index bits 0-2 = the row above (NW, N, NE), 3-5 = the pixel's row (W, centre, E), 6-8 = the row
+  below (SW, S, SE); only foreground centres are deleted.
+  """
+  index = np.arange(512)
+  nw, n, ne, w, c, e, sw, s, se = ((index >> k) & 1 for k in range(9))
+  code = e | ne << 1 | n << 2 | nw << 3 | w << 4 | sw << 5 | s << 6 | se << 7
+  return tuple(lut[code] & (c == 1) for lut in _THIN_LUTS)
+
+
+_WINDOW_LUTS = _window_luts()
+
+
 def _neighbour_offsets(width):
   """Flat offsets of the 8 neighbours E, NE, N, NW, W, SW, S, SE in a row-major image."""
   w = width
   return np.array([1, 1 - w, -w, -w - 1, -1, w - 1, w, w + 1], np.int64)
 
 
-def _thin_flat(img, candidates, offsets, stamp):
-  """Thins padded binary images in place (one or several stacked in ``img``); returns nothing.
+def _set_pixels(img, win, flat):
+  """Sets pixels ``flat`` (unique) of ``img`` and updates ``win`` = row windows (see below)."""
+  img[flat] = 1
+  win[flat - 1] |= 4
+  win[flat] |= 2
+  win[flat + 1] |= 1
+
+
+def _clear_pixels(img, win, flat):
+  """Clears pixels ``flat`` (unique) of ``img`` and of its row windows ``win``."""
+  img[flat] = 0
+  win[flat - 1] &= 3
+  win[flat] &= 5
+  win[flat + 1] &= 6
+
+
+def _thin_flat(img, win, candidates, width, stamp):
+  """Thins a padded binary image in place; returns nothing.
 
   Exact bwmorph(B, 'thin', Inf): alternate the two parallel subiterations until nothing changes,
   but evaluate only pixels whose deletion test can have changed: at first the given candidates
   (every foreground pixel with a background 8-neighbour; interior pixels fail G1), then the
   candidates not deleted that the *other* subiteration's table would delete, plus the foreground
   neighbours of the pixels just deleted. A pixel outside this set has the same neighbourhood as
-  when it last failed both tables, so it cannot be deleted; hence the same fixed point. Images
-  stacked one after the other (each with its own zero border) are thinned independently in the
-  same loop, which shares the per-round NumPy overhead.
+  when it last failed both tables, so it cannot be deleted; hence the same fixed point.
 
   Args:
-    img: uint8 [N] flat padded image(s) (0 / 1), each with a zero border at least 1 px wide.
+    img: uint8 [N] flat padded image (0 / 1) with rows of ``width`` pixels and a zero border at
+      least 1 px wide.
+    win: uint8 [N] row windows ``img[p - 1] | img[p] << 1 | img[p + 1] << 2``, kept up to date, so
+      a 3 x 3 neighbourhood is three lookups.
     candidates: int64 flat indices of the foreground pixels that may be deletable.
-    offsets: int64 [8] neighbour offsets (E, NE, N, NW, W, SW, S, SE) for ``img``'s row length.
+    width: the padded row length.
     stamp: int32 or int64 [N] scratch array (any content) used to deduplicate indices.
   """
-  luts = _THIN_LUTS
+  luts = _WINDOW_LUTS
+  offsets = _neighbour_offsets(width)
   cand = candidates
   sub = 0
   while cand.size:
-    code = np.packbits(img[cand[:, None] + offsets], axis=1, bitorder="little")[:, 0]
+    code = win[cand - width].astype(np.intp)
+    code |= win[cand].astype(np.intp) << 3
+    code |= win[cand + width].astype(np.intp) << 6
     delete = luts[sub][code]
     dels = cand[delete]
     if dels.size:
-      img[dels] = 0
+      _clear_pixels(img, win, dels)
       keep = cand[~delete & luts[1 - sub][code]]
       nb = (dels[:, None] + offsets).ravel()
       nb = nb[img[nb] != 0]
@@ -275,8 +326,9 @@ def _thin_flat(img, candidates, offsets, stamp):
 def thin(mask):
   """Morphological thinning to 1-px lines, MATLAB ``bwmorph(mask, 'thin', Inf)``.
 
-  The same result as ``skimage.morphology.thin`` and pyEdgeEval ``binary_thin`` (tested), computed
-  on the active pixels only (see ``_thin_flat``); used by edgesEvalImg.m on predictions and gt.
+  The same result as ``skimage.morphology.thin`` (tested), computed on the active pixels only (see
+  ``_thin_flat``); used by edgesEvalImg.m on predictions and gt. (pyEdgeEval's ``binary_thin`` stops
+  when one subiteration changes nothing and can keep a pixel more.)
 
   Args:
     mask: array [H, W], nonzero = foreground.
@@ -292,11 +344,13 @@ def thin(mask):
     raise ValueError(f"mask must be 2-D [H, W], got shape {m.shape}")
   h, w = m.shape
   img = np.zeros((h + 2, w + 2), np.uint8)
-  img[1:-1, 1:-1] = m != 0
   flat = img.ravel()
-  offsets = _neighbour_offsets(w + 2)
-  fg = np.flatnonzero(flat)
-  _thin_flat(flat, fg, offsets, np.empty(flat.size, np.int32))
+  win = np.zeros_like(flat)
+  inner = np.zeros(img.shape, bool)
+  inner[1:-1, 1:-1] = m != 0
+  fg = np.flatnonzero(inner)
+  _set_pixels(flat, win, fg)
+  _thin_flat(flat, win, fg, w + 2, np.empty(flat.size, np.int32))
   return img[1:-1, 1:-1].astype(bool)
 
 
@@ -330,9 +384,14 @@ def edge_orientation(edges):
     edges: float array [H, W], edge strength in [0, 1].
 
   Returns:
-    float32 array [H, W].
+    float32 array [H, W], radians; x = column axis, y = row axis.
+
+  Raises:
+    ValueError: ``edges`` is not 2-D.
   """
   e = np.asarray(edges, np.float32)
+  if e.ndim != 2:
+    raise ValueError(f"edges must be [H, W], got shape {e.shape}")
   smooth = _conv_tri(e, 4).astype(np.float32)
   ox, oy = _gradient2(smooth)
   oxx, _ = _gradient2(ox)
@@ -365,10 +424,11 @@ def edge_nms(edges, orientation, r=1, s=5, m=1.01):
     ValueError: shapes differ or are not 2-D.
   """
   e0 = np.ascontiguousarray(edges, np.float32)
+  if e0.ndim != 2:
+    raise ValueError(f"edges must be [H, W], got shape {e0.shape}")
   o = edge_orientation(e0) if orientation is None else np.asarray(orientation, np.float32)
-  if e0.ndim != 2 or e0.shape != o.shape:
-    raise ValueError(f"edges and orientation must be [H, W] of one shape, got {e0.shape} and "
-                     f"{o.shape}")
+  if e0.shape != o.shape:
+    raise ValueError(f"edges and orientation must have one shape, got {e0.shape} and {o.shape}")
   h, w = e0.shape
   out = e0.copy()
   ys, xs = np.nonzero(e0)
@@ -384,8 +444,11 @@ def edge_nms(edges, orientation, r=1, s=5, m=1.01):
         continue
       x = xf + np.float32(d) * coso
       y = yf + np.float32(d) * sino
-      x = np.where(x < 0, np.float32(0), np.where(x > w - 1.001, np.float32(w - 1.001), x))
-      y = np.where(y < 0, np.float32(0), np.where(y > h - 1.001, np.float32(h - 1.001), y))
+      # Clamped as the C code: compared in double, assigned to float.
+      x = np.where(x < 0, np.float32(0),
+                   np.where(x.astype(np.float64) > w - 1.001, np.float32(w - 1.001), x))
+      y = np.where(y < 0, np.float32(0),
+                   np.where(y.astype(np.float64) > h - 1.001, np.float32(h - 1.001), y))
       x0 = x.astype(np.int64)
       y0 = y.astype(np.int64)
       dx0 = x - x0.astype(np.float32)
@@ -500,7 +563,6 @@ def edge_counts(prob, gt, protocol=DEFAULT_PROTOCOL):
   pad = max(1, int(math.ceil(radius)))
   hp, wp = h + 2 * pad, w + 2 * pad
   inner = (slice(pad, pad + h), slice(pad, pad + w))
-  offsets8 = _neighbour_offsets(wp)
 
   # Gt boundary pixels (thinned), ignore mask, and the band of pixels within the radius of the gt.
   ignore = g == 255
@@ -528,7 +590,7 @@ def edge_counts(prob, gt, protocol=DEFAULT_PROTOCOL):
   # The lowest level in each pixel's 3 x 3 neighbourhood (-1 outside the image): a foreground pixel
   # is on the boundary of {level >= c} iff that minimum is < c.
   nb_min = ndimage.minimum_filter(lev_img, size=3, mode="constant", cval=-1).ravel()
-  # Image pixels by decreasing level (radix sort for int16): each threshold's foreground is a prefix.
+  # Image pixels by decreasing level (radix sort for int16): a threshold's foreground is a prefix.
   pix = np.flatnonzero(lev_flat >= 0)
   neg = -lev_flat[pix]
   pix_sorted = pix[np.argsort(neg, kind="stable")]
@@ -539,6 +601,7 @@ def edge_counts(prob, gt, protocol=DEFAULT_PROTOCOL):
   # Pass 1: the thinned prediction of every distinct threshold.
   preds = [None] * num_t
   img = np.zeros(hp * wp, np.uint8)
+  win = np.zeros(hp * wp, np.uint8)
   stamp = np.empty(hp * wp, np.int32)
   for k in range(num_t):
     n = int(num_fg[k])
@@ -547,11 +610,10 @@ def edge_counts(prob, gt, protocol=DEFAULT_PROTOCOL):
       continue
     fg = pix_sorted[:n]
     if n and protocol.thin_prediction:
-      img[fg] = 1
-      _thin_flat(img, fg[nbmin_sorted[:n] < cutoffs[k]], offsets8, stamp)
-      keep = img[fg] != 0
-      img[fg] = 0
-      fg = fg[keep]
+      _set_pixels(img, win, fg)
+      _thin_flat(img, win, fg[nbmin_sorted[:n] < cutoffs[k]], wp, stamp)
+      fg = fg[img[fg] != 0]
+      _clear_pixels(img, win, fg)  # the deleted pixels are clear already
     if has_ignore:
       fg = fg[~ignore_flat[fg]]
     preds[k] = fg
@@ -604,8 +666,10 @@ class _Matcher:
   in the residual network (source -> free predicted px -> gt px (unmatched pairs) -> predicted px
   (matched pairs, reversed) ... -> free gt px -> sink), SciPy's Dinic
   (``scipy.sparse.csgraph.maximum_flow``). Max flow of the residual network = max matching - |M|.
-  (SciPy's ``maximum_bipartite_matching`` is not used: its Hopcroft-Karp DFS takes exponential time
-  on layered graphs such as pixels along parallel lines, scipy/scipy#26147.)
+  The search runs from the side with fewer free vertices (the reversed network when that is the gt
+  side). Results equal a from-scratch maximum matching at every threshold (tested). SciPy's
+  ``maximum_bipartite_matching`` is not used: its Hopcroft-Karp DFS takes exponential time on
+  layered graphs such as pixels along parallel lines (scipy/scipy#26147; it hung here).
   """
 
   def __init__(self, rows_flat, disk, gidx, num_gt, chunk=4096):
@@ -712,6 +776,7 @@ _POOLS_LOCK = threading.Lock()
 
 
 def _get_pool(num_workers):
+  """The pool of ``num_workers`` processes that ``edge_state`` reuses (started on first use)."""
   with _POOLS_LOCK:
     pool = _POOLS.get(num_workers)
     if pool is None:
@@ -731,7 +796,17 @@ def shutdown_pools():
 
 
 def empty_edge_state(protocol=DEFAULT_PROTOCOL):
-  """The additive identity of ``edge_state`` for a protocol (all zeros, no images)."""
+  """The additive identity of ``edge_state`` for a protocol (all zeros, no images).
+
+  Args:
+    protocol: ``EdgeProtocol`` or a name in ``PROTOCOLS``.
+
+  Returns:
+    dict as ``edge_state``: "ods_counts" int64 [K, 4], "ois_counts" int64 [4], "images" int64 [].
+
+  Raises:
+    ValueError: an unknown protocol.
+  """
   num_t = len(get_protocol(protocol).thresholds)
   return {
       "ods_counts": np.zeros((num_t, 4), np.int64),
@@ -754,8 +829,10 @@ def edge_state(probs, gts, protocol=DEFAULT_PROTOCOL, num_workers=None):
 
   Returns:
     dict: "ods_counts" int64 [K, 4] per-threshold (cntR, sumR, cntP, sumP) summed over images;
-    "ois_counts" int64 [4], each image's counts at its own best-F threshold, summed; "images"
-    int64 scalar. An image without gt and without prediction contributes zeros.
+    "ois_counts" int64 [4], each image's counts at its own best-F threshold (the first of equal
+    maxima, as MATLAB ``max`` in SEISM general_ois.m), summed; "images" int64 scalar. An image
+    without gt and without prediction contributes zeros; one without gt but with predictions adds
+    them as false positives (to ois_counts at the first threshold, its F being 0 at all).
 
   Raises:
     ValueError: bad shapes, dtypes or values (see ``edge_counts``), a bad ``num_workers``.
@@ -779,7 +856,14 @@ def edge_state(probs, gts, protocol=DEFAULT_PROTOCOL, num_workers=None):
   if num_workers is None or num_workers == 1 or len(jobs) <= 1:
     results = map(_image_state, jobs)
   else:
-    results = _get_pool(num_workers).map(_image_state, jobs)
+    pool = _get_pool(num_workers)
+    try:
+      results = list(pool.map(_image_state, jobs))
+    except concurrent.futures.process.BrokenProcessPool:
+      with _POOLS_LOCK:  # a worker died (e.g. killed): the next call starts a new pool
+        if _POOLS.get(num_workers) is pool:
+          del _POOLS[num_workers]
+      raise
   for counts, best in results:
     state["ods_counts"] += counts
     state["ois_counts"] += best
@@ -788,7 +872,23 @@ def edge_state(probs, gts, protocol=DEFAULT_PROTOCOL, num_workers=None):
 
 
 def merge_edge_states(*states):
-  """Elementwise sum of ``edge_state`` dicts (what the caller's generic merge does)."""
+  """Elementwise sum of ``edge_state`` dicts (what a caller's generic merge of states does).
+
+  Args:
+    *states: one or more dicts from ``edge_state`` / ``empty_edge_state`` of one protocol.
+
+  Returns:
+    dict of int64 arrays, the same keys and shapes.
+
+  Raises:
+    ValueError: no state, or states whose keys or shapes differ.
+  """
+  if not states:
+    raise ValueError("merge_edge_states needs at least one state")
+  for other in states[1:]:
+    if set(other) != set(states[0]) or any(
+        np.shape(other[k]) != np.shape(states[0][k]) for k in states[0]):
+      raise ValueError("edge states to merge must have the same keys and shapes (one protocol)")
   out = {k: np.array(v, np.int64, copy=True) for k, v in states[0].items()}
   for s in states[1:]:
     for k in out:
@@ -817,7 +917,14 @@ def _f_measure(prec, rec):
 
 
 def edge_pr_curve(state):
-  """Pooled per-threshold precision, recall and F (fractions), float64 [K] each."""
+  """Pooled per-threshold precision, recall and F (fractions), as SEISM gather_measure.m.
+
+  Args:
+    state: dict with "ods_counts" int [K, 4] (cntR, sumR, cntP, sumP), e.g. from ``edge_state``.
+
+  Returns:
+    (precision, recall, F), float64 [K] each, in [0, 1].
+  """
   prec, rec = _pooled_pr(np.asarray(state["ods_counts"]))
   return prec, rec, _f_measure(prec, rec)
 
@@ -866,7 +973,7 @@ def _ap(prec, rec):
   if r_unique.size < 2:
     return 0.0
   p_unique = prec[first]
-  grid = np.linspace(0.0, 1.0, 101)
+  grid = np.arange(101) / 100.0  # 0:.01:1
   inside = (grid >= r_unique[0]) & (grid <= r_unique[-1])
   return float(np.interp(grid[inside], r_unique, p_unique).sum() / 100.0)
 
@@ -876,7 +983,7 @@ def _ap(prec, rec):
 
 
 def _smooth_field(rng, h, w, scale):
-  """Smooth random field in [0, 1] with features of about ``scale`` px (low-res noise, upsampled)."""
+  """Smooth random field in [0, 1], features of about ``scale`` px (low-res noise, upsampled)."""
   sh, sw = max(2, int(round(h / scale)) + 2), max(2, int(round(w / scale)) + 2)
   low = ndimage.gaussian_filter(rng.normal(size=(sh, sw)), 0.8, mode="wrap")
   f = ndimage.zoom(low, (h / sh * 1.0001, w / sw * 1.0001), order=3, grid_mode=True,

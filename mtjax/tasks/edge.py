@@ -24,6 +24,7 @@ def edge(
     num_classes: int | None = None,
     pos_weight: float | str | None = 0.95,
     protocol: str = edge_metrics.DEFAULT_PROTOCOL,
+    eval_workers: int | None = None,
 ) -> base.Task:
   """The ``edge`` record.
 
@@ -32,6 +33,11 @@ def edge(
     pos_weight: ``binary.balanced_bce``'s w: 0.95 (ATRC, InvPT), 0.8 (ATRC's NYUD config),
       "auto" (HED's per-image balance) or None (plain BCE).
     protocol: a name of ``edge_metrics.PROTOCOLS`` (matching distance, thresholds, NMS).
+    eval_workers: processes that match an evaluation batch's images (``edge_state``'s
+      ``num_workers``: None serial, -1 one per CPU core).
+
+  The matching distance is a fraction of the array's diagonal: evaluate maps at the image's
+  original size, not padded (a reader that pads must crop first; DATA_AND_METRICS.md).
 
   Raises:
     ValueError: an unknown protocol or a bad pos_weight.
@@ -47,7 +53,10 @@ def edge(
 
   def host_state(batch_state):
     return edge_metrics.edge_state(
-        np.asarray(batch_state["prob"]), np.asarray(batch_state["gt"]), spec
+        np.asarray(batch_state["prob"]),
+        np.asarray(batch_state["gt"]),
+        spec,
+        num_workers=eval_workers,
     )
 
   return base.Task(
