@@ -92,3 +92,43 @@ def to_rgb(x: np.ndarray, gt: np.ndarray) -> np.ndarray:
   del gt
   x = x[..., 0]
   return base.grey_to_rgb(x, x <= 1)
+
+
+def binary_task(
+    name: str,
+    pos_weight: float | str | None,
+    *,
+    metric_state,
+    finalize,
+    directions,
+    host_state=None,
+) -> base.Task:
+  """The record of a binary-map task: one logit per pixel, ``balanced_bce`` with ``pos_weight``,
+  the sigmoid as its gt format, nearest resizing; its metric ``metric_state`` (probability, gt) /
+  ``host_state`` / ``finalize`` with ``directions``.
+
+  Raises:
+    ValueError: a bad ``pos_weight``.
+  """
+  if not (pos_weight is None or pos_weight == "auto" or 0 < float(pos_weight) < 1):
+    raise ValueError(f"{name} pos_weight={pos_weight!r}: expected (0, 1), 'auto' or None")
+  return base.Task(
+      name=name,
+      channels=1,
+      activation=lambda y: y,
+      loss=lambda logits, gt: balanced_bce(logits, gt, pos_weight),
+      gt_dtype="float32",
+      gt_shape=(1,),
+      ignore=IGNORE,
+      is_valid=is_valid,
+      to_gt_format=sigmoid,
+      metric_state=metric_state,
+      host_state=host_state,
+      finalize=finalize,
+      directions=directions,
+      encoding_channels=1,
+      encode_gt=encode_gt,
+      encode_prediction=encode_prediction,
+      relation=same_label,
+      to_rgb=to_rgb,
+  )

@@ -47,8 +47,6 @@ def edge(
     raise ValueError(
         f"edge protocol={protocol!r}: expected one of {tuple(edge_metrics.PROTOCOLS)}"
     )
-  if not (pos_weight is None or pos_weight == "auto" or 0 < float(pos_weight) < 1):
-    raise ValueError(f"edge pos_weight={pos_weight!r}: expected (0, 1), 'auto' or None")
   spec = edge_metrics.PROTOCOLS[protocol]
 
   def host_state(batch_state):
@@ -59,26 +57,14 @@ def edge(
         num_workers=eval_workers,
     )
 
-  return base.Task(
-      name="edge",
-      channels=1,
-      activation=lambda y: y,
-      loss=lambda logits, gt: binary.balanced_bce(logits, gt, pos_weight),
-      gt_dtype="float32",
-      gt_shape=(1,),
-      ignore=binary.IGNORE,
-      is_valid=binary.is_valid,
-      to_gt_format=binary.sigmoid,
+  return binary.binary_task(
+      "edge",
+      pos_weight,
       # Matching runs on the host: the jitted part hands over the probability map and the gt.
       metric_state=lambda prob, gt: {"prob": prob, "gt": gt},
       host_state=host_state,
       finalize=lambda state: edge_metrics.finalize_edges(state, spec),
       directions={"odsF": True, "oisF": True, "ap": True},
-      encoding_channels=1,
-      encode_gt=binary.encode_gt,
-      encode_prediction=binary.encode_prediction,
-      relation=binary.same_label,
-      to_rgb=binary.to_rgb,
   )
 
 

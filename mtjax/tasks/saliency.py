@@ -35,26 +35,12 @@ def saliency(
     raise ValueError(
         f"saliency protocol={protocol!r}: expected one of {tuple(metrics.SALIENCY_PROTOCOLS)}"
     )
-  if not (pos_weight is None or pos_weight == "auto" or 0 < float(pos_weight) < 1):
-    raise ValueError(f"saliency pos_weight={pos_weight!r}: expected (0, 1), 'auto' or None")
-  return base.Task(
-      name="saliency",
-      channels=1,
-      activation=lambda y: y,
-      loss=lambda logits, gt: binary.balanced_bce(logits, gt, pos_weight),
-      gt_dtype="float32",
-      gt_shape=(1,),
-      ignore=binary.IGNORE,
-      is_valid=binary.is_valid,
-      to_gt_format=binary.sigmoid,
+  return binary.binary_task(
+      "saliency",
+      pos_weight,
       metric_state=lambda prob, gt: metrics.saliency_state(prob, gt, protocol=protocol),
       finalize=lambda state: metrics.finalize_saliency(state, protocol=protocol),
       directions={"maxF": True, "miou": True},
-      encoding_channels=1,
-      encode_gt=binary.encode_gt,
-      encode_prediction=binary.encode_prediction,
-      relation=binary.same_label,
-      to_rgb=binary.to_rgb,
   )
 
 
