@@ -40,11 +40,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.task_options.human_parts = ml_collections.ConfigDict()
   config.task_options.human_parts.num_parts = 7
 
+  # Datasets of variable image size (nyudmt, pascal_context) fit every image to one canvas
+  # (mtjax/data/geometry.py): resize (MTI-Net / MT-CP; evaluation resizes predictions back to
+  # the original size) | pad (ATRC / InvPT: centre padding, no resizing).
+  config.dataset.geometry = "resize"
+  config.dataset.size = ()  # the canvas (H, W); (): the dataset's (NYUD-MT 480x640, PASCAL 512x512)
+  config.dataset.normal_interpolation = "cubic"  # resize: normals cubic (MTI-Net) | nearest (MT-CP)
+  config.dataset.archive = "mtinet"  # nyudmt: mtinet (MT-CP's, default) | atrc | astmt
+
   # ---- Augmentation (MTPSL's training loader: RandomScaleCrop, no flip) ---------------------
   config.augment = ml_collections.ConfigDict()
-  config.augment.scales = (1.0, 1.2, 1.5)
+  # scale_crop (MTPSL RandomScaleCrop) | centre_zoom (MTI-Net / MT-CP) | scale_pad (ATRC / InvPT).
+  config.augment.name = "scale_crop"
+  config.augment.scales = (1.0, 1.2, 1.5)  # scale_crop, centre_zoom: zoom factors
   # Horizontal flip (normal x negated). MTPSL's NYUv2_crop loader does not flip; off by default.
   config.augment.flip = False
+  config.augment.scale_range = (0.5, 2.0)  # scale_pad: uniform scale
+  config.augment.photometric = False  # scale_pad: PhotoMetricDistortion of the image
 
   # ---- Regions (region-aware regularizers; mtjax/data/regions.py, shared REGIONS.md) ---------
   # Train batches get `regions` int32 [B, H, W] (-1 = none) unless the source is "none".

@@ -15,7 +15,65 @@ from jax.experimental import multihost_utils
 
 from mtjax import metrics, sharding
 from mtjax import tasks as tasks_lib
+from mtjax.data import geometry
 from mtjax.tasks import Task
+
+
+def resize_into_box(prediction: jax.Array, box: jax.Array, *, nearest: bool) -> jax.Array:
+  """Each example's prediction resized from the whole canvas into its ``box``: MTI-Net / MT-CP's
+  evaluation at the original size (``mtjax.data.geometry``, geometry "resize").
+
+  For box (top, left, h, w), output pixel (y, x) inside the box samples the prediction at the
+  canvas position of (y − top, x − left) of an h x w image: nearest as ``cv2.INTER_NEAREST``
+  (source index floor(d · H / h)), else linear with half-pixel centres as ``cv2.INTER_LINEAR``
+  (``jax.image.scale_and_translate``, no antialiasing; at the outermost half pixel the weights
+  are renormalised where OpenCV replicates the border). Outside the box: 0. Reference: MTI-Net
+  ``evaluation/evaluate_utils.py`` (predictions resized to the original size: semseg nearest;
+  depth, normals, edge, saliency linear).
+
+  Args:
+    prediction: float [B, H, W, C], the model's output at the canvas.
+    box: int32 [B, 4] (top, left, h, w); h or w 0 (padding examples) gives zeros.
+    nearest: nearest (class scores) or linear.
+
+  Returns:
+    float [B, H, W, C].
+  """
+  height, width = prediction.shape[1:3]
+
+  def one(p, b):
+    top, left = b[0], b[1]
+    h, w = jnp.maximum(b[2], 1), jnp.maximum(b[3], 1)
+    rows, cols = jnp.arange(height) - top, jnp.arange(width) - left
+    inside = (
+        ((rows >= 0) & (rows < b[2]))[:, None] & ((cols >= 0) & (cols < b[3]))[None, :]
+    )[..., None]
+    if nearest:
+      src_r = jnp.clip(jnp.floor(rows * (height / h)).astype(jnp.int32), 0, height - 1)
+      src_c = jnp.clip(jnp.floor(cols * (width / w)).astype(jnp.int32), 0, width - 1)
+      out = p[src_r][:, src_c]
+    else:
+      scale = jnp.stack([h / height, w / width]).astype(jnp.float32)
+      out = jax.image.scale_and_translate(
+          p, p.shape, (0, 1), scale, jnp.stack([top, left]).astype(jnp.float32), "linear",
+          antialias=False,
+      )
+    return jnp.where(inside, out, 0).astype(p.dtype)
+
+  return jax.vmap(one)(prediction, box)
+
+
+def resize_predictions(
+    predictions: Mapping[str, jax.Array], box: jax.Array, tasks: Sequence[Task]
+) -> dict[str, jax.Array]:
+  """``resize_into_box`` of each task's output: nearest for class tasks (int32 ground truth),
+  linear otherwise."""
+  out = dict(predictions)
+  for task in tasks:
+    out[task.name] = resize_into_box(
+        predictions[task.name], box, nearest=task.gt_dtype == "int32"
+    )
+  return out
 
 
 def eval_step(
@@ -24,16 +82,21 @@ def eval_step(
     *,
     model: nn.Module,
     tasks: Sequence[Task],
+    resize_back: bool = False,
 ) -> dict[str, dict[str, jax.Array]]:
   """Metric states of one batch, {task: `task.metric_state`}, padding excluded: additive, or
   the input of the task's `host_state` (which `evaluate` applies on the host).
 
   Every pixel with ground truth counts (the label mask is a training-time notion); padded examples
   (valid == 0) have their ground truth set to the task's invalid value, so they count nowhere.
+  With ``resize_back`` the predictions are first resized into ``batch["box"]``
+  (``resize_predictions``): the ground truth lies there at its original size.
   """
   predictions = model.apply(
       {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
   )
+  if resize_back:
+    predictions = resize_predictions(predictions, batch["box"], tasks)
   states = {}
   for task in tasks:
     gt = batch[task.name]
@@ -46,20 +109,26 @@ def eval_step(
 def delta_m_references(config: ml_collections.ConfigDict) -> dict | None:
   """The STL references Δm is measured against, or None when Δm is disabled or undefined.
 
-  "auto" picks MTPSL's NYUv2 numbers of `config.label_setting` when that is full | onelabel |
-  randomlabels; for a path setting it is undefined (name a setting explicitly).
+  "auto" picks the STL numbers of `config.label_setting` (full | onelabel | randomlabels) in the
+  dataset's table (`metrics.STL_REFERENCES`: MTPSL's NYUv2 and Cityscapes); for a path setting, or
+  a dataset without a table, it is undefined (name a setting explicitly where a table exists).
 
   Raises:
-    ValueError: an unknown reference name.
+    ValueError: an unknown reference name, or a named reference for a dataset without a table.
   """
   name = config.delta_m_reference
   if not name:
     return None
-  table = metrics.MTPSL_NYUV2_STL_REFERENCES
+  table = metrics.STL_REFERENCES.get(config.dataset.name)
   if name == "auto":
-    name = config.label_setting if config.label_setting in table else None
-    if name is None or config.dataset.name != "nyuv2":
+    if table is None or config.label_setting not in table:
       return None
+    name = config.label_setting
+  if table is None:
+    raise ValueError(
+        f"config.delta_m_reference={name!r}: {config.dataset.name!r} has no STL references; "
+        f"datasets with references: {tuple(metrics.STL_REFERENCES)} (set '' to disable Δm)"
+    )
   if name not in table:
     raise ValueError(
         f"config.delta_m_reference={name!r}: expected 'auto', '' or one of {tuple(table)}"
@@ -97,14 +166,29 @@ def evaluate(
   return {t.name: t.finalize(total[t.name]) for t in tasks}
 
 
+def resizes_back(config: ml_collections.ConfigDict) -> bool:
+  """Whether evaluation resizes predictions back to the original size (``eval_step``'s
+  ``resize_back``): the variable-size datasets under geometry "resize" (MTI-Net / MT-CP)."""
+  return config.dataset.name in geometry.FITTED_DATASETS and config.dataset.geometry == "resize"
+
+
 def image_panel(
-    predict_fn, state, local_batch, mesh, tasks: Sequence[Task], count: int
+    predict_fn,
+    state,
+    local_batch,
+    mesh,
+    tasks: Sequence[Task],
+    count: int,
+    resize_back: bool = False,
 ) -> np.ndarray:
   """uint8 [count, H, (1 + 2T) W, 3]: image | gt, prediction per task, for the first examples
-  (each task's `to_rgb` of its ground truth and of its prediction in the ground truth's format)."""
+  (each task's `to_rgb` of its ground truth and of its prediction in the ground truth's format;
+  with ``resize_back`` the predictions resized into the batch's ``box`` as ``eval_step`` does)."""
   batch = sharding.global_batch(mesh, local_batch)
   predictions = multihost_utils.process_allgather(predict_fn(state, batch["image"]), tiled=True)
   batch = multihost_utils.process_allgather(batch, tiled=True)
+  if resize_back:
+    predictions = resize_predictions(predictions, jnp.asarray(batch["box"]), tasks)
   n = min(count, int(np.sum(batch["valid"] > 0)))
   columns = [np.round(np.clip(batch["image"][:n], 0, 1) * 255).astype(np.uint8)]
   for task in tasks:
@@ -174,6 +258,8 @@ def evaluate_and_write(
     scalars["eval/delta_m"] = delta_m
   writer.write_scalars(step, scalars)
   first = next(eval_ds.take(1).as_numpy_iterator())
-  panel = image_panel(predict_fn, state, first, mesh, tasks, config.num_panel_images)
+  panel = image_panel(
+      predict_fn, state, first, mesh, tasks, config.num_panel_images, resizes_back(config)
+  )
   writer.write_images(step, {"eval/panel": panel})
   return results, delta_m

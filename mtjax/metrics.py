@@ -66,6 +66,21 @@ MTPSL_NYUV2_STL_REFERENCES = {
 # Depth predictions are clamped to this before the depth metrics (MTPSL's DepthMeter), metres.
 MIN_DEPTH_PREDICTION = 1e-9
 
+# MTPSL's Cityscapes STL baselines (SegNet, 7 classes, 128x256), mIoU % and abs_err in the stored
+# disparity units: MTPSL paper Table 3 / DATA_AND_METRICS.md "Metrics — exact definitions".
+MTPSL_CITYSCAPES_STL_REFERENCES = {
+    "full": {"semseg": {"miou": 74.07}, "depth": {"abs_err": 0.0124}},
+    "onelabel": {"semseg": {"miou": 70.04}, "depth": {"abs_err": 0.0140}},
+}
+
+# config.dataset.name -> label setting -> STL references (Δm's "auto"). NYUD-MT and PASCAL-Context
+# have none: MT-CP and MTI-Net read theirs from per-run files that are not released, and the
+# papers of the partial-label setting on PASCAL state no STL table we have verified.
+STL_REFERENCES = {
+    "nyuv2": MTPSL_NYUV2_STL_REFERENCES,
+    "cityscapes": MTPSL_CITYSCAPES_STL_REFERENCES,
+}
+
 # Default normal-angle histogram: 18000 bins of 0.01° over [0, 180].
 NORMAL_HISTOGRAM_BINS = 18000
 

@@ -22,12 +22,21 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from mtjax import calls, checkpoint, evaluation, objective, regularizers, results, schedule
-from mtjax import sharding, weighting
-from mtjax.data import label_settings, pipeline, regions
+from mtjax import (
+  calls,
+  checkpoint,
+  evaluation,
+  objective,
+  regularizers,
+  results,
+  schedule,
+  sharding,
+  weighting,
+)
+from mtjax import tasks as tasks_lib
+from mtjax.data import augment, label_settings, pipeline, regions
 from mtjax.data.sources import create_source
 from mtjax.models import registry
-from mtjax import tasks as tasks_lib
 from mtjax.tasks import Task
 
 
@@ -274,7 +283,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   label_mask = label_settings.resolve_label_mask(
       config.label_setting,
       num_examples=train_source.num_examples,
-      dataset_tasks=train_source.tasks,
+      # Masks are drawn over all the dataset's tasks (``label_tasks``, where a reader offers
+      # fewer than it has), so a run of a subset labels the same images per task.
+      dataset_tasks=getattr(train_source, "label_tasks", train_source.tasks),
       tasks=tuple(config.tasks),
       seed=config.seed,
   )
@@ -342,8 +353,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       start_step=start_step,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
-      scales=tuple(config.augment.scales),
-      flip=config.augment.flip,
+      **augment.options(config.augment),
       regions=regions.RegionSpec.from_config(config.regions),
       views=1 if regularizer is None else regularizer.views,
       tasks=tasks,
@@ -361,7 +371,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       _bound_train_step(config, model, tx, regularizer, task_weighting), mesh, steps_per_call
   )
   p_eval_step = jax.jit(
-      functools.partial(evaluation.eval_step, model=model, tasks=tasks),
+      functools.partial(
+          evaluation.eval_step,
+          model=model,
+          tasks=tasks,
+          resize_back=evaluation.resizes_back(config),
+      ),
       out_shardings=sharding.replicated(mesh),
   )
   p_predict = jax.jit(

@@ -1,6 +1,7 @@
 """Partial-label settings: generated (full / onelabel / randomlabels), files, converter."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -146,3 +147,265 @@ def test_converter_matches_published_npy(tmp_path):
   converted = np.load(tmp_path / "onelabel.npy")
   assert converted.dtype == np.float32
   np.testing.assert_array_equal(converted, np.load(SETTINGS_DIR / "nyuv2_onelabel.npy"))
+
+
+# PASCAL splits keyed by image id (MTPSL .npy / its .json copy / DiffusionMTL .pth).
+PASCAL_TASKS = ("semseg", "human_parts", "saliency", "normal", "edge")
+# Six ids, written to the ids file out of sorted order: row i of the output is ids[i].
+IDS = ["2008_000003", "2008_000001", "2009_000010", "2008_000002", "2010_000005", "2011_000001"]
+# MTPSL keys; every id labelled for >= 1 task, one id for all five.
+SPLIT = {
+    "human_parts": ["2008_000001", "2011_000001"],
+    "edge": ["2009_000010", "2011_000001"],
+    "semseg": ["2008_000003", "2011_000001"],
+    "normals": ["2008_000002", "2011_000001"],
+    "sal": ["2010_000005", "2008_000003", "2011_000001"],
+}
+# The expected mask: rows IDS, columns PASCAL_TASKS (normals -> normal, sal -> saliency).
+EXPECTED = np.float32(
+    [
+        [1, 0, 1, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 0],
+        [0, 0, 1, 0, 0],
+        [1, 1, 1, 1, 1],
+    ]
+)
+
+
+def _write_ids(path, ids=IDS):
+  path.write_text("\n".join(ids) + "\n\n")  # A trailing blank line is skipped.
+  return path
+
+
+def _write_split(path, split=SPLIT):
+  """Writes ``split`` in the format of ``path``'s suffix (.npy as MTPSL, .json as ../shared)."""
+  if path.suffix == ".npy":
+    # As MTPSL: np.save of a dict (a pickled 0-d object array) with numpy.str_ ids.
+    split = {k: [np.str_(i) for i in v] if isinstance(v, list) else v for k, v in split.items()}
+    np.save(path, split, allow_pickle=True)
+  else:
+    path.write_text(json.dumps(split))
+  return path
+
+
+def _write_dmtl(path, split=SPLIT, key=np.str_):
+  """Writes ``split`` as DiffusionMTL's new_*.pth: id -> [semseg, human_parts, sal, normals,
+  edge]."""
+  torch = pytest.importorskip("torch", reason="PyTorch (optional extra) is needed for .pth files")
+  order = ("semseg", "human_parts", "sal", "normals", "edge")
+  rows = {}
+  for t, task in enumerate(order):
+    for i in split[task]:
+      rows.setdefault(key(i), [0] * len(order))[t] = 1
+  torch.save(rows, path)
+  return path
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".json"])
+def test_converter_pascal_split(tmp_path, suffix, monkeypatch):
+  monkeypatch.setitem(sys.modules, "torch", None)  # .npy / .json need no PyTorch.
+  source = _write_split(tmp_path / f"onelabel{suffix}")
+  ids = _write_ids(tmp_path / "train.txt")
+  mask = _converter().convert(source, tmp_path / "out.npy", ids_path=ids)
+  np.testing.assert_array_equal(mask, EXPECTED)
+  written = np.load(tmp_path / "out.npy")
+  assert written.dtype == np.float32
+  np.testing.assert_array_equal(written, EXPECTED)
+  np.testing.assert_array_equal(
+      resolve_label_mask(
+          tmp_path / "out.npy",
+          num_examples=6,
+          dataset_tasks=PASCAL_TASKS,
+          tasks=("normal", "saliency"),
+          seed=0,
+      ),
+      EXPECTED[:, [3, 2]],
+  )
+
+
+@pytest.mark.parametrize("key", [np.str_, str])
+def test_converter_diffusionmtl_pth(tmp_path, key):
+  source = _write_dmtl(tmp_path / "new_onelabel.pth", key=key)
+  ids = _write_ids(tmp_path / "train.txt")
+  convert = _converter()
+  mask = convert.convert(source, tmp_path / "out.npy", ids_path=ids)
+  np.testing.assert_array_equal(mask, EXPECTED)
+  # The labels_weights format still needs no --ids and refuses one.
+  import torch
+
+  torch.save({"labels_weights": torch.tensor(EXPECTED)}, tmp_path / "mtpsl.pth")
+  np.testing.assert_array_equal(
+      convert.convert(tmp_path / "mtpsl.pth", tmp_path / "w.npy"), EXPECTED
+  )
+  with pytest.raises(ValueError, match="--ids is only for PASCAL splits"):
+    convert.convert(tmp_path / "mtpsl.pth", tmp_path / "w.npy", force=True, ids_path=ids)
+
+
+def test_converter_diffusionmtl_bad_rows(tmp_path):
+  torch = pytest.importorskip("torch", reason="PyTorch (optional extra) is needed for .pth files")
+  ids = _write_ids(tmp_path / "train.txt")
+  convert = _converter()
+  for name, data, match in [
+      ("short", {i: [1, 0, 0, 0] for i in IDS}, r"maps '2008_000003' to \[1, 0, 0, 0\]"),
+      ("values", {i: [2, 0, 0, 0, 0] for i in IDS}, "expected .* 5 values 0/1"),
+      ("other", {"weights": torch.ones(6, 5)}, "labels_weights"),
+      ("list", [1, 2, 3], "has no 2-D tensor 'labels_weights' and is no DiffusionMTL dict"),
+  ]:
+    torch.save(data, tmp_path / f"{name}.pth")
+    with pytest.raises(ValueError, match=match):
+      convert.convert(tmp_path / f"{name}.pth", tmp_path / "out.npy", ids_path=ids)
+  assert not (tmp_path / "out.npy").exists()
+
+
+def _drop(split, task, image_id):
+  return {k: [i for i in v if not (k == task and i == image_id)] for k, v in split.items()}
+
+
+@pytest.mark.parametrize(
+    "split, ids, match",
+    [
+        (
+            {**SPLIT, "edge": [*SPLIT["edge"], "2012_000001", "2012_000002"]},
+            IDS,
+            r"2 ids of the split are not in the --ids list of 6 ids \(e\.g\. \['2012_000001'",
+        ),
+        (
+            _drop(SPLIT, "edge", "2009_000010"),
+            IDS,
+            r"1 of the 6 --ids are labelled for no task \(e\.g\. \['2009_000010'\]\)",
+        ),
+        (
+            SPLIT,
+            [*IDS, "2012_000007", "2012_000008"],
+            r"2 of the 8 --ids are labelled for no task",
+        ),
+        ({**SPLIT, "depth": []}, IDS, r"has task keys .*; expected exactly"),
+        ({k: v for k, v in SPLIT.items() if k != "sal"}, IDS, "has task keys .*; expected exactly"),
+        (
+            {k: v for k, v in {**SPLIT, "saliency": SPLIT["sal"]}.items() if k != "sal"},
+            IDS,
+            "has task keys",
+        ),
+        (
+            {**SPLIT, "edge": [*SPLIT["edge"], "2009_000010"]},
+            IDS,
+            r"lists 1 ids of task 'edge' more than once",
+        ),
+        ({**SPLIT, "edge": "2009_000010"}, IDS, r"task 'edge' holds a str; expected a list"),
+        (SPLIT, [*IDS, IDS[2]], r"lists 1 ids more than once \(e\.g\. \['2009_000010'\]\)"),
+        (SPLIT, [], "holds no ids"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".npy", ".json"])
+def test_converter_pascal_errors(tmp_path, split, ids, match, suffix):
+  source = _write_split(tmp_path / f"split{suffix}", split)
+  with pytest.raises(ValueError, match=match) as info:
+    _converter().convert(source, tmp_path / "out.npy", ids_path=_write_ids(tmp_path / "ids", ids))
+  assert f"split{suffix}" in str(info.value) or "--ids" in str(info.value)
+  assert not (tmp_path / "out.npy").exists()
+
+
+def test_converter_pascal_cli_errors(tmp_path, capsys):
+  convert = _converter()
+  source = _write_split(tmp_path / "onelabel.npy")
+  ids = _write_ids(tmp_path / "train.txt")
+  for argv, message in [
+      ([source, tmp_path / "out.npy"], "pass --ids PATH"),
+      ([source, tmp_path / "out.npy", "--ids", tmp_path / "no.txt"], "no.txt does not exist"),
+      ([source, source, "--ids", ids, "--force"], "is the input file"),
+      ([source, tmp_path / "out.txt", "--ids", ids], "must end in .npy"),
+      ([tmp_path / "split.yaml", tmp_path / "out.npy"], "does not exist"),
+  ]:
+    with pytest.raises(SystemExit):
+      convert.main([str(a) for a in argv])
+    assert message in capsys.readouterr().err
+  (tmp_path / "split.txt").write_text("{}")
+  with pytest.raises(SystemExit):
+    convert.main([str(tmp_path / "split.txt"), str(tmp_path / "out.npy")])
+  assert "is neither .pth" in capsys.readouterr().err
+  (tmp_path / "bad.json").write_text("{not json")
+  with pytest.raises(SystemExit):
+    convert.main([str(tmp_path / "bad.json"), str(tmp_path / "out.npy"), "--ids", str(ids)])
+  assert "bad.json is not a readable split" in capsys.readouterr().err
+  assert not (tmp_path / "out.npy").exists()
+
+  assert convert.main([str(source), str(tmp_path / "out.npy"), "--ids", str(ids)]) == 0
+  assert "'saliency': 3" in capsys.readouterr().out
+  (tmp_path / "out.npy").write_bytes(b"keep")
+  with pytest.raises(SystemExit):
+    convert.main([str(source), str(tmp_path / "out.npy"), "--ids", str(ids)])
+  assert "--force" in capsys.readouterr().err
+  assert (tmp_path / "out.npy").read_bytes() == b"keep"
+  assert convert.main([str(source), str(tmp_path / "out.npy"), "--ids", str(ids), "--force"]) == 0
+  np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), EXPECTED)
+
+
+class _Touch:
+  """Unpickling it would create ``path`` (what a tampered split could do instead)."""
+
+  def __init__(self, path):
+    self.path = path
+
+  def __reduce__(self):
+    return (Path.touch, (self.path,))
+
+
+def test_converter_npy_refuses_code_in_the_pickle(tmp_path):
+  marker = tmp_path / "was_run"
+  split = {**SPLIT, "edge": [*SPLIT["edge"], _Touch(marker)]}
+  np.save(tmp_path / "evil.npy", np.array(split, dtype=object), allow_pickle=True)
+  with pytest.raises(ValueError, match="not a readable split .*is not allowed"):
+    _converter().convert(
+        tmp_path / "evil.npy", tmp_path / "out.npy", ids_path=_write_ids(tmp_path / "ids")
+    )
+  assert not marker.exists()
+  np.save(tmp_path / "numeric.npy", np.ones((6, 5), np.float32))
+  with pytest.raises(ValueError, match="not one pickled object"):
+    _converter().convert(
+        tmp_path / "numeric.npy", tmp_path / "out.npy", ids_path=_write_ids(tmp_path / "ids")
+    )
+
+
+@pytest.mark.parametrize("name", ["onelabel", "randomlabels"])
+def test_converter_published_pascal_splits(tmp_path, name):
+  source = SETTINGS_DIR / f"pascal_{name}.npy"
+  if not source.is_file():
+    pytest.skip(f"published MTPSL splits not found at {SETTINGS_DIR} (../shared/data is absent)")
+  # The split's union, sorted, stands in for ImageSets/Context/train.txt (the same 4998 ids).
+  split = json.loads((SETTINGS_DIR / f"pascal_{name}.json").read_text())
+  ids = _write_ids(tmp_path / "train.txt", sorted(set().union(*split.values())))
+  convert = _converter()
+  assert convert.main([str(source), str(tmp_path / "m.npy"), "--ids", str(ids)]) == 0
+  mask = resolve_label_mask(
+      tmp_path / "m.npy", num_examples=4998, dataset_tasks=PASCAL_TASKS, tasks=PASCAL_TASKS, seed=0
+  )
+  # DATA_AND_METRICS.md: human_parts / edge / semseg / normals / sal, in PASCAL_TASKS order here.
+  if name == "onelabel":
+    np.testing.assert_array_equal(mask.sum(0), [1000, 999, 1000, 1000, 999])
+    assert (mask.sum(1) == 1).all()
+  else:
+    np.testing.assert_array_equal(mask.sum(0), [2450, 847, 2445, 2480, 2557])
+    np.testing.assert_array_equal(np.bincount(mask.sum(1).astype(int)), [0, 1538, 1529, 1541, 390])
+  json_mask = convert.convert(
+      SETTINGS_DIR / f"pascal_{name}.json", tmp_path / "j.npy", ids_path=ids
+  )
+  np.testing.assert_array_equal(json_mask, mask)
+
+
+def test_published_cityscapes_onelabel():
+  path = SETTINGS_DIR / "cityscapes_onelabel.npy"
+  if not path.is_file():
+    pytest.skip(f"published MTPSL splits not found at {SETTINGS_DIR} (../shared/data is absent)")
+  mask = resolve_label_mask(
+      path, num_examples=2975, dataset_tasks=("semseg", "depth"), tasks=("semseg", "depth"), seed=0
+  )
+  assert mask.shape == (2975, 2) and (mask.sum(1) == 1).all()
+  np.testing.assert_array_equal(mask.sum(0), [1487, 1488])
+  np.testing.assert_array_equal(
+      resolve_label_mask(
+          path, num_examples=2975, dataset_tasks=("semseg", "depth"), tasks=("depth",), seed=0
+      ),
+      mask[:, [1]],
+  )

@@ -6,9 +6,26 @@
     # Weight-free superpixels (scikit-image):
     python tools/export_regions.py --method superpixel --data-dir data/nyuv2 --split train \
         --out regions/nyuv2_fz
+    # NYUD-MT / PASCAL-Context / Cityscapes: the images the training pipeline sees (the canvas of
+    # configs/nyudmt.py, configs/pascal_context.py: resize to 480x640, 512x512):
+    python tools/export_regions.py --method superpixel --dataset nyudmt --data-dir data/NYUD_MT \
+        --out regions/nyudmt_fz
+    python tools/export_regions.py --method superpixel --dataset pascal_context \
+        --data-dir data/PASCAL_MT --geometry pad --out regions/pascal_pad_fz
+    python tools/export_regions.py --method superpixel --dataset cityscapes \
+        --data-dir data/cityscapes --out regions/cityscapes_fz
     # The generated dataset, or a folder of images:
     python tools/export_regions.py --method superpixel --tfds procedural_rooms --split train --out R
     python tools/export_regions.py --method superpixel --images photos/ --out R
+
+``--dataset NAME`` exports the images of ``split`` exactly as the training pipeline reads them
+before augmentation (``mtjax.data.sources.create_source`` with ``config.dataset.name = NAME``, in
+the training role): NYUD-MT and PASCAL-Context images are fitted to the canvas by ``--geometry``
+(resize | pad, as ``config.dataset.geometry``) at ``--size H W`` (default: the dataset's canvas of
+that geometry, ``sources.DEFAULT_SIZES``), NYUD-MT read from archive ``--archive``. Train with the
+same ``config.dataset.geometry`` / ``size`` / ``archive``: maps made for one fitting are wrong for
+another (the manifest records it, and a directory of another fitting is refused). ``--data-dir``
+without ``--dataset`` (or ``--tfds``) is NYUv2 in the MTAN layout (``--dataset nyuv2``).
 
 Training reads the maps with ``config.regions.source = "files"``, ``config.regions.dir = OUT``.
 
@@ -47,6 +64,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run from a check
 from mtjax.data import region_export, regions  # pylint: disable=g-import-not-at-top  # noqa: E402
 from mtjax.data.region_export import ExportError  # pylint: disable=g-import-not-at-top  # noqa: E402
 
+# --dataset: config.dataset.name values, and the task each reads (its first: semseg everywhere).
+DATASETS = ("nyuv2", "nyudmt", "pascal_context", "cityscapes")
+FIRST_TASK = {"nyudmt": "semseg", "pascal_context": "semseg", "cityscapes": "semseg"}
+FITTED_DATASETS = ("nyudmt", "pascal_context")  # Variable-size: fitted to a canvas.
 SAM_EXTRA = 'pip install -e ".[sam]"  (segment-anything, torch==2.14.*, torchvision==0.29.*)'
 # Official encoder widths: what a checkpoint's patch embedding says its model type is.
 _EMBED_DIM_TO_TYPE = {1280: "vit_h", 1024: "vit_l", 768: "vit_b"}
@@ -203,10 +224,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   )
   p.add_argument("--method", required=True, choices=("sam", "superpixel"))
   src = p.add_argument_group("input (one of)")
-  src.add_argument("--data-dir", help="NYUv2 root (MTAN layout); with --tfds: the TFDS data dir")
+  src.add_argument(
+      "--dataset",
+      choices=DATASETS,
+      help="a dataset in its on-disk layout under --data-dir, read as the training pipeline reads "
+      "it (default with --data-dir alone: nyuv2)",
+  )
+  src.add_argument(
+      "--data-dir",
+      help="the dataset root (--dataset; alone: NYUv2, MTAN layout); with --tfds: the TFDS data dir",
+  )
   src.add_argument("--tfds", metavar="NAME[/CONFIG]", help="a TFDS dataset, e.g. procedural_rooms")
   src.add_argument("--images", metavar="DIR", help="a folder of images (ids: file stems)")
   src.add_argument("--split", default="train", help="split to export (default: train)")
+  fit = p.add_argument_group("--dataset nyudmt | pascal_context (defaults: as the configs)")
+  fit.add_argument(
+      "--geometry",
+      choices=("resize", "pad"),
+      help="fitting to the canvas, config.dataset.geometry (default: resize)",
+  )
+  fit.add_argument(
+      "--size",
+      type=int,
+      nargs=2,
+      metavar=("H", "W"),
+      help="the canvas, config.dataset.size (default: the dataset's of --geometry: NYUD-MT "
+      "480x640 resize / 448x576 pad, PASCAL 512x512)",
+  )
+  fit.add_argument(
+      "--archive",
+      choices=("mtinet", "atrc", "astmt"),
+      help="nyudmt: the archive's format, config.dataset.archive (default: mtinet)",
+  )
   out = p.add_argument_group("output")
   out.add_argument("--out", required=True, help="region directory (REGIONS.md)")
   out.add_argument("--limit", type=int, help="only the first N examples of the split")
@@ -236,16 +285,79 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
+def dataset_config(args: argparse.Namespace):
+  """The config (``configs/default.py``) whose ``create_source(config, args.split)`` reads the
+  split as training does: ``config.dataset`` from the flags, ``train_split = args.split`` (the
+  training role), and only the dataset's first task (a reader needs one; the image does not
+  depend on the tasks, and no other task's files are opened)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  config = default.get_config()
+  config.dataset.name = args.dataset
+  config.dataset.data_dir = args.data_dir
+  config.dataset.train_split = args.split
+  config.tasks = (FIRST_TASK[args.dataset],)
+  if args.geometry is not None:
+    config.dataset.geometry = args.geometry
+  if args.size is not None:
+    config.dataset.size = tuple(args.size)
+  if args.archive is not None:
+    config.dataset.archive = args.archive
+  return config
+
+
+def dataset_images(args: argparse.Namespace) -> region_export.Images:
+  """``--dataset``: the split through ``sources.create_source`` (``region_export.source_images``)."""
+  fitted = args.dataset in FITTED_DATASETS
+  given = [
+      f"--{name}"
+      for name in ("geometry", "size", "archive")
+      if getattr(args, name) is not None
+      and not (fitted and (name != "archive" or args.dataset == "nyudmt"))
+  ]
+  if given:
+    raise ExportError(f"--dataset {args.dataset} takes no {' '.join(given)}")
+  if args.dataset == "nyuv2":  # Only the image files (the same images and ids as NYUv2Split).
+    return region_export.nyuv2_images(args.data_dir, args.split)
+  # Imported here, after the method: sources imports jax and TFDS (see main).
+  from mtjax.data import sources  # pylint: disable=g-import-not-at-top
+
+  config = dataset_config(args)
+  provenance = {}
+  try:
+    if fitted:
+      provenance["role"] = "train"
+      provenance["geometry"] = config.dataset.geometry
+      provenance["size"] = list(sources.canvas_size(config))
+      if args.dataset == "nyudmt":
+        provenance["archive"] = config.dataset.archive
+    source = sources.create_source(config, args.split)
+  except (OSError, ValueError) as e:  # The readers name the path and the layout they expect.
+    raise ExportError(f"--dataset {args.dataset} --data-dir {args.data_dir}: {e}") from e
+  return region_export.source_images(
+      source, args.dataset, args.data_dir, args.split, provenance=provenance
+  )
+
+
 def make_images(args: argparse.Namespace) -> region_export.Images:
   if args.images is not None:
-    if args.tfds is not None or args.data_dir is not None:
-      raise ExportError("--images takes no --tfds or --data-dir: give one input")
+    if args.tfds is not None or args.data_dir is not None or args.dataset is not None:
+      raise ExportError("--images takes no --tfds, --dataset or --data-dir: give one input")
     return region_export.folder_images(args.images, args.split)
   if args.tfds is not None:
+    if args.dataset is not None:
+      raise ExportError("--tfds takes no --dataset: give one input")
     return region_export.tfds_images(args.tfds, args.split, args.data_dir)
   if args.data_dir is None:
-    raise ExportError("give an input: --data-dir (NYUv2, MTAN layout), --tfds NAME or --images DIR")
-  return region_export.nyuv2_images(args.data_dir, args.split)
+    if args.dataset is not None:
+      raise ExportError(f"--dataset {args.dataset} needs --data-dir (the dataset root)")
+    raise ExportError(
+        "give an input: --dataset NAME --data-dir DIR, --data-dir (NYUv2, MTAN layout), "
+        "--tfds NAME or --images DIR"
+    )
+  if args.dataset is None:
+    args.dataset = "nyuv2"
+  return dataset_images(args)
 
 
 def make_method(args: argparse.Namespace):
@@ -283,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     # The method first: torchvision (SAM) crashes a process that has imported TensorFlow
-    # (--tfds), while the other order works.
+    # (--tfds), while the other order works; --dataset imports jax and TFDS (sources).
     method = make_method(args)
     images = make_images(args)
     report = region_export.export(

@@ -3,7 +3,8 @@
 Generic over a *source*: any object with ``num_examples`` (int), ``tasks`` (tuple of task names,
 each a key of ``FIELDS``), ``image_shape`` ((H, W)) and ``load(i) -> dict`` of numpy arrays
 (``image`` plus one array per task, dtypes and shapes as in ``FIELDS``), e.g.
-``mtjax.data.nyuv2.NYUv2Split``. ``load`` runs in tf.data's parallel threads (via
+``mtjax.data.nyuv2.NYUv2Split``. A source whose ``has_box`` is true also returns ``box`` int32 [4]
+(``mtjax.data.geometry``), batched as [B, 4]. ``load`` runs in tf.data's parallel threads (via
 ``tf.numpy_function``), so it must be thread-safe. Batches follow the batch dict of SPEC.md /
 ARCHITECTURE.md. Resuming is by ``start_step``, not by tf.data iterator checkpoints (which cannot
 serialise ``numpy_function``).
@@ -26,6 +27,12 @@ FIELDS = {
     "image": (tf.float32, (3,), 0),
     "regions": (tf.int32, (), -1),
 }
+# key -> (dtype, full shape, fill of padding examples) of per-example values that are not maps:
+# ``box`` (top, left, height, width) of the native ground truth on the canvas, from the sources
+# that fit variable-size images to one canvas (``mtjax.data.geometry``).
+EXAMPLE_FIELDS = {
+    "box": (tf.int32, (4,), 0),
+}
 
 
 def field(key: str) -> tuple[tf.DType, tuple[int, ...], float]:
@@ -36,17 +43,24 @@ def field(key: str) -> tuple[tf.DType, tuple[int, ...], float]:
   """
   if key in FIELDS:
     return FIELDS[key]
+  if key in EXAMPLE_FIELDS:
+    return EXAMPLE_FIELDS[key]
   if key in tasks_lib.names():
     task = tasks_lib.get_task(key)
     return tf.as_dtype(task.gt_dtype), task.gt_shape, task.ignore
-  raise ValueError(f"{key!r} is neither a task ({tasks_lib.names()}) nor one of {tuple(FIELDS)}")
+  raise ValueError(
+      f"{key!r} is neither a task ({tasks_lib.names()}) nor one of {(*FIELDS, *EXAMPLE_FIELDS)}"
+  )
 # Purposes folded into the user seed so that the epoch permutations and augmentations are independent.
 _PERMUTATION, _AUGMENTATION = 0, 1
 
 
 def _keys(source, *extra: str) -> tuple[str, ...]:
-  keys = ("image", *source.tasks, *extra)
-  unknown = [k for k in keys if k not in FIELDS and k not in tasks_lib.names()]
+  boxed = ("box",) if getattr(source, "has_box", False) else ()
+  keys = ("image", *source.tasks, *boxed, *extra)
+  unknown = [
+      k for k in keys if k not in FIELDS and k not in EXAMPLE_FIELDS and k not in tasks_lib.names()
+  ]
   if unknown:
     raise ValueError(
         f"source tasks {tuple(source.tasks)} include {unknown}; the pipeline knows "
@@ -75,7 +89,9 @@ def _load_fn(source, keys: tuple[str, ...]):
   """tf function: int32 [] index -> dict of tensors; index -1 gives an invalid padding example."""
   height, width = source.image_shape
   fields = {k: field(k) for k in keys}
-  shapes = {k: (height, width, *fields[k][1]) for k in keys}
+  shapes = {
+      k: fields[k][1] if k in EXAMPLE_FIELDS else (height, width, *fields[k][1]) for k in keys
+  }
   padding = [np.full(shapes[k], fields[k][2], fields[k][0].as_numpy_dtype) for k in keys]
 
   def load_numpy(index):
@@ -132,6 +148,9 @@ def train_dataset(
     process_count: int = 1,
     scales: Sequence[float] = augment_lib.DEFAULT_SCALES,
     flip: bool = True,
+    augmentation: str = "scale_crop",
+    scale_range: tuple[float, float] = augment_lib.DEFAULT_SCALE_RANGE,
+    photometric: bool = False,
     regions: regions_lib.RegionSpec | None = None,
     views: int = 1,
     tasks: Sequence[tasks_lib.Task] | None = None,
@@ -157,7 +176,9 @@ def train_dataset(
     seed: integer seed of the epoch order and the augmentation.
     start_step: number of global steps already consumed.
     process_index, process_count: this host and the number of hosts.
-    scales, flip: augmentation (``augment.augment``); ``scales=(1.0,), flip=False`` disables it.
+    scales, flip, augmentation, scale_range, photometric: augmentation (``augment.augment``'s
+      ``scales``, ``flip``, ``name``, ``scale_range``, ``photometric``); ``scale_crop`` with
+      ``scales=(1.0,), flip=False`` disables it.
     regions: what to attach as ``regions`` (``mtjax.data.regions``); None or source ``"none"``:
       nothing. Maps of the stored example (instance ids, exported files) are augmented with the
       labels (nearest); a patch grid or the semantic regions are made on the augmented example;
@@ -217,7 +238,16 @@ def train_dataset(
     seed = _derive_seed(base_seed, _AUGMENTATION, epoch, index)
     if view:
       seed = _derive_seed(seed, view)
-    example = augment_lib.augment(stored, seed, scales=scales, flip=flip, tasks=tasks)
+    example = augment_lib.augment(
+        stored,
+        seed,
+        name=augmentation,
+        scales=scales,
+        flip=flip,
+        scale_range=scale_range,
+        photometric=photometric,
+        tasks=tasks,
+    )
     if attach_regions is not None:
       example["regions"] = attach_regions(example)
     return example

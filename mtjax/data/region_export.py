@@ -14,6 +14,10 @@ maps to compute and writes them through it. Nothing here imports torch: the SAM 
   on first use.
 * ``folder_images(directory)``: every ``.png .jpg .jpeg .bmp .tif .tiff .webp`` file of a
   folder (not recursive), RGB; ids the file stems.
+* ``source_images(source, dataset, data_dir, split)``: the images a pipeline source
+  (``mtjax.data.sources.create_source``: NYUD-MT, PASCAL-Context, Cityscapes, ...) gives the
+  training pipeline before augmentation, at its ``image_shape`` (the canvas of the
+  variable-size datasets); ids ``source.example_id(i)``.
 
 **The loop** (``export``): the examples are the first ``limit`` of the split, of which shard ``i``
 of ``K`` takes every K-th starting at i. A map that exists is finished (maps are written to a
@@ -250,6 +254,77 @@ def folder_images(directory: str | Path, split: str = "train") -> Images:
   )
 
 
+def source_images(
+    source,
+    dataset: str,
+    data_dir: str | Path,
+    split: str,
+    *,
+    provenance: dict[str, Any] | None = None,
+) -> Images:
+  """The images a training pipeline source gives before augmentation: ``source.load(i)["image"]``
+  (float [H, W, 3] in [0, 1] at ``source.image_shape``) as uint8, keyed by
+  ``source.example_id(i)``: exactly the images and ids that ``regions.WithRegionMaps`` pairs
+  the maps with.
+
+  For the variable-size datasets (NYUD-MT, PASCAL-Context) that is the image fitted to the
+  canvas (``mtjax.data.geometry``): maps exported for one geometry or canvas do not fit another,
+  so pass them as ``provenance`` (they go to the manifest, and ``export`` refuses to add maps of
+  another fitting to a directory). ``tools/export_regions.py --dataset`` builds the source with
+  ``mtjax.data.sources.create_source``.
+
+  Args:
+    source: a pipeline source (``num_examples``, ``image_shape``, ``example_id``, ``load``).
+    dataset: ``config.dataset.name``, for the manifest.
+    data_dir: the dataset root, for the manifest.
+    split: the split the maps go to (``REGION_DIR/{split}/``).
+    provenance: more of the manifest's ``source``, e.g. ``{"geometry": "resize", "size": [H, W],
+      "archive": "mtinet", "role": "train"}``.
+
+  Raises:
+    ExportError: ``provenance`` overrides ``dataset``, ``data_dir`` or ``split``. ``read``
+      raises ``BadImageError`` for an example the source cannot load (naming it and the error).
+  """
+  provenance = dict(provenance or {})
+  clash = sorted({"dataset", "data_dir", "split"} & set(provenance))
+  if clash:
+    raise ExportError(f"provenance may not override {clash}")
+  height, width = (int(d) for d in source.image_shape)
+  example_ids = [str(source.example_id(index)) for index in range(source.num_examples)]
+  layout = f"float [H, W, 3] in [0, 1] at the source's image_shape {height}x{width}"
+
+  def describe(index: int) -> str:
+    return f"{dataset} {split}[{index}] (id {example_ids[index]}) in {data_dir}"
+
+  def read(index: int) -> np.ndarray:
+    try:
+      image = source.load(index)["image"]
+    except (OSError, ValueError, KeyError) as e:  # The readers name the file in their messages.
+      raise BadImageError(
+          f"example {example_ids[index]!r} ({describe(index)}) cannot be loaded ({e})"
+      ) from e
+    image = _to_uint8(image, example_ids[index], describe(index), layout)
+    if image.shape[:2] != (height, width):
+      raise BadImageError(
+          f"image of example {example_ids[index]!r} ({describe(index)}) is "
+          f"{image.shape[0]}x{image.shape[1]}; expected {layout}"
+      )
+    return image
+
+  return Images(
+      source={
+          "dataset": dataset,
+          "data_dir": str(Path(data_dir).resolve()),
+          "split": split,
+          **provenance,
+      },
+      split=split,
+      example_ids=example_ids,
+      describe=describe,
+      read=read,
+  )
+
+
 # --------------------------------------------------------------------------------------------
 # Methods
 # --------------------------------------------------------------------------------------------
@@ -412,6 +487,12 @@ def _start_manifest(out: Path, images: Images, method: Method, overwrite: bool) 
             f"{out} holds maps of dataset {old_dataset!r}, not {images.source['dataset']!r}; "
             "export to another directory (or pass --overwrite)"
         )
+      fitting = _fitting_differences(old.get("source", {}), images.source)
+      if fitting and not overwrite:
+        raise ExportError(
+            f"{out} holds maps of images fitted otherwise ({'; '.join(fitting)}): they are not "
+            "the images this run exports; export to another directory (or pass --overwrite)"
+        )
       manifest = dict(old)
       if changed:
         stale = sorted(set(old.get("counts", {})) - {images.split})
@@ -429,6 +510,18 @@ def _start_manifest(out: Path, images: Images, method: Method, overwrite: bool) 
         source=images.source,
     )
     regions.write_manifest(out, manifest, overwrite=True)
+
+
+# Manifest ``source`` keys saying how the images were fitted to the canvas (``source_images``).
+FITTING_KEYS = ("geometry", "size", "archive")
+
+
+def _fitting_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  return [
+      f"{k}: {old.get(k)!r} vs {new.get(k)!r}"
+      for k in FITTING_KEYS
+      if (k in old or k in new) and old.get(k) != new.get(k)
+  ]
 
 
 def _differences(old: dict[str, Any], method: Method) -> list[str]:
@@ -501,7 +594,7 @@ def export(
   """Exports the region map of each selected example of ``images`` to ``out`` (module docstring).
 
   Args:
-    images: the split (``nyuv2_images``, ``tfds_images``, ``folder_images``).
+    images: the split (``nyuv2_images``, ``tfds_images``, ``folder_images``, ``source_images``).
     method: the exporter (``Superpixels``, or the SAM method of ``tools/export_regions.py``).
     out: the region directory (REGIONS.md), created if missing.
     limit: export only the first ``limit`` examples of the split (before sharding).
@@ -515,7 +608,7 @@ def export(
 
   Raises:
     ExportError: ``out`` not writable; a manifest of an unknown format, another method,
-      parameters or dataset (without ``overwrite``); bad shard flags; an unreadable image
+      parameters, dataset or fitting (without ``overwrite``); bad shard flags; an unreadable image
       (``BadImageError``, without ``skip_bad``); a method's map of the wrong size.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
