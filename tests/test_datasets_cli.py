@@ -76,9 +76,7 @@ CASES = {
     ),
     "cityscapes": (
         "configs/cityscapes.py",
-        lambda root: make_cityscapes_layout(
-            root, splits={"train": 4, "val": 3}, hw=(32, 64)
-        ),
+        lambda root: make_cityscapes_layout(root, splits={"train": 4, "val": 3}, hw=(32, 64)),
         [],
         {"semseg": ("miou",), "depth": ("abs_err",)},
     ),
@@ -87,23 +85,23 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_config_trains_evaluates_and_checkpoints(tmp_path, case):
-    config, write, flags, expected = CASES[case]
-    data = write(tmp_path / "data")
-    workdir = str(tmp_path / "run")
-    proc = run_main(
-        workdir,
-        f"--config.dataset.data_dir={data}",
-        *TWO_STEPS,
-        *TINY,
-        *flags,
-        config=config,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
-    scalars = read_scalars(workdir)
-    for task, names in expected.items():
-        assert 2 in scalars.get(f"train/loss/{task}", {}), (task, sorted(scalars))
-        for name in names:
-            tag = f"eval/{task}/{name}"
-            assert 2 in scalars.get(tag, {}), (tag, sorted(scalars))
-            assert np.isfinite(scalars[tag][2]), tag
+  config, write, flags, expected = CASES[case]
+  data = write(tmp_path / "data")
+  workdir = str(tmp_path / "run")
+  proc = run_main(
+      workdir,
+      f"--config.dataset.data_dir={data}",
+      *TWO_STEPS,
+      *TINY,
+      *flags,
+      config=config,
+  )
+  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
+  scalars = read_scalars(workdir)
+  for task, names in expected.items():
+    assert 2 in scalars.get(f"train/loss/{task}", {}), (task, sorted(scalars))
+    for name in names:
+      tag = f"eval/{task}/{name}"
+      assert 2 in scalars.get(tag, {}), (tag, sorted(scalars))
+      assert np.isfinite(scalars[tag][2]), tag
