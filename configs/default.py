@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.size = ()  # the canvas (H, W); (): the dataset's (NYUD-MT 480x640, PASCAL 512x512)
   config.dataset.normal_interpolation = "cubic"  # resize: normals cubic (MTI-Net) | nearest (MT-CP)
   config.dataset.archive = "mtinet"  # nyudmt: mtinet (MT-CP's, default) | atrc | astmt
+  # pascal_context normals: the folder of MTI-Net's db_info/{nyu,context}_classes.json ("":
+  # data_dir/db_info).
+  config.dataset.db_info_dir = ""
 
   # ---- Augmentation (MTPSL's training loader: RandomScaleCrop, no flip) ---------------------
   config.augment = ml_collections.ConfigDict()

@@ -148,8 +148,14 @@ def make_pascal_layout(root, splits=None, hw_list=DEFAULT_HW, seed=0) -> Path:
   splits = {"train": 3, "val": 2} if splits is None else splits
   rng = np.random.default_rng(seed)
   folders = (
-      "JPEGImages", "ImageSets/Context", "semseg/VOC12", "semseg/pascal-context", "human_parts",
-      "sal_distill", "normals_distill", "pascal-context/trainval",
+      "JPEGImages",
+      "ImageSets/Context",
+      "semseg/VOC12",
+      "semseg/pascal-context",
+      "human_parts",
+      "sal_distill",
+      "normals_distill",
+      "pascal-context/trainval",
   )
   for folder in folders:
     (root / folder).mkdir(parents=True, exist_ok=True)

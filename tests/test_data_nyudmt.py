@@ -63,7 +63,10 @@ def test_read_conventions(tmp_path, archive):
     data = nyudmt.NYUDMTSplit(root, split, archive=archive)
     assert (data.num_examples, data.split, data.tasks) == (n, split, nyudmt.NYUDMT_TASKS)
     assert (data.label_tasks, data.image_shape, data.has_instances, data.has_box) == (
-        nyudmt.NYUDMT_TASKS, (480, 640), False, True,
+        nyudmt.NYUDMT_TASKS,
+        (480, 640),
+        False,
+        True,
     )
     assert [data.example_id(k) for k in range(n)] == _ids(root, split)
     assert data.native_shapes == (HW,) * n
@@ -183,7 +186,8 @@ def test_subset_of_tasks_reads_only_those(tmp_path, archive):
   # Dataset order, whatever the order asked; a string is one task.
   root2 = _make(tmp_path / "b", archive)
   assert nyudmt.NYUDMTSplit(root2, "val", archive=archive, tasks=("edge", "semseg")).tasks == (
-      "semseg", "edge",
+      "semseg",
+      "edge",
   )
   assert nyudmt.NYUDMTSplit(root2, "val", archive=archive, tasks="normal").tasks == ("normal",)
 

@@ -18,8 +18,17 @@ TRAIN_IDS = ["2008_000002", "2008_000004", "2008_000006"]
 
 # The part groups written out independently of the module (DATA_AND_METRICS "PASCAL-Context").
 GROUP = {
-    "hair": 1, "head": 1, "reye": 1, "neck": 2, "torso": 2, "luarm": 3, "rlarm": 4, "lhand": 4,
-    "ruleg": 5, "llleg": 6, "rfoot": 6,
+    "hair": 1,
+    "head": 1,
+    "reye": 1,
+    "neck": 2,
+    "torso": 2,
+    "luarm": 3,
+    "rlarm": 4,
+    "lhand": 4,
+    "ruleg": 5,
+    "llleg": 6,
+    "rfoot": 6,
 }
 
 

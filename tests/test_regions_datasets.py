@@ -24,25 +24,19 @@ import export_regions  # noqa: E402  pylint: disable=g-import-not-at-top
 
 SPLITS = {"train": 4, "val": 2}
 SUPERPIXELS = {"scale": 50.0, "min_size": 10}
-# name -> (fixture writer, canvas size or None, geometry or None, augmentation or None).
-# NYUD-MT: images of 18..24 x 26..32 resized to 24x32 (MT-CP); PASCAL: the fixture's 20x28,
-# 26x18, 16x22 centre-padded to 28x32 with InvPT's scale_pad; Cityscapes: 24x32 as stored.
+# name -> (fixture writer, canvas size or None, geometry or None). NYUD-MT: images of
+# 18..24 x 26..32 resized to 24x32 (MT-CP); PASCAL: the fixture's 20x28, 26x18, 16x22
+# centre-padded to 28x32 (InvPT's geometry); Cityscapes: 24x32 as stored. Augmentation: the
+# configs' (centre_zoom, centre_zoom, scale_crop).
 DATASETS = {
     "nyudmt": (
         lambda root: make_nyudmt_layout(root, splits=SPLITS, hw=(24, 32), size_jitter=6),
         (24, 32),
         "resize",
-        None,
     ),
-    "pascal_context": (
-        lambda root: make_pascal_layout(root, splits=SPLITS),
-        (28, 32),
-        "pad",
-        "scale_pad",
-    ),
+    "pascal_context": (lambda root: make_pascal_layout(root, splits=SPLITS), (28, 32), "pad"),
     "cityscapes": (
         lambda root: make_cityscapes_layout(root, splits=SPLITS, hw=(24, 32)),
-        None,
         None,
         None,
     ),
@@ -51,19 +45,17 @@ DATASETS = {
 
 def _training_config(name, data_dir):
   """The dataset's own config (configs/{name}.py), as training would run it on the tiny data."""
-  _, size, geometry, augmentation = DATASETS[name]
+  _, size, geometry = DATASETS[name]
   config = importlib.import_module(f"configs.{name}").get_config()
   config.dataset.data_dir = str(data_dir)
   if size is not None:
     config.dataset.size = size
     config.dataset.geometry = geometry
-  if augmentation is not None:
-    config.augment.name = augmentation
   return config
 
 
 def _export_argv(name, data_dir, out):
-  _, size, geometry, _ = DATASETS[name]
+  _, size, geometry = DATASETS[name]
   argv = [
       "--method=superpixel",
       f"--dataset={name}",
@@ -147,6 +139,21 @@ def test_patch_and_semantic_regions_through_the_pipeline(tmp_path, name, region_
   _check_regions(_first_batch(config, source, spec), tuple(source.image_shape))
 
 
+@pytest.mark.parametrize("region_source", ["patch", "files"])
+def test_invpt_setting_pad_and_scale_pad(tmp_path, region_source):
+  """PASCAL in InvPT's setting (pad + scale_pad, which crops by the example's box)."""
+  data_dir = make_pascal_layout(tmp_path / "data", splits=SPLITS)
+  out = tmp_path / "regions"
+  assert export_regions.main(_export_argv("pascal_context", data_dir, out)) == 0
+  config = _training_config("pascal_context", data_dir)
+  config.augment.name = "scale_pad"
+  source = sources.create_source(config, "train")
+  spec = regions.RegionSpec(
+      source=region_source, dir=str(out), patch_size=8, max_regions=8, min_pixels=1
+  )
+  _check_regions(_first_batch(config, source, spec), tuple(source.image_shape))
+
+
 def test_maps_of_another_fitting_are_refused_and_flags_checked(tmp_path, capsys):
   data_dir = make_pascal_layout(tmp_path / "data", splits=SPLITS)
   out = tmp_path / "regions"
@@ -178,9 +185,7 @@ def test_dataset_nyuv2_is_data_dir_alone(tmp_path):
     argv = ["--method=superpixel", f"--data-dir={data_dir}", f"--out={tmp_path / out}", *flags]
     assert export_regions.main([*argv, "--no-progress"]) == 0
   for example_id in ("0", "1"):
-    a, b = (
-        (tmp_path / out / "train" / f"{example_id}.png").read_bytes() for out in ("a", "b")
-    )
+    a, b = ((tmp_path / out / "train" / f"{example_id}.png").read_bytes() for out in ("a", "b"))
     assert a == b
   manifests = [json.loads((tmp_path / out / "manifest.json").read_text()) for out in "ab"]
   assert manifests[0]["source"] == manifests[1]["source"]

@@ -340,6 +340,10 @@ def dataset_images(args: argparse.Namespace) -> region_export.Images:
 
 
 def make_images(args: argparse.Namespace) -> region_export.Images:
+  """The input the flags name. ``args`` may lack the ``--dataset`` flags (tools/draw_regions.py
+  has only --data-dir, --tfds, --images, --split): they default to None."""
+  defaults = {"dataset": None, "geometry": None, "size": None, "archive": None}
+  args = argparse.Namespace(**{**defaults, **vars(args)})
   if args.images is not None:
     if args.tfds is not None or args.data_dir is not None or args.dataset is not None:
       raise ExportError("--images takes no --tfds, --dataset or --data-dir: give one input")

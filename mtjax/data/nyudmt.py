@@ -117,7 +117,16 @@ _NPY = {
     "edge": (((), (1,)), "fiub", "a float, integer or bool dtype"),
 }
 _MAT_NUMERIC = (
-    "double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"
+    "double",
+    "single",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
 )
 _MAT_CLASSES = {"semseg": _MAT_NUMERIC, "depth": ("double", "single")}
 

@@ -141,9 +141,7 @@ def normal_valid_classes(nyu_classes, context_classes) -> tuple[int, ...]:
     KeyError: ``context_classes`` has no ``"tvmonitor"``.
   """
   ids = [
-      context_classes[name]
-      for name in nyu_classes
-      if name in context_classes and name != "unknown"
+      context_classes[name] for name in nyu_classes if name in context_classes and name != "unknown"
   ]
   ids.append(context_classes["tvmonitor"])
   return tuple(sorted({int(i) for i in ids}))
@@ -362,8 +360,7 @@ class PascalContextSplit:
         fmt, (w, h) = im.format, im.size
     except (OSError, Image.DecompressionBombError) as e:
       raise ValueError(
-          f"PASCAL-Context file {path} is not a readable image ({e}); expected "
-          f"{self._layout}."
+          f"PASCAL-Context file {path} is not a readable image ({e}); expected {self._layout}."
       ) from e
     if fmt != "JPEG":
       raise ValueError(
@@ -385,8 +382,7 @@ class PascalContextSplit:
         fmt, mode, (w, h) = im.format, im.mode, im.size
     except (OSError, Image.DecompressionBombError) as e:
       raise ValueError(
-          f"PASCAL-Context file {path} is not a readable png ({e}); expected "
-          f"{self._layout}."
+          f"PASCAL-Context file {path} is not a readable png ({e}); expected {self._layout}."
       ) from e
     if fmt != "PNG" or mode not in modes:
       raise ValueError(
@@ -404,8 +400,7 @@ class PascalContextSplit:
       variables = {name: shape for name, shape, _ in scipy.io.whosmat(str(path))}
     except Exception as e:  # scipy raises several types for a corrupt file.
       raise ValueError(
-          f"PASCAL-Context file {path} is not a readable .mat ({e}); expected "
-          f"{self._layout}."
+          f"PASCAL-Context file {path} is not a readable .mat ({e}); expected {self._layout}."
       ) from e
     if variable not in variables:
       raise ValueError(
@@ -501,8 +496,7 @@ class PascalContextSplit:
         return np.asarray(im.convert(mode) if mode else im)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
       raise ValueError(
-          f"PASCAL-Context file {path} is not a readable image ({e}); expected "
-          f"{self._layout}."
+          f"PASCAL-Context file {path} is not a readable image ({e}); expected {self._layout}."
       ) from e
 
   def _semseg(self, path: Path) -> np.ndarray:

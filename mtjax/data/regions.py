@@ -322,6 +322,9 @@ class WithRegionMaps:
     self._source, self.spec = source, spec
     self.num_examples, self.tasks = source.num_examples, source.tasks
     self.image_shape, self.split = tuple(source.image_shape), source.split
+    # What the pipeline and the label masks read from a reader, passed on unchanged.
+    self.has_box = getattr(source, "has_box", False)
+    self.label_tasks = getattr(source, "label_tasks", source.tasks)
     if spec.source == "instance":
       if not getattr(source, "has_instances", False):
         raise ValueError(

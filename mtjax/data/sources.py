@@ -81,7 +81,9 @@ def create_source(config: ml_collections.ConfigDict, split: str):
       return nyudmt.NYUDMTSplit(
           config.dataset.data_dir, split, archive=config.dataset.archive, **fitting
       )
-    return pascal_context.PascalContextSplit(config.dataset.data_dir, split, **fitting)
+    return pascal_context.PascalContextSplit(
+        config.dataset.data_dir, split, db_info_dir=config.dataset.db_info_dir or None, **fitting
+    )
   if config.dataset.name == "procedural_rooms":
     make = functools.partial(
         procedural_source.ProceduralRoomsSource,
