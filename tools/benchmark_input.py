@@ -356,7 +356,13 @@ def benchmark(args: argparse.Namespace, data_dir: str) -> float:
   from mtjax.data import augment, label_settings, pipeline, sources  # pylint: disable=g-import-not-at-top
 
   config = make_config(args, data_dir)
-  source = sources.create_source(config, config.dataset.train_split)
+  t0 = time.perf_counter()
+  source = sources.create_source(config, config.dataset.train_split)  # Checks the whole layout.
+  print(
+      f"reader built (layout checked) in {time.perf_counter() - t0:.2f} s for "
+      f"{source.num_examples} examples",
+      flush=True,
+  )
   # Every label used ("full"), drawn over the dataset's tasks and then the config's selected.
   mask = label_settings.resolve_label_mask(
       "full",
