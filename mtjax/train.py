@@ -30,6 +30,7 @@ from mtjax import (
   regularizers,
   results,
   schedule,
+  seeds,
   sharding,
   weighting,
 )
@@ -211,7 +212,7 @@ def _bound_train_step(config, model, tx, regularizer, task_weighting):
       model=model,
       tx=tx,
       tasks=tasks_lib.from_config(config),
-      rng=jax.random.key(config.seed + 1),
+      rng=seeds.stream_key(config.seed, "train"),
       task_weighting=task_weighting,
       regularizer=regularizer,
   )
@@ -287,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       # fewer than it has), so a run of a subset labels the same images per task.
       dataset_tasks=getattr(train_source, "label_tasks", train_source.tasks),
       tasks=tuple(config.tasks),
-      seed=config.seed,
+      seed=seeds.stream_seed(config.seed, "labels"),
   )
   logging.info(
       "label setting %s: labelled examples per task %s of %d",
@@ -317,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   state = create_train_state(
       model,
       tx,
-      jax.random.key(config.seed),
+      seeds.stream_key(config.seed, "init"),
       train_source.image_shape,
       mesh,
       regularizer,
@@ -349,7 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       train_source,
       label_mask=label_mask,
       per_process_batch_size=local_batch_size,
-      seed=config.seed,
+      seed=seeds.stream_seed(config.seed, "data"),
       start_step=start_step,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
