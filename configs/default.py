@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.task_options.saliency = ml_collections.ConfigDict()
   config.task_options.saliency.pos_weight = ml_collections.FieldReference(None, field_type=object)
   config.task_options.saliency.protocol = "pooled"  # pooled (ATRC) | per_image (MTI-Net) | invpt
+  config.task_options.normal = ml_collections.ConfigDict()
+  # unit: the head's output L2-normalised (MTPSL) | raw: as RDC's released HRNet head.
+  config.task_options.normal.head = "unit"
   config.task_options.human_parts = ml_collections.ConfigDict()
   config.task_options.human_parts.num_parts = 7
 
@@ -178,5 +181,9 @@ def get_config() -> ml_collections.ConfigDict:
   # setting (full | onelabel | randomlabels); name one of those explicitly for a path label setting;
   # "" disables Δm (and so keeping the best checkpoint).
   config.delta_m_reference = "auto"
+  # Also report the metrics of RDC's released code, beside the correct ones: eval/normal_as_released/*
+  # (normals scored on the raw output), eval/semseg_as_released/miou (absent classes count 0) and,
+  # on NYUv2, eval/delta_m_as_released against its hard-coded STL numbers.
+  config.metrics_as_released = False
 
   return config

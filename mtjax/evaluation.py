@@ -83,6 +83,7 @@ def eval_step(
     model: nn.Module,
     tasks: Sequence[Task],
     resize_back: bool = False,
+    as_released: bool = False,
 ) -> dict[str, dict[str, jax.Array]]:
   """Metric states of one batch, {task: `task.metric_state`}, padding excluded: additive, or
   the input of the task's `host_state` (which `evaluate` applies on the host).
@@ -90,7 +91,10 @@ def eval_step(
   Every pixel with ground truth counts (the label mask is a training-time notion); padded examples
   (valid == 0) have their ground truth set to the task's invalid value, so they count nowhere.
   With ``resize_back`` the predictions are first resized into ``batch["box"]``
-  (``resize_predictions``): the ground truth lies there at its original size.
+  (``resize_predictions``): the ground truth lies there at its original size. With
+  ``as_released`` the states also hold ``semseg_as_released`` and ``normal_as_released`` (for
+  the tasks present): the metrics of RDC's released code (``metrics.finalize_as_released``),
+  the normals scored on the model's output as it is (``metrics.normals_state(normalize=False)``).
   """
   predictions = model.apply(
       {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
@@ -103,6 +107,12 @@ def eval_step(
     valid = batch["valid"].reshape((-1,) + (1,) * (gt.ndim - 1)) > 0
     gt = jnp.where(valid, gt, task.invalid_like(gt))
     states[task.name] = task.metric_state_of_output(predictions[task.name], gt)
+    if as_released and task.name == "semseg":
+      states["semseg" + metrics.AS_RELEASED] = states["semseg"]
+    if as_released and task.name == "normal":
+      states["normal" + metrics.AS_RELEASED] = metrics.normals_state(
+          predictions["normal"], gt, normalize=False
+      )
   return states
 
 
@@ -136,6 +146,20 @@ def delta_m_references(config: ml_collections.ConfigDict) -> dict | None:
   return {task: ref for task, ref in table[name].items() if task in config.tasks}
 
 
+def as_released_references(config: ml_collections.ConfigDict) -> dict | None:
+  """The hard-coded STL numbers RDC's released script scores Δm against
+  (``metrics.RDC_RELEASED_STL_REFERENCES``) for ``config.metrics_as_released`` on NYUv2 with a
+  generated label setting it names (full | onelabel | randomlabels); None otherwise."""
+  table = metrics.RDC_RELEASED_STL_REFERENCES
+  if not (
+      config.metrics_as_released
+      and config.dataset.name == "nyuv2"
+      and config.label_setting in table
+  ):
+    return None
+  return {task: ref for task, ref in table[config.label_setting].items() if task in config.tasks}
+
+
 def evaluate(
     eval_fn,
     state,
@@ -160,10 +184,17 @@ def evaluate(
         )
         for t in tasks
     }
+    for name in outputs:  # ``eval_step(as_released=True)``'s extra states.
+      if name.endswith(metrics.AS_RELEASED):
+        batch_state[name] = jax.tree.map(lambda x: np.asarray(x, np.float64), outputs[name])
     total = batch_state if total is None else metrics.merge(total, batch_state)
   if total is None:
     raise ValueError("the evaluation split yielded no batch")
-  return {t.name: t.finalize(total[t.name]) for t in tasks}
+  results = {t.name: t.finalize(total[t.name]) for t in tasks}
+  for name in total:
+    if name.endswith(metrics.AS_RELEASED):
+      results[name] = metrics.finalize_as_released(name, total[name])
+  return results
 
 
 def resizes_back(config: ml_collections.ConfigDict) -> bool:
@@ -246,6 +277,11 @@ def evaluate_and_write(
   results = evaluate(eval_fn, state, eval_ds.as_numpy_iterator(), mesh, tasks)
   scalars = flatten_results(results)
   absent = [t.name for t in tasks if not results.get(t.name)]
+  released_references = as_released_references(config)
+  if released_references is not None:
+    released = metrics.delta_m_as_released(results, released_references, directions(tasks))
+    if released is not None:
+      scalars["eval/delta_m_as_released"] = released
   if absent:
     logging.info(
         "step %d: no ground truth in the %s split for %s (reported absent)",

@@ -175,12 +175,18 @@ def depth_state(pred, gt):
   }
 
 
-@functools.partial(jax.jit, static_argnames="num_bins")
-def normals_state(pred, gt, *, num_bins=NORMAL_HISTOGRAM_BINS):
+@functools.partial(jax.jit, static_argnames=("num_bins", "normalize"))
+def normals_state(pred, gt, *, num_bins=NORMAL_HISTOGRAM_BINS, normalize=True):
   """Angular-error sums and an angle histogram of one batch of surface normals.
 
   Per valid pixel, angle = degrees(arccos(clip(<p̂, ĝ>, -1, 1))) with p̂, ĝ L2-normalised (norm floored
   at 1e-12, so a zero prediction is at 90°).
+
+  With ``normalize=False``, angle = degrees(arccos(clip(<p, g>, -1, 1))) of the vectors as given:
+  the metric of RDC's released code (HereNowL/Region-aware-Distribution-Contrast a6fa360,
+  ``utils/evaluation.py`` ``NormalsMeter.update``, line 45, on the raw head output). It is not an
+  angle: a prediction longer than 1 scores 0° wherever |p| cos θ ≥ 1. Reported beside the
+  correct metric, never instead (``eval/normal_as_released/*``).
 
   Args:
     pred: float [..., H, W, 3] predicted normals (any length).
@@ -189,6 +195,7 @@ def normals_state(pred, gt, *, num_bins=NORMAL_HISTOGRAM_BINS):
       [0, 180]. ``finalize`` locates the median in its bin and interpolates linearly there, so the
       reported median is within one bin width of the exact median of the pooled angles: <= 0.01° with
       the default 18000 bins.
+    normalize: L2-normalise both vectors (the angle); False: RDC's released metric (above).
 
   Returns:
     {"angle_sum": Σ angle (°), "angle_sq_sum": Σ angle² (°²), both float32; int32 counts
@@ -209,7 +216,9 @@ def normals_state(pred, gt, *, num_bins=NORMAL_HISTOGRAM_BINS):
   def unit(v):
     return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
-  cos = jnp.sum(unit(pred) * unit(gt), axis=-1).reshape(-1)
+  if normalize:
+    pred, gt = unit(pred), unit(gt)
+  cos = jnp.sum(pred * gt, axis=-1).reshape(-1)
   angle = jnp.where(valid, jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0))), 0.0)
   bins = jnp.clip(jnp.floor(angle * (num_bins / 180.0)).astype(jnp.int32), 0, num_bins - 1)
 
@@ -372,6 +381,68 @@ def delta_m(results, references, directions=HIGHER_IS_BETTER):
       sign = 1.0 if directions[metric] else -1.0
       gains.append(sign * (results[task][metric] - ref) / ref)
   return float(np.mean(gains) * 100) if gains else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics as RDC's released code computes them (HereNowL/Region-aware-Distribution-Contrast a6fa360),
+# reported beside the correct ones, never instead.
+
+# The released script's hard-coded single-task numbers (``nyu_mtl_region_cons_gaussian.py`` lines
+# 94-98): the same values as MTPSL's NYUv2 STL table above, keyed by ``--ssl-type``.
+RDC_RELEASED_STL_REFERENCES = MTPSL_NYUV2_STL_REFERENCES
+
+# The suffix of the as-released entries of an evaluation ({"normal_as_released": {...}}).
+AS_RELEASED = "_as_released"
+
+
+def finalize_as_released(name, state):
+  """Final metrics of an as-released state (``evaluation.eval_step(as_released=True)``).
+
+  Args:
+    name: ``"semseg_as_released"`` (a ``segmentation_state``) or ``"normal_as_released"`` (a
+      ``normals_state(normalize=False)``).
+    state: that state, merged over the split.
+
+  Returns:
+    semseg: {"miou": mean over all C classes of diag / (row + col − diag + 1e-8) × 100, a class
+    absent from both ground truth and prediction counting 0 (released ``utils/evaluation.py``
+    ``ConfMatrix.get_metrics``, lines 27-32), "pixel_acc"}; normal: ``finalize``'s metrics of the
+    raw-prediction angles (``normals_state``). {} when nothing is valid.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if name == "normal" + AS_RELEASED:
+    return finalize(state)
+  if name != "semseg" + AS_RELEASED:
+    raise ValueError(f"no as-released metric {name!r}; expected semseg{AS_RELEASED} or "
+                     f"normal{AS_RELEASED}")
+  conf = np.asarray(state["confusion"], np.float64)
+  total = conf.sum()
+  if total == 0:
+    return {}
+  diag = np.diag(conf)
+  iou = diag / (conf.sum(0) + conf.sum(1) - diag + 1e-8)
+  return {"miou": float(np.mean(iou) * 100), "pixel_acc": float(diag.sum() / total * 100)}
+
+
+def delta_m_as_released(results, references, directions=HIGHER_IS_BETTER):
+  """Δm as RDC's released script scores its epochs (``nyu_mtl_region_cons_gaussian.py`` lines
+  377-381): ``delta_m`` of the as-released mIoU and normal mean (``finalize_as_released``) with
+  the depth abs_err, against ``references`` (``RDC_RELEASED_STL_REFERENCES[setting]``).
+
+  Args:
+    results: an evaluation with the ``*_as_released`` entries ({task: {metric: float}}).
+    references, directions: as ``delta_m``.
+
+  Returns:
+    Python float Δm (%), or None as ``delta_m``.
+  """
+  swapped = dict(results)
+  for task in ("semseg", "normal"):
+    if results.get(task + AS_RELEASED):
+      swapped[task] = results[task + AS_RELEASED]
+  return delta_m(swapped, references, directions)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -38,12 +38,13 @@ def stream_key(seed: int, purpose: str) -> jax.Array:
     A typed PRNG key (``jax.random.key``), scalar.
 
   Raises:
-    ValueError: ``purpose`` not in ``PURPOSES``, or ``seed`` not an integer.
+    ValueError: ``purpose`` not in ``PURPOSES``.
+    TypeError: ``seed`` not an integer.
   """
   if purpose not in PURPOSES:
     raise ValueError(f"random stream purpose {purpose!r}: expected one of {PURPOSES}")
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-    raise ValueError(f"seed {seed!r}: expected an integer (config.seed)")
+    raise TypeError(f"seed {seed!r}: expected an integer (config.seed)")
   return jax.random.fold_in(jax.random.key(int(seed)), PURPOSES.index(purpose))
 
 
@@ -52,7 +53,7 @@ def stream_seed(seed: int, purpose: str) -> int:
   ``default_rng``): the stream's key data read as one non-negative int in [0, 2**63).
 
   Raises:
-    ValueError: as ``stream_key``.
+    ValueError, TypeError: as ``stream_key``.
   """
   hi, lo = (int(x) for x in np.asarray(jax.random.key_data(stream_key(seed, purpose))).ravel()[:2])
   return ((hi & 0x7FFFFFFF) << 32) | lo

@@ -377,6 +377,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           model=model,
           tasks=tasks,
           resize_back=evaluation.resizes_back(config),
+          as_released=config.metrics_as_released,
       ),
       out_shardings=sharding.replicated(mesh),
   )

@@ -44,7 +44,10 @@ def test_training_uses_the_train_stream_not_the_next_seeds_init():
   assert _data(step.keywords["rng"]) != _data(seeds.stream_key(5, "init"))
 
 
-@pytest.mark.parametrize("seed, purpose", [(0, "dropout"), (1.5, "init"), (True, "data")])
-def test_bad_purpose_or_seed(seed, purpose):
-  with pytest.raises(ValueError, match="expected"):
+@pytest.mark.parametrize(
+    "seed, purpose, error",
+    [(0, "dropout", ValueError), (1.5, "init", TypeError), (True, "data", TypeError)],
+)
+def test_bad_purpose_or_seed(seed, purpose, error):
+  with pytest.raises(error, match="expected"):
     seeds.stream_key(seed, purpose)

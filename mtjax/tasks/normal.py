@@ -57,23 +57,37 @@ def within_angle(a: Array, c: Array, threshold: float) -> Array:
   return jnp.einsum("bnc,bmc->bnm", a, c) >= math.cos(math.radians(threshold))
 
 
+HEADS = ("unit", "raw")
+
+
 @functools.cache
-def normal(*, num_classes: int | None = None, relation_threshold: float = 20.0) -> base.Task:
+def normal(
+    *, num_classes: int | None = None, relation_threshold: float = 20.0, head: str = "unit"
+) -> base.Task:
   """The ``normal`` record. ``relation_threshold``: pixel contrast's positive rule, degrees (ours).
 
-  ``num_classes`` is unused (normals have no classes).
+  ``head``: ``unit`` (the head's output L2-normalised, MTPSL's SegNet) or ``raw`` (the head's
+  output as it is, RDC's released HRNet: its loss normalises, its prediction is never
+  normalised). The loss and the metrics normalise either way; only the metrics as released
+  (``mtjax.metrics.normals_state(normalize=False)``) and the regularizers' inputs see the
+  difference. ``num_classes`` is unused (normals have no classes).
+
+  Raises:
+    ValueError: ``head`` not in ``HEADS``.
   """
   del num_classes
+  if head not in HEADS:
+    raise ValueError(f"config.task_options.normal.head={head!r}: expected one of {HEADS}")
   return base.Task(
       name="normal",
       channels=3,
-      activation=unit,
+      activation=unit if head == "unit" else (lambda y: y),
       loss=normal_loss,
       gt_dtype="float32",
       gt_shape=(3,),
       ignore=0.0,
       is_valid=lambda gt: jnp.any(gt != 0, axis=-1),
-      to_gt_format=lambda pred: pred,
+      to_gt_format=lambda pred: pred if head == "unit" else unit(pred),
       metric_state=metrics.normals_state,
       finalize=metrics.finalize,
       directions={
