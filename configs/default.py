@@ -174,6 +174,10 @@ def get_config() -> ml_collections.ConfigDict:
   # ---- Evaluation, logging, checkpoints ------------------------------------------------------
   config.eval_every_steps = 3_970  # 10 epochs of 397 steps (NYUv2 at batch 2).
   config.log_every_steps = 100
+  # At each log step, also log train/grad_norm/<term>: the L2 norm of the gradient each loss term
+  # (each task's weighted term, λ · the regularizer's) sends into the model's parameters, and of
+  # their sum (one more compiled program; one forward and one VJP per term per log step).
+  config.log_grad_norms = False
   config.checkpoint_every_steps = 3_970
   config.keep_checkpoints = 3  # The latest k are kept, plus the best by Δm.
   config.num_panel_images = 3  # Val examples shown in the TensorBoard image panel.

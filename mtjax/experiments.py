@@ -21,7 +21,10 @@ The table (printed, and written to ``WORKDIR/results.md`` with the per-run numbe
 ``WORKDIR/summary.json``) has one row per config: how many seeds finished (missing, incomplete,
 failed and conflicting runs are named, never silently dropped), mean ± sample standard deviation
 (ddof = 1) of each metric over the finished seeds, and Δm (``mtjax.metrics.delta_m``, %) of
-each finished run against the baseline config's mean metrics, as mean ± std over seeds. The
+each finished run against the baseline config's mean metrics, as mean ± std over seeds. Below
+it, the paired comparison: per config, each metric's difference to the baseline's run of the
+same seed and Δm of each run against that run, as mean ± std over the seeds both finished, with
+the paired t-test's two-sided p-value (``paired_t_test``). The
 command exits non-zero when any run of the grid is not done (after printing the table).
 """
 
@@ -326,9 +329,10 @@ def summarize(
   Returns:
     [{"name", "step", "num_runs", "num_used", "problems": [str], "values": {key: [per run]},
     "mean": {key: float}, "std": {key: float}, "delta_m": [per run], "delta_m_mean",
-    "delta_m_std"}]; means and sample stds (ddof = 1) over the runs that reached the step (NaN
-    where none did, std NaN for one run). Δm (%) of each used run is `mtjax.metrics.delta_m`
-    of its `delta_m_keys` against the baseline's means at the same step.
+    "delta_m_std", "seeds": [per run], "paired"}]; means and sample stds (ddof = 1) over the runs
+    that reached the step (NaN where none did, std NaN for one run). Δm (%) of each used run is
+    `mtjax.metrics.delta_m` of its `delta_m_keys` against the baseline's means at the same step.
+    "paired" (``_paired``) compares each run with the baseline's run of the same seed.
 
   Raises:
     ValueError: a metric key not of the form "task/metric", or a Δm metric with no direction.
@@ -345,12 +349,13 @@ def summarize(
   rows = []
   for name in names:
     group = [r for r in runs if r.name == name]
-    used, problems = [], []
+    used, used_seeds, problems = [], [], []
     for r in group:
       at = r.final_step if step is None else step
       if r.status == "done" or (step is not None and step in r.evaluations):
         if at in r.evaluations:
           used.append(r.evaluations[at])
+          used_seeds.append(r.seed)
           continue
       problems.append(f"seed {r.seed} {r.status}" + (f": {r.message}" if r.message else ""))
     values = {k: [_value(e, k) for e in used] for k in (*metric_keys, *delta_m_keys)}
@@ -361,6 +366,7 @@ def summarize(
             "step": step,
             "num_runs": len(group),
             "num_used": len(used),
+            "seeds": used_seeds,
             "problems": problems,
             "values": values,
             "mean": {k: s[0] for k, s in stats.items()},
@@ -387,7 +393,57 @@ def summarize(
         deltas.append(math.nan if d is None else d)
     row["delta_m"] = deltas
     row["delta_m_mean"], row["delta_m_std"] = _mean_std(deltas)
+    keys = tuple(dict.fromkeys((*metric_keys, *delta_m_keys)))
+    row["paired"] = _paired(row, base, keys, delta_m_keys)
   return rows
+
+
+def paired_t_test(differences: Sequence[float]) -> float:
+  """Two-sided p-value of the paired t-test: a one-sample t-test of the per-seed differences
+  against 0 (t = mean / (std_ddof1 / √n), n − 1 degrees of freedom; Student 1908). NaN for
+  fewer than two finite differences; 0 or 1 when they are all equal (std 0): 1 if all are 0."""
+  d = np.asarray([x for x in differences if math.isfinite(x)], np.float64)
+  if d.size < 2:
+    return math.nan
+  sd = d.std(ddof=1)
+  if sd == 0:
+    return 1.0 if np.all(d == 0) else 0.0
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+
+  t = d.mean() / (sd / math.sqrt(d.size))
+  return float(2.0 * stats.t.sf(abs(t), d.size - 1))
+
+
+def _paired(row, base, keys: Sequence[str], delta_m_keys: Sequence[str]) -> dict[str, Any]:
+  """Each metric's difference to the baseline run of the same seed, and Δm of each run against
+  that run, over the seeds both finished: {"seeds", "diff": {key: [per seed]}, "diff_mean",
+  "diff_std", "diff_p", "delta_m": [per seed], "delta_m_mean", "delta_m_std", "delta_m_p"}."""
+  out = {"seeds": [], "diff": {k: [] for k in keys}, "delta_m": []}
+  if base is not None:
+    base_index = {seed: i for i, seed in enumerate(base["seeds"])}
+    for i, seed in enumerate(row["seeds"]):
+      j = base_index.get(seed)
+      if j is None:
+        continue
+      out["seeds"].append(seed)
+      for k in keys:
+        out["diff"][k].append(row["values"][k][i] - base["values"][k][j])
+      ours, theirs = {}, {}
+      for key in delta_m_keys:
+        task, metric = key.split("/")
+        a, b = row["values"][key][i], base["values"][key][j]
+        if math.isfinite(a) and math.isfinite(b) and b != 0:
+          ours.setdefault(task, {})[metric] = a
+          theirs.setdefault(task, {})[metric] = b
+      d = metrics.delta_m(ours, theirs) if theirs else None
+      out["delta_m"].append(math.nan if d is None else d)
+  stats = {k: _mean_std(v) for k, v in out["diff"].items()}
+  out["diff_mean"] = {k: s[0] for k, s in stats.items()}
+  out["diff_std"] = {k: s[1] for k, s in stats.items()}
+  out["diff_p"] = {k: paired_t_test(v) for k, v in out["diff"].items()}
+  out["delta_m_mean"], out["delta_m_std"] = _mean_std(out["delta_m"])
+  out["delta_m_p"] = paired_t_test(out["delta_m"])
+  return out
 
 
 def _cell(mean: float, std: float, digits: int) -> str:
@@ -430,6 +486,7 @@ def markdown_table(
       "Mean ± sample std (ddof = 1) over the seeds that finished; Δm (MTPSL's relative gain, "
       f"over {', '.join(delta_m_keys)}) of each run against the mean of `{baseline}`.",
   ]
+  notes += ["", *paired_table(rows, baseline, metric_keys=metric_keys).splitlines()]
   seen = set()
   for row in rows:
     for problem in row["problems"]:
@@ -437,6 +494,37 @@ def markdown_table(
         seen.add((row["name"], problem))
         notes.append(f"- **{row['name']}**: {problem} (not counted)")
   return "\n".join(lines + notes) + "\n"
+
+
+def _p(p: float) -> str:
+  return "–" if not math.isfinite(p) else (f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}")
+
+
+def paired_table(
+    rows: Sequence[Mapping[str, Any]], baseline: str, *, metric_keys: Sequence[str] = DEFAULT_METRICS
+) -> str:
+  """The Markdown table of the paired comparison (``summarize``'s ``paired``): per config, the
+  mean ± std over seeds of (run − the baseline's run of the same seed) per metric, and Δm of
+  each run against its own seed's baseline run, each with its paired t-test p-value."""
+  header = ["config", "pairs", *(f"Δ {k}" for k in metric_keys), f"paired Δm vs {baseline} (%)"]
+  lines = [
+      f"Paired with `{baseline}`'s run of the same seed (mean ± std over seeds, p: paired t-test):",
+      "",
+      "| " + " | ".join(header) + " |",
+      "|" + "---|" * len(header),
+  ]
+  for row in rows:
+    paired = row.get("paired")
+    if paired is None or row["name"] == baseline:
+      continue
+    cells = [row["name"], str(len(paired["seeds"]))]
+    for k in metric_keys:
+      cell = _cell(paired["diff_mean"][k], paired["diff_std"][k], _digits(k))
+      cells.append(cell if cell == "–" else f"{cell} (p {_p(paired['diff_p'][k])})")
+    cell = _cell(paired["delta_m_mean"], paired["delta_m_std"], 2)
+    cells.append(cell if cell == "–" else f"{cell} (p {_p(paired['delta_m_p'])})")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def common_steps(runs: Sequence[Run]) -> list[int]:

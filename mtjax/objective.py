@@ -33,6 +33,42 @@ from mtjax.weighting import Weighting
 DEEP_SUPERVISION = "deep_supervision"
 
 
+def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng):
+  """The forward pass and the loss terms before weighting: (task_sums float32 [K, T] over the K
+  heads, task_counts [T], B, the regularizer's (loss, logs) or None, the model's mutable
+  updates)."""
+  model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
+  views = 1 if regularizer is None else regularizer.views
+  needs_features = regularizer is not None and regularizer.needs_features
+  images = batch["image"]
+  if views == 2:
+    images = jnp.concatenate([images, batch["view2/image"]])
+  outputs, updates = model.apply(
+      {"params": params["model"], "batch_stats": batch_stats},
+      images,
+      train=True,
+      mutable=["batch_stats", *([FEATURES] if needs_features else [])],
+      rngs={"dropout": model_rng},
+  )
+  feats = features(updates)
+  predictions, reg_batch, reg_predictions = dict(outputs), batch, outputs
+  if views == 2:
+    size = batch["image"].shape[0]
+    predictions = jax.tree.map(lambda x: x[:size], dict(outputs))
+    reg_predictions = jax.tree.map(lambda x: x[size:], dict(outputs))
+    feats = jax.tree.map(lambda x: x[size:], feats)
+    reg_batch = {k: v for k, v in batch.items() if not k.startswith("view2/")}
+    reg_batch.update({k[len("view2/") :]: v for k, v in batch.items() if k.startswith("view2/")})
+  heads = [predictions, *predictions.pop(DEEP_SUPERVISION, ())]
+  terms = [partial_label_terms(head, batch, tasks) for head in heads]
+  sums = jnp.stack([s for s, _, _ in terms])
+  counts, batch_size = terms[0][1], terms[0][2]
+  reg = None
+  if regularizer is not None:
+    reg = regularizer.loss(params["regularizer"], reg_predictions, reg_batch, reg_rng, feats)
+  return sums, counts, batch_size, reg, updates
+
+
 def objective(
     params: Mapping[str, object],
     batch_stats,
@@ -66,43 +102,73 @@ def objective(
     task_losses float32 [T] the ℓ_t and task_counts float32 [T] the n_t of the final predictions
     (a weighting's `update` arguments).
   """
-  model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
-  views = 1 if regularizer is None else regularizer.views
-  needs_features = regularizer is not None and regularizer.needs_features
-  images = batch["image"]
-  if views == 2:
-    images = jnp.concatenate([images, batch["view2/image"]])
-  outputs, updates = model.apply(
-      {"params": params["model"], "batch_stats": batch_stats},
-      images,
-      train=True,
-      mutable=["batch_stats", *([FEATURES] if needs_features else [])],
-      rngs={"dropout": model_rng},
+  sums, counts, batch_size, reg, updates = _terms(
+      params, batch_stats, batch, model=model, tasks=tasks, regularizer=regularizer, rng=rng
   )
-  feats = features(updates)
-  predictions, reg_batch, reg_predictions = dict(outputs), batch, outputs
-  if views == 2:
-    size = batch["image"].shape[0]
-    predictions = jax.tree.map(lambda x: x[:size], dict(outputs))
-    reg_predictions = jax.tree.map(lambda x: x[size:], dict(outputs))
-    feats = jax.tree.map(lambda x: x[size:], feats)
-    reg_batch = {k: v for k, v in batch.items() if not k.startswith("view2/")}
-    reg_batch.update({k[len("view2/") :]: v for k, v in batch.items() if k.startswith("view2/")})
-  heads = [predictions, *predictions.pop(DEEP_SUPERVISION, ())]
-  terms = [partial_label_terms(head, batch, tasks) for head in heads]
-  sums = jnp.stack([s for s, _, _ in terms])
-  counts, batch_size = terms[0][1], terms[0][2]
   loss, task_losses, used = task_weighting.combine(
       sums, counts, batch_size, params["weighting"], task_weights
   )
   logs = {f"loss/{task.name}": sums[0, t] / batch_size for t, task in enumerate(tasks)}
   logs.update({f"weight/{task.name}": used[t] for t, task in enumerate(tasks)})
   if regularizer is not None:
-    reg_loss, reg_logs = regularizer.loss(
-        params["regularizer"], reg_predictions, reg_batch, reg_rng, feats
-    )
+    reg_loss, reg_logs = reg
     loss = loss + regularizer.weight * reg_loss
     logs[f"loss/{regularizer.name}"] = reg_loss
     logs.update({f"{regularizer.name}/{k}": v for k, v in reg_logs.items()})
   logs["loss"] = loss
   return loss, (logs, updates["batch_stats"], (task_losses, counts))
+
+
+def term_gradient_norms(
+    params: Mapping[str, object],
+    batch_stats,
+    batch: Mapping[str, jax.Array],
+    *,
+    model: nn.Module,
+    tasks: Sequence[Task],
+    regularizer: Regularizer | None,
+    rng: jax.Array,
+    task_weighting: Weighting,
+    task_weights: jax.Array,
+) -> dict[str, jax.Array]:
+  """The L2 norm of the gradient each term of ``objective`` sends into the model's parameters.
+
+  Per task t, the term as it enters the loss (its weight, its n_t / B and the weighting's
+  projection included, summed over the heads), and λ · L_reg for the regularizer: with
+  c = ∂L / ∂(task sums) (the weighting's combine, differentiated: tiny), the term's gradient is
+  the VJP of params → (task sums, L_reg) with the cotangent c masked to that term. One forward
+  pass and one VJP per term; ``train.train_and_evaluate`` calls it at log steps only.
+
+  Args:
+    as ``objective``.
+
+  Returns:
+    float32 scalars "grad_norm/<task>", "grad_norm/<regularizer name>" (with a regularizer),
+    and "grad_norm/total" (of the whole objective's gradient into the model's parameters).
+  """
+
+  def forward(model_params):
+    p = {**params, "model": model_params}
+    sums, counts, batch_size, reg, _ = _terms(
+        p, batch_stats, batch, model=model, tasks=tasks, regularizer=regularizer, rng=rng
+    )
+    reg_loss = jnp.zeros((), jnp.float32) if reg is None else reg[0]
+    return (sums, reg_loss), (counts, batch_size)
+
+  (sums, _), vjp, (counts, batch_size) = jax.vjp(forward, params["model"], has_aux=True)
+  combine = lambda x: task_weighting.combine(
+      x, counts, batch_size, params["weighting"], task_weights
+  )[0]
+  c = jax.grad(combine)(sums)  # [K, T]
+  weight = 0.0 if regularizer is None else regularizer.weight
+  norm = lambda g: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(g)))
+  out = {}
+  for t, task in enumerate(tasks):
+    cotangent = c * (jnp.arange(c.shape[-1]) == t)
+    out[f"grad_norm/{task.name}"] = norm(vjp((cotangent, jnp.zeros((), jnp.float32)))[0])
+  if regularizer is not None:
+    out[f"grad_norm/{regularizer.name}"] = norm(
+        vjp((jnp.zeros_like(c), jnp.asarray(weight, jnp.float32)))[0]
+    )
+  out["grad_norm/total"] = norm(vjp((c, jnp.asarray(weight, jnp.float32)))[0])
+  return out

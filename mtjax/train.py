@@ -203,6 +203,22 @@ def train_step(
   return new_state, step_metrics
 
 
+def _grad_norms(state, batch, *, model, tasks, regularizer, rng, task_weighting):
+  """``objective.term_gradient_norms`` at ``state`` on ``batch`` (the step's key as the next
+  train step's: fold_in(rng, state.step))."""
+  return objective.term_gradient_norms(
+      trainable(state),
+      state.batch_stats,
+      batch,
+      model=model,
+      tasks=tasks,
+      regularizer=regularizer,
+      rng=jax.random.fold_in(rng, state.step),
+      task_weighting=task_weighting,
+      task_weights=weighting.current_weights(state.opt_state),
+  )
+
+
 def _bound_train_step(config, model, tx, regularizer, task_weighting):
   """`train_step` with everything but (state, batch) bound."""
   if task_weighting is None:
@@ -386,6 +402,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
       )
   )
+  p_grad_norms = None
+  if config.log_grad_norms:
+    p_grad_norms = jax.jit(
+        functools.partial(
+            _grad_norms,
+            model=model,
+            tasks=tasks,
+            regularizer=regularizer,
+            rng=seeds.stream_key(config.seed, "train"),
+            task_weighting=task_weighting,
+        ),
+        out_shardings=sharding.replicated(mesh),
+    )
   lr_schedule = schedule.learning_rate_schedule(config, epoch_steps)
   report_progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer)
   is_writer = jax.process_index() == 0
@@ -420,8 +449,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   step = start_step
   while step < total_steps:
     n = min(steps_per_call, calls.next_stop(step, total_steps, periods) - step)
+    local_batches = [next(train_iter) for _ in range(n)]
     with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
-      state, step_metrics = train_call(state, [next(train_iter) for _ in range(n)])
+      state, step_metrics = train_call(state, local_batches)
     resolve_pending()
     pending.append((step + 1, n, step_metrics))
     step += n
@@ -438,6 +468,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if do_log:
       summary = {k: float(np.mean([h[k] for h in history])) for k in history[-1]}
       summary["learning_rate"] = float(lr_schedule(step - 1))
+      if p_grad_norms is not None:  # After the step, on its batch (the params it produced).
+        norms = p_grad_norms(state, sharding.global_batch(mesh, local_batches[-1]))
+        summary.update({k: float(v) for k, v in jax.device_get(norms).items()})
       writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
       history.clear()
 

@@ -230,6 +230,50 @@ def test_summary_stds_are_sample_stds_and_delta_m_uses_the_baseline_mean(tmp_pat
   np.testing.assert_allclose(at5[0]["mean"]["semseg/miou"], 16.0)  # 10 + mean seed 1 + 5
 
 
+def test_paired_differences_and_t_test(tmp_path):
+  """Paired with the baseline's run of the same seed: per-seed differences, Δm against that run,
+  and the paired t-test (df = 2 here: p = 1 − t / √(2 + t²), Student's t CDF in closed form)."""
+  noise = {0: 0.0, 1: 3.0, 2: -1.0}  # Per-seed offsets shared by both configs: pairing removes them.
+
+  def values(label_setting, seed, step):
+    miou, abs_err, mean = _values("onelabel", seed, step)
+    gain = {0: 1.0, 1: 2.0, 2: 3.0}[seed] if label_setting == "full" else 0.0
+    return miou + noise[seed] * 5 + gain, abs_err, mean
+
+  grid = experiments.make_grid(
+      {"onelabel": _config("onelabel"), "full": _config("full")}, seeds=(0, 1, 2), baseline="onelabel"
+  )
+  train_fn, _ = _fake_train(values)
+  # Seed 2 of the baseline is missing: full's seed 2 has no pair.
+  runs = experiments.run_grid(
+      experiments.make_grid(grid.configs, (0, 1), "onelabel"), str(tmp_path), train_fn=train_fn,
+      log=lambda _: None,
+  )
+  runs = experiments.run_grid(
+      experiments.make_grid({"full": grid.configs["full"]}, (2,), "full"), str(tmp_path),
+      train_fn=train_fn, log=lambda _: None,
+  )
+  runs = experiments.run_grid(grid, str(tmp_path), execute=False, log=lambda _: None)
+  rows = {r["name"]: r for r in experiments.summarize(runs, "onelabel", metric_keys=METRICS)}
+  paired = rows["full"]["paired"]
+  assert paired["seeds"] == [0, 1]
+  assert paired["diff"]["semseg/miou"] == pytest.approx([1.0, 2.0])
+  assert paired["diff"]["depth/abs_err"] == pytest.approx([0.0, 0.0])
+  assert paired["diff_std"]["semseg/miou"] == pytest.approx(np.std([1.0, 2.0], ddof=1))
+  # Δm of each run against its own seed's baseline run (only miou differs): gain / miou_base / 3.
+  base = [values("onelabel", s, 10)[0] for s in (0, 1)]
+  np.testing.assert_allclose(paired["delta_m"], [100 * g / b / 3 for g, b in zip((1, 2), base)])
+  assert paired["diff_p"]["depth/abs_err"] == 1.0  # Identical: no evidence of a difference.
+
+  d = np.array([1.0, 2.0, 3.0])
+  t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+  assert experiments.paired_t_test(d) == pytest.approx(1 - t / np.sqrt(2 + t * t), rel=1e-9)
+  assert np.isnan(experiments.paired_t_test([1.0]))
+  text = experiments.markdown_table(list(rows.values()), "onelabel", metric_keys=METRICS)
+  assert "Paired with `onelabel`'s run of the same seed" in text
+  assert "| full | 2 | 1.50 ± 0.71 (p 0.2" in text
+
+
 def _flat_keys(config, prefix=""):
   keys = set()
   for key, value in config.items():

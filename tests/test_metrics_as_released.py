@@ -8,6 +8,7 @@ import pytest
 from configs import default
 from mtjax import metrics, results, tasks, train
 from mtjax.evaluation import as_released_references
+from tests.test_main import read_scalars
 from tests.test_train import tiny_config
 
 
@@ -93,10 +94,15 @@ def test_raw_head_option_and_released_references():
   assert as_released_references(config)["normal"] == {"mean": 30.073763}
 
 
-def test_training_reports_both_metrics(data_dir, tmp_path):
-  config = tiny_config(data_dir, metrics_as_released=True, num_train_steps=2)
+def test_training_reports_both_metrics_and_gradient_norms(data_dir, tmp_path):
+  config = tiny_config(data_dir, metrics_as_released=True, num_train_steps=2, log_grad_norms=True)
   config.task_options.normal.head = "raw"
   train.train_and_evaluate(config, str(tmp_path))
+  scalars = read_scalars(str(tmp_path))
+  for term in ("semseg", "depth", "normal", "total"):
+    assert set(scalars[f"train/grad_norm/{term}"]) == {1, 2}
+  assert all(v > 0 for v in scalars["train/grad_norm/total"].values())
+  assert set(scalars["eval/delta_m_as_released"]) == {2}  # randomlabels: the released table's.
   final = results.final_evaluation(results.read(str(tmp_path)))["metrics"]
   assert set(final) >= {"semseg", "normal", "semseg_as_released", "normal_as_released"}
   assert final["normal"]["mean"] != final["normal_as_released"]["mean"]
