@@ -117,6 +117,10 @@ def get_config() -> ml_collections.ConfigDict:
   # the FiLM rows 1e-3 (MTPSL's FiLM optimizer).
   config.regularizer.learning_rate = -1.0
   config.regularizer.film_learning_rate = 1e-3
+  # 0: the FiLM rows follow the model's schedule (scaled to film_learning_rate); k > 0: their own
+  # StepLR(k, film_lr_step_factor) per epoch, as MTPSL (30, 0.5) and RDC's release (10, 0.5).
+  config.regularizer.film_lr_step_epochs = 0
+  config.regularizer.film_lr_step_factor = 0.5
   # xtc (MTPSL, mtjax/regularizers/xtc.py): ρ of the two terms against the bottleneck feature.
   # xtc configs set mapping.filters to the model's stages (MTPSL: (64, 128, 256, 512, 512) with
   # convs_per_stage (2, 2, 3, 3, 3)) and weight 2.0 (NYUv2).
@@ -164,6 +168,11 @@ def get_config() -> ml_collections.ConfigDict:
   # 0-98, 5e-5 for 99-198 and 2.5e-5 for epoch 199 (NYUv2: 397 steps per epoch, 79,400 steps).
   config.lr_decay_epochs = (99.0, 199.0)
   config.lr_decay_factor = 0.5
+  # step (the above) | cosine_warm_restarts (RDC's released script: PyTorch's
+  # CosineAnnealingWarmRestarts(T_0 = lr_restart_epochs, eta_min = lr_min) stepped per epoch).
+  config.lr_schedule = "step"
+  config.lr_restart_epochs = 10
+  config.lr_min = 1e-6
   config.seed = 0
   # Train steps per jitted call (calls.resolve_steps_per_call): "auto" = 8 on the CPU, where the
   # steps of one call reuse XLA's temporaries instead of having the kernel zero them again (README

@@ -39,18 +39,42 @@ def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int
   return max(1, round(config.num_epochs * steps_per_epoch(config, num_examples)))
 
 
+SCHEDULES = ("step", "cosine_warm_restarts")
+
+
 def learning_rate_schedule(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> optax.Schedule:
-  """Step decay in epochs: lr(k) = learning_rate · lr_decay_factor^#{e in lr_decay_epochs :
-  k >= round(e · steps_per_epoch)}, k the number of updates already applied.
+  """The model's learning rate after k updates, by ``config.lr_schedule``:
 
-  With MTPSL's (99, 199) and 397 steps per epoch (NYUv2, batch 2) this is its StepLR stepped at
-  the start of each epoch: 1e-4 for steps 0..39,302, 5e-5 up to 79,002, then 2.5e-5.
+  * ``step``: step decay in epochs: lr(k) = learning_rate · lr_decay_factor^#{e in
+    lr_decay_epochs : k >= round(e · steps_per_epoch)}. With MTPSL's (99, 199) and 397 steps per
+    epoch (NYUv2, batch 2) this is its StepLR stepped at the start of each epoch: 1e-4 for steps
+    0..39,302, 5e-5 up to 79,002, then 2.5e-5.
+  * ``cosine_warm_restarts``: PyTorch's CosineAnnealingWarmRestarts(T_0 = lr_restart_epochs,
+    T_mult = 1, eta_min = lr_min) stepped once per epoch, as RDC's released script
+    (``nyu_mtl_region_cons_gaussian.py`` line 122, ``scheduler.step()`` after each epoch): in
+    epoch e = floor(k / steps_per_epoch), lr = lr_min + (learning_rate − lr_min) · (1 +
+    cos(π · (e mod T_0) / T_0)) / 2.
 
   Raises:
-    ValueError: a negative decay epoch.
+    ValueError: an unknown schedule, a negative decay epoch, or T_0 < 1.
   """
+  name = config.get("lr_schedule", "step")
+  if name not in SCHEDULES:
+    raise ValueError(f"config.lr_schedule={name!r}: expected one of {SCHEDULES}")
+  if name == "cosine_warm_restarts":
+    period = int(config.lr_restart_epochs)
+    if period < 1:
+      raise ValueError(f"config.lr_restart_epochs={config.lr_restart_epochs}: expected >= 1")
+    peak, floor = config.learning_rate, config.lr_min
+
+    def cosine(step):
+      epoch = jnp.asarray(step) // steps_per_epoch
+      phase = (epoch % period).astype(jnp.float32) / period
+      return floor + (peak - floor) * (1.0 + jnp.cos(jnp.pi * phase)) / 2.0
+
+    return cosine
   epochs = tuple(float(e) for e in config.lr_decay_epochs)
   if any(e < 0 for e in epochs):
     raise ValueError(f"config.lr_decay_epochs={epochs}: expected epochs >= 0")
@@ -59,5 +83,25 @@ def learning_rate_schedule(
 
   def schedule(step):
     return lr * factor ** jnp.sum(jnp.asarray(step) >= boundaries).astype(jnp.float32)
+
+  return schedule
+
+
+def epoch_step_decay(
+    peak: float, step_epochs: int, factor: float, steps_per_epoch: int
+) -> optax.Schedule:
+  """PyTorch's StepLR(step_size = step_epochs, gamma = factor) stepped once per epoch: in epoch
+  e = floor(k / steps_per_epoch) the rate is peak · factor^floor(e / step_epochs). MTPSL's FiLM
+  rows: StepLR(30, 0.5) (``nyu_mtl_xtc.py``); RDC's released: StepLR(10, 0.5).
+
+  Raises:
+    ValueError: step_epochs < 1.
+  """
+  if step_epochs < 1:
+    raise ValueError(f"StepLR step_size={step_epochs}: expected >= 1 epoch")
+
+  def schedule(step):
+    epoch = jnp.asarray(step) // steps_per_epoch
+    return peak * factor ** (epoch // step_epochs).astype(jnp.float32)
 
   return schedule

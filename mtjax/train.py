@@ -85,11 +85,12 @@ def create_optimizer(
     regularizer: regularizers.Regularizer | None = None,
     task_weighting: weighting.Weighting | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """Adam (PyTorch defaults, as MTPSL) with the step decay `schedule.learning_rate_schedule`, on
-  the tree `trainable(state)`: the model (and the weighting's params) at `config.learning_rate`,
-  each of the regularizer's parameter groups at its own peak rate (`Regularizer.learning_rates`),
-  the same decay applied; then the task weighting's transform (default: `weighting.create`),
-  whose `update` takes the step's `task_losses` and `task_counts`.
+  """Adam (PyTorch defaults, as MTPSL) with `schedule.learning_rate_schedule`, on the tree
+  `trainable(state)`: the model (and the weighting's params) at `config.learning_rate`, each of
+  the regularizer's parameter groups at its own peak rate (`Regularizer.learning_rates`), the
+  same schedule applied, except the FiLM rows when `config.regularizer.film_lr_step_epochs` > 0:
+  their own StepLR (`schedule.epoch_step_decay`); then the task weighting's transform (default:
+  `weighting.create`), whose `update` takes the step's `task_losses` and `task_counts`.
   """
   if task_weighting is None:
     task_weighting = weighting.create(config, len(config.tasks), steps_per_epoch)
@@ -97,8 +98,16 @@ def create_optimizer(
   transforms = {"model": optax.adam(model_schedule)}
   group_fn = lambda reg_params: {}
   if regularizer is not None:
+    film_step = int(config.regularizer.get("film_lr_step_epochs", 0))
     for group, lr in regularizer.learning_rates.items():
       ratio = lr / config.learning_rate
+      if group == "film" and film_step > 0:  # Its own StepLR (MTPSL, RDC as released).
+        transforms[group] = optax.adam(
+            schedule.epoch_step_decay(
+                lr, film_step, config.regularizer.film_lr_step_factor, steps_per_epoch
+            )
+        )
+        continue
       transforms[group] = optax.adam(lambda step, r=ratio: r * model_schedule(step))
     group_fn = regularizer.param_groups
 
