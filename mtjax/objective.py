@@ -33,10 +33,10 @@ from mtjax.weighting import Weighting
 DEEP_SUPERVISION = "deep_supervision"
 
 
-def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng):
+def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_state=None):
   """The forward pass and the loss terms before weighting: (task_sums float32 [K, T] over the K
-  heads, task_counts [T], B, the regularizer's (loss, logs) or None, the model's mutable
-  updates)."""
+  heads, task_counts [T], B, the regularizer's (loss, logs, new state) or None, the model's
+  mutable updates)."""
   model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
   views = 1 if regularizer is None else regularizer.views
   needs_features = regularizer is not None and regularizer.needs_features
@@ -65,7 +65,11 @@ def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng):
   counts, batch_size = terms[0][1], terms[0][2]
   reg = None
   if regularizer is not None:
-    reg = regularizer.loss(params["regularizer"], reg_predictions, reg_batch, reg_rng, feats)
+    args = (params["regularizer"], reg_predictions, reg_batch, reg_rng, feats)
+    if regularizer.stateful:
+      reg = regularizer.loss(*args, state=reg_state)
+    else:
+      reg = (*regularizer.loss(*args), reg_state)
   return sums, counts, batch_size, reg, updates
 
 
@@ -80,7 +84,8 @@ def objective(
     rng: jax.Array,
     task_weighting: Weighting,
     task_weights: jax.Array,
-) -> tuple[jax.Array, tuple[dict[str, jax.Array], object, tuple[jax.Array, jax.Array]]]:
+    reg_state=None,
+) -> tuple[jax.Array, tuple[dict[str, jax.Array], object, tuple[jax.Array, jax.Array], object]]:
   """The loss of one training batch, what to log, and the task statistics a weighting reads.
 
   Args:
@@ -94,29 +99,40 @@ def objective(
     rng: the step's key (dropout, the regularizer's sampling).
     task_weighting: `mtjax.weighting.create`'s record.
     task_weights: float32 [T], `mtjax.weighting.current_weights` of the optimizer state.
+    reg_state: the regularizer's state (`Regularizer.init_state`; passed to a stateful one).
 
   Returns:
-    (loss, (logs, new_batch_stats, (task_losses, task_counts))): loss float32 scalar; logs
+    (loss, (logs, new_batch_stats, (task_losses, task_counts), new_reg_state)): loss float32
+    scalar; logs
     float32 scalars "loss", "loss/<task>" ((1/B) Σ_b m L_t of the final predictions, unweighted),
     "weight/<task>", and with a regularizer "loss/<name>" (unweighted) and "<name>/<log>";
     task_losses float32 [T] the ℓ_t and task_counts float32 [T] the n_t of the final predictions
-    (a weighting's `update` arguments).
+    (a weighting's `update` arguments); new_reg_state the regularizer's state after the batch
+    (``reg_state`` unchanged for a stateless one).
   """
   sums, counts, batch_size, reg, updates = _terms(
-      params, batch_stats, batch, model=model, tasks=tasks, regularizer=regularizer, rng=rng
+      params,
+      batch_stats,
+      batch,
+      model=model,
+      tasks=tasks,
+      regularizer=regularizer,
+      rng=rng,
+      reg_state=reg_state,
   )
   loss, task_losses, used = task_weighting.combine(
       sums, counts, batch_size, params["weighting"], task_weights
   )
   logs = {f"loss/{task.name}": sums[0, t] / batch_size for t, task in enumerate(tasks)}
   logs.update({f"weight/{task.name}": used[t] for t, task in enumerate(tasks)})
+  new_reg_state = reg_state
   if regularizer is not None:
-    reg_loss, reg_logs = reg
+    reg_loss, reg_logs, new_reg_state = reg
     loss = loss + regularizer.weight * reg_loss
     logs[f"loss/{regularizer.name}"] = reg_loss
     logs.update({f"{regularizer.name}/{k}": v for k, v in reg_logs.items()})
   logs["loss"] = loss
-  return loss, (logs, updates["batch_stats"], (task_losses, counts))
+  return loss, (logs, updates["batch_stats"], (task_losses, counts), new_reg_state)
 
 
 def term_gradient_norms(
@@ -130,6 +146,7 @@ def term_gradient_norms(
     rng: jax.Array,
     task_weighting: Weighting,
     task_weights: jax.Array,
+    reg_state=None,
 ) -> dict[str, jax.Array]:
   """The L2 norm of the gradient each term of ``objective`` sends into the model's parameters.
 
@@ -140,7 +157,7 @@ def term_gradient_norms(
   pass and one VJP per term; ``train.train_and_evaluate`` calls it at log steps only.
 
   Args:
-    as ``objective``.
+    as ``objective`` (a stateful regularizer reads ``reg_state``; its update is dropped).
 
   Returns:
     float32 scalars "grad_norm/<task>", "grad_norm/<regularizer name>" (with a regularizer),
@@ -150,7 +167,14 @@ def term_gradient_norms(
   def forward(model_params):
     p = {**params, "model": model_params}
     sums, counts, batch_size, reg, _ = _terms(
-        p, batch_stats, batch, model=model, tasks=tasks, regularizer=regularizer, rng=rng
+        p,
+        batch_stats,
+        batch,
+        model=model,
+        tasks=tasks,
+        regularizer=regularizer,
+        rng=rng,
+        reg_state=reg_state,
     )
     reg_loss = jnp.zeros((), jnp.float32) if reg is None else reg[0]
     return (sums, reg_loss), (counts, batch_size)

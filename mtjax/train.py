@@ -48,8 +48,9 @@ class TrainState:
   step: int32 scalar, the number of updates applied; params / batch_stats: the model's collections;
   opt_state: the optax state of `trainable(state)`, the task weighting's state included
   (`mtjax.weighting.current_weights`); reg_params: the regularizer's params (a_θ), {} without one;
-  weighting_params: the task weighting's params (uncertainty's log-variances), {} for the others.
-  Evaluation and prediction read only params and batch_stats.
+  weighting_params: the task weighting's params (uncertainty's log-variances), {} for the others;
+  reg_state: the regularizer's non-trainable state (RDC as released: its bank of Gaussians), {}
+  for the others. Evaluation and prediction read only params and batch_stats.
   """
 
   step: jax.Array
@@ -58,6 +59,7 @@ class TrainState:
   opt_state: optax.OptState
   reg_params: dict = flax.struct.field(default_factory=dict)
   weighting_params: dict = flax.struct.field(default_factory=dict)
+  reg_state: dict = flax.struct.field(default_factory=dict)
 
 
 def trainable(state: TrainState) -> dict:
@@ -150,6 +152,7 @@ def create_train_state(
         opt_state=None,
         reg_params=reg_params,
         weighting_params={} if task_weighting is None else task_weighting.init_params(),
+        reg_state={} if regularizer is None else regularizer.init_state(),
     )
     return state.replace(opt_state=tx.init(trainable(state)))
 
@@ -192,11 +195,11 @@ def train_step(
       rng=step_rng,
       task_weighting=task_weighting,
       task_weights=weighting.current_weights(state.opt_state),
+      reg_state=state.reg_state,
   )
   params = trainable(state)
-  grads, (step_metrics, batch_stats, (task_losses, task_counts)) = jax.grad(loss_fn, has_aux=True)(
-      params, state.batch_stats, batch
-  )
+  grads, aux = jax.grad(loss_fn, has_aux=True)(params, state.batch_stats, batch)
+  step_metrics, batch_stats, (task_losses, task_counts), reg_state = aux
   updates, opt_state = tx.update(
       grads, state.opt_state, params, task_losses=task_losses, task_counts=task_counts
   )
@@ -208,6 +211,7 @@ def train_step(
       opt_state=opt_state,
       reg_params=params["regularizer"],
       weighting_params=params["weighting"],
+      reg_state=reg_state,
   )
   return new_state, step_metrics
 
@@ -225,6 +229,7 @@ def _grad_norms(state, batch, *, model, tasks, regularizer, rng, task_weighting)
       rng=jax.random.fold_in(rng, state.step),
       task_weighting=task_weighting,
       task_weights=weighting.current_weights(state.opt_state),
+      reg_state=state.reg_state,
   )
 
 

@@ -123,7 +123,7 @@ def test_toy_task_runs_through_model_objective_evaluation_and_panel(toy):
       task_weighting=weighting.create(config, 2, 1),
       task_weights=jnp.ones(2),
   )
-  grads, (logs, _, _) = jax.grad(objective_fn, has_aux=True)(
+  grads, (logs, _, _, _) = jax.grad(objective_fn, has_aux=True)(
       params, variables["batch_stats"], batch
   )
   out_train, _ = model.apply(variables, images, train=True, mutable=["batch_stats"])

@@ -353,7 +353,7 @@ def test_deep_supervision_heads_share_the_weights():
   config.tasks = ("depth",)
   w = weighting.create(config, 1, STEPS)
   params = {"model": variables["params"], "regularizer": {}, "weighting": {}}
-  loss, (logs, _, (means, counts)) = objective.objective(
+  loss, (logs, _, (means, counts), _) = objective.objective(
       params,
       variables["batch_stats"],
       batch,
@@ -544,7 +544,7 @@ def test_a_registered_weighting_brings_its_own_combine_rule_and_params(monkeypat
         task_weights=jnp.array([0.5]),
     )
 
-  loss, (logs, _, _) = run(w.init_params())
+  loss, (logs, _, _, _) = run(w.init_params())
   preds, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
   term = float(np.mean(np.asarray(tasks.depth_loss(preds["depth"], batch["depth"]))))  # n/B = 1.
   np.testing.assert_allclose(loss, (3.0 * 0.5 * term) ** 2, rtol=1e-5)

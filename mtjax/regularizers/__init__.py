@@ -40,6 +40,9 @@ class Regularizer:
       ``view2/*`` keys; its predictions, ground truths and features), the supervised loss the
       first (MTPSL); 1: both see the one view.
     needs_features: whether the model's features are captured for it.
+    init_state: () -> the regularizer's non-trainable state ({} for a stateless one); a
+      stateful regularizer's ``loss`` takes it as ``state=`` and returns it updated as a third
+      output: (loss, logs, new_state). ``stateful`` says which.
   """
 
   name: str
@@ -51,6 +54,8 @@ class Regularizer:
   learning_rates: Mapping[str, float]
   views: int = 1
   needs_features: bool = False
+  init_state: Callable[[], Any] = dict
+  stateful: bool = False
 
 
 def _film_or_mapping(params):
