@@ -74,6 +74,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.regions.max_regions = 32  # R: the largest R regions are kept, as 0..R-1
   config.regions.min_pixels = 16  # smaller regions (counted at the loss resolution) are dropped
   config.regions.loss_stride = 1  # the loss sees every loss_stride-th pixel
+  # area: the max_regions largest as 0..R-1 | none: the ids as read (RDC's released gray values).
+  config.regions.relabel = "area"
 
   # ---- Task weighting (mtjax/weighting.py: an Optax transform in the optimizer state) -----------
   # equal | fixed | uncertainty | dwa | log_smoothing | lps_no_log | lps (MT-CP's Table 4 rows).
@@ -90,6 +92,12 @@ def get_config() -> ml_collections.ConfigDict:
   # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------
   config.regularizer = ml_collections.ConfigDict()
   config.regularizer.name = "none"  # none | rdc | xtc | pixel_contrast
+  # rdc: paper (the text's loss) | as_released (RDC's released objective: logged, no gradient;
+  # mtjax/regularizers/rdc_released.py).
+  config.regularizer.mode = "paper"
+  # rdc: 1 view | 2: the regularizer sees a second augmented view, both forwarded as one batch of
+  # 2B (RDC's release and MTPSL; xtc always uses 2).
+  config.regularizer.views = 1
   config.regularizer.weight = 1.0  # λ (RDC Eq. 1: λ = 1).
   # RDC (Li et al., ECCV 2024; mtjax/regularizers/rdc.py). The paper gives no τ, a_θ shape or
   # covariance shrinkage; those defaults are ours (README "Region-aware distribution contrast").
@@ -154,6 +162,10 @@ def get_config() -> ml_collections.ConfigDict:
   # BatchNorm statistics, softmax, losses and metrics stay float32.
   config.compute_dtype = "float32"
   config.model.normalize_input = "auto"
+  # HRNet: the backbone's BatchNorm momentum (PyTorch's convention: timm 0.1, RDC's release 0.01)
+  # and its fuse layers' upsampling: nearest (timm, HRNet) | bilinear (RDC's release).
+  config.model.bn_momentum = 0.1
+  config.model.fuse_upsampling = "nearest"
 
   # ---- Optimisation (MTPSL: Adam 1e-4, 200 epochs at batch 2, halved entering epochs 99, 199) -
   config.batch_size = 2  # Global batch, split over all devices of all processes.

@@ -133,6 +133,51 @@ def test_multitask_network_outputs_and_features():
   assert feats["head_depth"].shape == (1, 16, 24, 270)
 
 
+def test_released_backbone_options_momentum_and_bilinear_fuse():
+  """RDC's released HRNet: BatchNorm momentum 0.01 (PyTorch's convention) in the backbone, 0.1
+  in the heads; fuse layers upsample bilinearly (half-pixel) instead of nearest."""
+  x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
+  base = hrnet.HRNetMTL(num_classes=5, variant="hrnet_w18_small_v2")
+  released = hrnet.HRNetMTL(
+      num_classes=5, variant="hrnet_w18_small_v2", bn_momentum=0.01, fuse_upsampling="bilinear"
+  )
+  variables = jax.jit(lambda: base.init(jax.random.key(1), x, train=False))()
+  _, upd = released.apply(variables, x, train=True, mutable=["batch_stats"])
+  # Running mean after one step from 0: momentum · batch mean of the first BN's input.
+  x_in = (x - jnp.asarray(hrnet.IMAGENET_MEAN)) / jnp.asarray(hrnet.IMAGENET_STD)
+  conv1 = jax.lax.conv_general_dilated(
+      x_in,
+      variables["params"]["backbone"]["conv1"]["kernel"],
+      (2, 2),
+      ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
+  np.testing.assert_allclose(
+      upd["batch_stats"]["backbone"]["bn1"]["mean"],
+      0.01 * conv1.mean((0, 1, 2)),
+      rtol=1e-4,
+      atol=1e-7,
+  )
+  head = upd["batch_stats"]["head_depth_bn"]["mean"]
+  _, upd_base = base.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert not np.allclose(head, 0.0)
+  # Same params, other fuse upsampling: other outputs.
+  out_base = base.apply(variables, x, train=False)
+  out_released = released.apply(variables, x, train=False)
+  assert out_released["depth"].shape == out_base["depth"].shape
+  assert not np.allclose(out_released["depth"], out_base["depth"])
+  np.testing.assert_allclose(
+      upd_base["batch_stats"]["backbone"]["bn1"]["mean"],
+      0.1 * conv1.mean((0, 1, 2)),
+      rtol=1e-4,
+      atol=1e-7,
+  )
+  with pytest.raises(ValueError, match="fuse_upsampling"):
+    hrnet.HRNetMTL(variant="hrnet_w18_small_v2", fuse_upsampling="cubic").init(
+        jax.random.key(0), x, train=False
+    )
+
+
 @pytest.mark.slow
 def test_training_with_a_pretrained_backbone(data_dir, tmp_path):
   from mtjax import sharding, train

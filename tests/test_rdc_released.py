@@ -123,3 +123,198 @@ def test_unbiased_statistics_and_the_ten_pixel_rule():
 def test_released_weight_ramps_per_epoch():
   got = [float(rdc_released.released_weight(e)) for e in (0, 1, 10, 19, 20, 30)]
   np.testing.assert_allclose(got, [0.0, 0.0075, 0.075, 0.1425, 0.15, 0.15], rtol=1e-6)
+
+
+# ----------------------------------------------------------------- the regularizer in training
+
+
+def _released_config():
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  config = default.get_config()
+  config.model.filters = (8, 8, 8, 8, 8)
+  config.batch_size = 2
+  config.regularizer.name, config.regularizer.mode = "rdc", "as_released"
+  config.regularizer.mapping.filters = (16, 24, 32, 32)
+  config.regularizer.mapping.convs_per_stage = (2, 2, 3, 3)
+  config.regions.source, config.regions.dir = "files", "unused"
+  config.regions.relabel, config.regions.max_regions = "none", 256
+  return config
+
+
+def _bilinear_up(f, factor):
+  """Half-pixel bilinear upsampling by an integer factor, edges clamped (PyTorch's
+  F.interpolate(mode='bilinear', align_corners=False) when upsampling), float64 NumPy."""
+  _, h, w, _ = f.shape
+
+  def axis(size):
+    x = (np.arange(size * factor) + 0.5) / factor - 0.5
+    x0 = np.clip(np.floor(x).astype(int), 0, size - 1)
+    x1 = np.clip(x0 + 1, 0, size - 1)
+    t = np.clip(x - np.floor(x), 0, 1)
+    t = np.where(x < 0, 0.0, t)
+    return x0, x1, t
+
+  r0, r1, tr = axis(h)
+  c0, c1, tc = axis(w)
+  rows = f[:, r0] * (1 - tr)[None, :, None, None] + f[:, r1] * tr[None, :, None, None]
+  return rows[:, :, c0] * (1 - tc)[None, None, :, None] + rows[:, :, c1] * tc[None, None, :, None]
+
+
+def test_released_objective_sends_no_gradient_and_logs_the_released_loss():
+  from mtjax import objective, regularizers, tasks, weighting  # pylint: disable=g-import-not-at-top
+  from mtjax.models import registry  # pylint: disable=g-import-not-at-top
+  from mtjax.regularizers import mapping  # pylint: disable=g-import-not-at-top
+  from tools.benchmark_train_step import synthetic_batch  # pylint: disable=g-import-not-at-top
+
+  config = _released_config()
+  rng = np.random.default_rng(3)
+  batch = {k: jnp.asarray(v) for k, v in synthetic_batch(2, 32, 32, 3).items()}
+  batch["label_mask"] = jnp.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # onelabel
+  gray = rng.integers(0, 4, size=(2, 32, 32))
+  gray[:, :6] = 250
+  batch["regions"] = jnp.asarray(gray, jnp.int32)
+  label_mask = np.tile(np.eye(3, dtype=np.float32), (4, 1))  # 12 examples: 6 steps per epoch.
+  reg = regularizers.create(config, label_mask, 13, (32, 32))
+  assert reg.stateful and reg.views == 1
+  model = registry.create_model(config)
+  variables = model.init(jax.random.key(0), batch["image"][:1], train=False)
+  reg_params = reg.init(jax.random.key(1), (32, 32))
+  params = {"model": variables["params"], "regularizer": reg_params, "weighting": {}}
+  w = weighting.create(config, 3, steps_per_epoch=6)
+  kwargs = {
+      "model": model,
+      "tasks": tasks.from_config(config),
+      "rng": jax.random.key(2),
+      "task_weighting": w,
+      "task_weights": jnp.ones(3),
+  }
+  fn = jax.jit(
+      lambda p, state: objective.objective(
+          p, variables["batch_stats"], batch, regularizer=reg, reg_state=state, **kwargs
+      )
+  )
+  state = reg.init_state()
+  state = {
+      **state,
+      "step": jnp.asarray(13, jnp.int32),
+  }  # Epoch 2: weight 2 · min(2 / 20 · 0.075, 0.075).
+  grads, (logs, _, _, new_state) = jax.grad(lambda p: fn(p, state), has_aux=True)(params)
+  # The released term sends exactly nothing into the model or a_θ: training is supervised-only.
+  reg_grads = jax.grad(lambda p: fn(p, state)[1][0]["loss/rdc"])(params)
+  assert float(fn(params, state)[1][0]["loss/rdc"]) != 0.0
+  assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(reg_grads))
+  assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(grads["regularizer"]))
+  assert float(logs["rdc/weight"]) == pytest.approx(0.015)
+  assert int(new_state["step"]) == 14
+  np.testing.assert_allclose(
+      float(logs["loss/rdc"]), 0.015 * float(logs["rdc/released_loss"]), rtol=1e-6
+  )
+
+  # The released loss of this batch from the mapped maps, upsampled and contrasted in NumPy.
+  s = rdc_released_settings(config)
+  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(
+      reg_params,
+      s.encoder(),
+      s.tasks,
+      13,
+      s.max_pairs,
+      _predictions(model, variables, batch),
+      batch,
+      jax.random.fold_in(jax.random.key(2), 1),
+      gumbel=s.gumbel,
+  )
+  ref = _Released()
+  want = []
+  for b in range(2):
+    for k in range(f_pred.shape[1]):
+      if not slot_valid[b, k]:
+        continue
+      x = _bilinear_up(np.asarray(f_pred[b, k][None], np.float64), 8)[0]
+      y = _bilinear_up(np.asarray(f_gt[b, k][None], np.float64), 8)[0]
+      want.append(ref.forward(x, y, gray[b, ::2, ::2])[0])
+  assert len(want) == 4  # Two unlabelled tasks per example.
+  np.testing.assert_allclose(float(logs["rdc/released_loss"]), sum(want) / 2, rtol=2e-3)
+  assert (
+      int(new_state["bank"]["count"])
+      == 2
+      * sum(
+          int(np.sum(np.bincount(gray[b, ::2, ::2].ravel(), minlength=256) >= 10)) for b in (0, 1)
+      )
+      * 2
+  )
+
+
+def rdc_released_settings(config):
+  from mtjax.regularizers import rdc  # pylint: disable=g-import-not-at-top
+
+  return rdc.settings_from_config(config, config.tasks, 13, 2, 6)
+
+
+def _predictions(model, variables, batch):
+  out, _ = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"])
+  return out
+
+
+def test_released_mode_needs_the_gray_value_regions():
+  from mtjax.regularizers import rdc  # pylint: disable=g-import-not-at-top
+
+  config = _released_config()
+  config.regions.relabel = "area"
+  with pytest.raises(ValueError, match="relabel='none'"):
+    rdc.settings_from_config(config, config.tasks, 13, 2)
+
+
+def test_released_maps_convert_and_the_released_config_trains(data_dir, tmp_path):
+  """tools/convert_released_regions.py on 8-bit maps written as the release's, then two steps of
+  configs/nyud_rdc_as_released.py (tiny) reading them: the loss is logged, the bank fills, the
+  released metrics are reported beside ours."""
+  import cv2  # pylint: disable=g-import-not-at-top
+
+  from configs import nyud_rdc_as_released  # pylint: disable=g-import-not-at-top
+  from mtjax import results, train  # pylint: disable=g-import-not-at-top
+  from tests.test_main import read_scalars  # pylint: disable=g-import-not-at-top
+  from tools import convert_released_regions  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(4)
+  root = tmp_path / "nyuv2"
+  for split in ("train", "val"):
+    n = 5 if split == "train" else 3
+    (root / split / "sam").mkdir(parents=True)
+    for folder in ("image", "label", "depth", "normal"):
+      (root / split / folder).symlink_to(data_dir / split / folder)
+    for i in range(n):
+      gray = (rng.integers(0, 3, size=(32, 64)) * 40).astype(np.uint8)
+      gray[:8] = 255
+      colour = np.repeat(gray[..., None], 3, -1)  # A gray PNG saved as RGB: cvtColor keeps it.
+      cv2.imwrite(str(root / split / "sam" / f"{i}.png"), colour)
+  out = tmp_path / "regions"
+  assert convert_released_regions.main(["--data-dir", str(root), "--out", str(out)]) == 0
+  from mtjax.data import regions  # pylint: disable=g-import-not-at-top
+
+  ids = regions.read_map(regions.map_path(out, "train", "0"), "0", (32, 64))
+  assert set(np.unique(ids)) <= {0, 40, 80, 255}
+  assert (
+      convert_released_regions.main(
+          ["--data-dir", str(root), "--split", "val", "--out", str(tmp_path / "val_maps")]
+      )
+      == 0
+  )
+  (root / "train" / "sam" / "3.png").unlink()
+  assert convert_released_regions.main(["--data-dir", str(root), "--out", str(tmp_path / "x")]) == 1
+
+  config = nyud_rdc_as_released.get_config()
+  config.dataset.data_dir = str(root)
+  config.regions.dir = str(out)
+  config.model.pretrained = ""
+  config.batch_size, config.num_train_steps = 2, 2
+  config.eval_every_steps = config.checkpoint_every_steps = config.log_every_steps = 1
+  config.num_panel_images = 1
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(config, str(workdir))
+  scalars = read_scalars(str(workdir))
+  assert set(scalars["train/rdc/bank_count"]) == {1, 2}
+  assert scalars["train/rdc/bank_count"][2] > scalars["train/rdc/bank_count"][1] > 0
+  assert scalars["train/rdc/weight"][1] == 0.0  # Epoch 0.
+  final = results.final_evaluation(results.read(str(workdir)))["metrics"]
+  assert "normal_as_released" in final and "semseg_as_released" in final

@@ -112,6 +112,8 @@ def _regions_fn(spec: regions_lib.RegionSpec, image_shape: tuple[int, int]):
   height, width = image_shape
 
   def relabel(ids):
+    if spec.relabel == "none":
+      return regions_lib.keep_ids(ids, spec.max_regions)
     return regions_lib.relabel_by_area(ids, spec.max_regions, spec.min_pixels, spec.loss_stride)
 
   def semantic(semseg):

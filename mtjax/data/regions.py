@@ -62,6 +62,7 @@ from mtjax import fileio
 
 FORMAT = "mtjax-regions/1"
 SOURCES = ("none", "instance", "patch", "semantic_gt", "files")
+RELABELS = ("area", "none")
 MAX_FILE_ID = 65_535
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LAYOUT = (
@@ -264,9 +265,12 @@ class RegionSpec:
     max_regions: R, the number of regions kept per image.
     min_pixels: regions with fewer pixels (at the loss resolution) are dropped.
     loss_stride: the loss sees every ``loss_stride``-th pixel; areas are counted there.
+    relabel: ``"area"`` (``relabel_by_area``) or ``"none"``: the ids as they are (an id ≥
+      ``max_regions`` becomes −1): RDC's released regions, one per 8-bit gray value 0..255 in
+      value order (``tools/convert_released_regions.py``; its loss applies its own 10-pixel rule).
 
   Raises:
-    ValueError: an unknown source; ``files`` without ``dir``; a non-positive size.
+    ValueError: an unknown source or relabel; ``files`` without ``dir``; a non-positive size.
   """
 
   source: str = "none"
@@ -276,10 +280,13 @@ class RegionSpec:
   max_regions: int = 32
   min_pixels: int = 16
   loss_stride: int = 1
+  relabel: str = "area"
 
   def __post_init__(self):
     if self.source not in SOURCES:
       raise ValueError(f"config.regions.source must be one of {SOURCES}, got {self.source!r}")
+    if self.relabel not in RELABELS:
+      raise ValueError(f"config.regions.relabel must be one of {RELABELS}, got {self.relabel!r}")
     if self.source == "files" and not self.dir:
       raise ValueError(
           "config.regions.source='files' needs config.regions.dir (a region directory)"
@@ -386,6 +393,12 @@ def relabel_by_area(
     return np.full(ids.shape, -1, np.int32)
   pos = np.minimum(np.searchsorted(values, ids), values.size - 1)  # ``values`` is sorted.
   return np.where((ids >= 0) & (values[pos] == ids), rank[pos], -1).astype(np.int32)
+
+
+def keep_ids(ids: np.ndarray, max_regions: int) -> np.ndarray:
+  """``relabel="none"``: int32 ids as they are where in [0, max_regions), −1 elsewhere."""
+  ids = np.asarray(ids)
+  return np.where((ids >= 0) & (ids < max_regions), ids, -1).astype(np.int32)
 
 
 def patch_regions(height: int, width: int, patch_size: int) -> np.ndarray:

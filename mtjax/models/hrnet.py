@@ -70,6 +70,7 @@ VARIANTS = {
     ),
 }
 _EXPANSION = {"BASIC": 1, "BOTTLENECK": 4}
+FUSE_UPSAMPLINGS = ("nearest", "bilinear")
 _STEM_WIDTH = 64
 
 
@@ -81,8 +82,16 @@ class _Builder:
   """Creates the model's convs and BatchNorms as direct children of ``parent`` (inside its
   ``nn.compact`` call), named by their PyTorch module paths."""
 
-  def __init__(self, parent: nn.Module, train: bool, dtype: Any):
+  def __init__(
+      self,
+      parent: nn.Module,
+      train: bool,
+      dtype: Any,
+      bn_momentum: float = 0.1,
+      fuse_upsampling: str = "nearest",
+  ):
     self.parent, self.train, self.dtype = parent, train, dtype
+    self.bn_momentum, self.fuse_upsampling = bn_momentum, fuse_upsampling
 
   def conv(self, path: str, x: Array, features: int, kernel: int, stride: int = 1) -> Array:
     pad = kernel // 2
@@ -101,6 +110,7 @@ class _Builder:
   def bn(self, path: str, x: Array) -> Array:
     return layers.BatchNorm(
         use_running_average=not self.train,
+        momentum=1.0 - self.bn_momentum,  # PyTorch's momentum → the running average's decay.
         dtype=self.dtype,
         parent=self.parent,
         name=path.replace(".", "_"),
@@ -140,6 +150,11 @@ class HRNetBackbone(nn.Module):
   Attributes:
     variant: a key of ``VARIANTS`` (``hrnet_w18`` | ``hrnet_w18_small_v2``).
     dtype: computation dtype (None: float32).
+    bn_momentum: BatchNorm momentum in PyTorch's convention (timm: 0.1; RDC's released
+      ``model/seg_hrnet.py`` line 20: 0.01).
+    fuse_upsampling: how a fuse layer brings a lower-resolution branch up: ``nearest`` (timm,
+      HRNet's official code) or ``bilinear`` (RDC's released ``seg_hrnet.py`` lines 238-241,
+      ``F.interpolate(mode='bilinear')``, half-pixel centres).
 
   Call: x float [B, H, W, 3], H and W divisible by 32 → list of 4 float32 arrays, branch i
   [B, H / 2**(i+2), W / 2**(i+2), C_i] (W18: C = 18, 36, 72, 144): timm's
@@ -151,14 +166,21 @@ class HRNetBackbone(nn.Module):
 
   variant: str = "hrnet_w18"
   dtype: Any = None
+  bn_momentum: float = 0.1
+  fuse_upsampling: str = "nearest"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> list[Array]:
     if self.variant not in VARIANTS:
       raise ValueError(f"HRNet variant {self.variant!r}: expected one of {tuple(VARIANTS)}")
+    if self.fuse_upsampling not in FUSE_UPSAMPLINGS:
+      raise ValueError(
+          f"config.model.fuse_upsampling={self.fuse_upsampling!r}: expected one of "
+          f"{FUSE_UPSAMPLINGS}"
+      )
     if x.ndim != 4 or x.shape[1] % 32 or x.shape[2] % 32:
       raise ValueError(f"HRNet expects [B, H, W, C] with H, W divisible by 32; got {x.shape}")
-    b = _Builder(self, train, self.dtype)
+    b = _Builder(self, train, self.dtype, self.bn_momentum, self.fuse_upsampling)
     stage1, *stages = VARIANTS[self.variant]
     x = b.conv_bn("conv1", "bn1", x, _STEM_WIDTH, 3, 2)
     x = b.conv_bn("conv2", "bn2", x, 64, 3, 2)
@@ -203,7 +225,11 @@ class HRNetBackbone(nn.Module):
         p = f"{path}.fuse_layers.{i}.{j}"
         if j > i:
           x = b.conv_bn(f"{p}.0", f"{p}.1", x, widths[i], 1, relu=False)
-          x = _upsample_nearest(x, 2 ** (j - i))
+          if b.fuse_upsampling == "nearest":
+            x = _upsample_nearest(x, 2 ** (j - i))
+          else:
+            target = (x.shape[0], xs[i].shape[1], xs[i].shape[2], x.shape[-1])
+            x = jax.image.resize(x, target, "linear").astype(x.dtype)
         elif j < i:
           for k in range(i - j):
             last = k == i - j - 1
@@ -224,6 +250,8 @@ class HRNetMTL(nn.Module):
     normalize_input: subtract the ImageNet mean and divide by its std first (pretrained
       backbones expect it); inputs are images in [0, 1].
     dtype: computation dtype (None: float32).
+    bn_momentum, fuse_upsampling: the backbone's (``HRNetBackbone``); the heads' BatchNorms keep
+      PyTorch's momentum 0.1 (as RDC's released ``HighResolutionHead``).
 
   Params: ``backbone`` (the backbone's convs and BatchNorms, named as PyTorch's), and per task
   ``head_<task>_conv`` / ``head_<task>_bn`` / ``head_<task>_out``.
@@ -240,6 +268,8 @@ class HRNetMTL(nn.Module):
   variant: str = "hrnet_w18"
   normalize_input: bool = True
   dtype: Any = None
+  bn_momentum: float = 0.1
+  fuse_upsampling: str = "nearest"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> dict[str, Array]:
@@ -247,7 +277,9 @@ class HRNetMTL(nn.Module):
     height, width = x.shape[1], x.shape[2]
     if self.normalize_input:
       x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
-    branches = HRNetBackbone(self.variant, self.dtype, name="backbone")(x, train=train)
+    branches = HRNetBackbone(
+        self.variant, self.dtype, self.bn_momentum, self.fuse_upsampling, name="backbone"
+    )(x, train=train)
     h4, w4 = branches[0].shape[1], branches[0].shape[2]
     ups = [
         br if i == 0 else jax.image.resize(br, (br.shape[0], h4, w4, br.shape[-1]), "linear")

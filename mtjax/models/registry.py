@@ -51,6 +51,8 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
         normalize_input=normalize == "imagenet"
         or (normalize == "auto" and bool(config.model.pretrained)),
         dtype=dtype,
+        bn_momentum=float(config.model.get("bn_momentum", 0.1)),
+        fuse_upsampling=config.model.get("fuse_upsampling", "nearest"),
     )
   raise ValueError(
       f"config.model.name={config.model.name!r}: expected one of "

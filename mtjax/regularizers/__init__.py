@@ -16,7 +16,7 @@ import numpy as np
 
 from mtjax.models.features import feature_shapes as model_feature_shapes
 from mtjax.models.features import stride_and_channels
-from mtjax.regularizers import mapping, pixel_contrast, rdc, xtc
+from mtjax.regularizers import mapping, pixel_contrast, rdc, rdc_released, xtc
 
 NAMES = ("none", "rdc", "xtc", "pixel_contrast")
 
@@ -95,6 +95,8 @@ def create(
     return None
   if not reg.weight >= 0:
     raise ValueError(f"config.regularizer.weight={reg.weight}: expected >= 0")
+  if reg.views not in (1, 2):
+    raise ValueError(f"config.regularizer.views={reg.views}: expected 1 or 2")
   if reg.name in ("pixel_contrast", "xtc") and feature_shapes is None:
     from mtjax.models import registry  # pylint: disable=g-import-not-at-top
 
@@ -120,7 +122,32 @@ def create(
         views=2,
         needs_features=True,
     )
-  settings = rdc.settings_from_config(config, config.tasks, num_classes, max_pairs)
+  steps_per_epoch = max(1, label_mask.shape[0] // config.batch_size)  # schedule.steps_per_epoch
+  settings = rdc.settings_from_config(
+      config, config.tasks, num_classes, max_pairs, steps_per_epoch
+  )
+  if settings.mode == "as_released":
+    dim = settings.filters[-1]
+    return _with_mapping(
+        config,
+        settings,
+        image_shape,
+        loss=lambda params, predictions, batch, rng, features, state: (
+            rdc_released.released_rdc_loss(
+                params,
+                settings,
+                predictions,
+                batch,
+                rng,
+                state,
+                steps_per_epoch=settings.steps_per_epoch,
+            )
+        ),
+        batch_keys=("regions",),
+        views=config.regularizer.views,
+        init_state=lambda: rdc_released.init_state(dim),
+        stateful=True,
+    )
   return _with_mapping(
       config,
       settings,
@@ -129,6 +156,7 @@ def create(
           params, settings, predictions, batch, rng
       ),
       batch_keys=("regions",) if settings.extraction == "region" else (),
+      views=config.regularizer.views,
   )
 
 

@@ -47,6 +47,7 @@ from mtjax.regularizers import mapping
 
 Array = jax.Array
 
+MODES = ("paper", "as_released")
 CONTRASTS = ("gaussian", "vector", "pixel")
 DISTANCES = ("w2", "kl")
 EXTRACTIONS = ("region", "patch")
@@ -74,6 +75,11 @@ class RDCSettings:
       its argmax.
     filters, convs_per_stage: a_θ's stages (``mapping.FiLMEncoder``).
     conv_impl: a_θ's convolution implementation.
+    mode: ``paper`` (this module: the paper's loss, with its gradient) or ``as_released`` (the
+      released code's objective, ``rdc_released.released_rdc_loss``: no gradient, the bank of
+      1,000 Gaussians and its two oldest entries as negatives, the per-epoch weight ramp; of the
+      settings above it reads tasks, num_classes, max_pairs, gumbel and a_θ's shape).
+    steps_per_epoch: the epoch length (``as_released``'s weight ramp).
   """
 
   tasks: tuple[str, ...]
@@ -94,9 +100,12 @@ class RDCSettings:
   filters: tuple[int, ...] = (32, 64)
   convs_per_stage: tuple[int, ...] = (1, 1)
   conv_impl: str = "auto"
+  mode: str = "paper"
+  steps_per_epoch: int = 1
 
   def __post_init__(self):
     for name, value, choices in (
+        ("mode", self.mode, MODES),
         ("contrast", self.contrast, CONTRASTS),
         ("distance", self.distance, DISTANCES),
         ("covariance", self.covariance, gaussian.COVARIANCES),
@@ -342,15 +351,36 @@ def rdc_loss(
 
 
 def settings_from_config(
-    config, tasks: Sequence[str], num_classes: int, max_pairs: int
+    config, tasks: Sequence[str], num_classes: int, max_pairs: int, steps_per_epoch: int = 1
 ) -> RDCSettings:
   """``RDCSettings`` from ``config.regularizer`` and ``config.regions``.
 
   Raises:
     ValueError: bad values (``RDCSettings``), or region extraction whose ``config.regions`` do not
-      fit (no source; ``loss_stride`` not a_θ's stride).
+      fit (no source; ``loss_stride`` not a_θ's stride; as released: not the 256 gray values of
+      files kept as they are).
   """
   reg = config.regularizer
+  if reg.mode == "as_released":
+    regions = config.regions
+    if (regions.source, regions.relabel, regions.max_regions) != ("files", "none", 256):
+      raise ValueError(
+          "config.regularizer.mode='as_released' reads RDC's released gray-value regions: "
+          "expected config.regions.source='files' (tools/convert_released_regions.py), "
+          f"relabel='none', max_regions=256; got {regions.source!r}, {regions.relabel!r}, "
+          f"{regions.max_regions}"
+      )
+    return RDCSettings(
+        tasks=tuple(tasks),
+        num_classes=num_classes,
+        max_pairs=max_pairs,
+        gumbel=reg.gumbel,
+        filters=tuple(reg.mapping.filters),
+        convs_per_stage=tuple(reg.mapping.convs_per_stage),
+        conv_impl=config.model.conv_impl,
+        mode="as_released",
+        steps_per_epoch=steps_per_epoch,
+    )
   settings = RDCSettings(
       tasks=tuple(tasks),
       num_classes=num_classes,

@@ -169,3 +169,88 @@ def contrast(
 
   bank, (loss, counted) = jax.lax.scan(one, bank, (mu_x, cov_x, mu_y, cov_y, valid))
   return bank, jnp.where(counted, loss, 0.0), counted
+
+
+def init_state(dim: int) -> dict[str, Array]:
+  """The regularizer's state: the bank (``init_bank``) and the steps taken (for the epoch of
+  ``released_weight``)."""
+  return {"bank": init_bank(dim), "step": jnp.zeros((), jnp.int32)}
+
+
+def released_rdc_loss(
+    params,
+    settings,
+    predictions,
+    batch,
+    rng: Array,
+    state: dict[str, Array],
+    *,
+    steps_per_epoch: int,
+) -> tuple[Array, dict[str, Array], dict[str, Array]]:
+  """The released objective's region-contrast term of one batch, its logs and the next state.
+
+  a_θ (``settings.encoder()``, the released shape with ``config.regularizer.mapping``) maps every
+  (prediction of an unlabelled task, ground truth of a labelled task) slot
+  (``mapping.mapped_slots``, in the released loop order); the maps are upsampled bilinearly to
+  half the input size (144x192 at 288x384; ``F.interpolate`` without ``align_corners``) and the
+  gray-value regions are read there by nearest sampling (``regions[:, ::2, ::2]``); then
+  ``region_statistics`` and ``contrast`` in slot order. Everything is under ``stop_gradient``.
+
+  Args:
+    params, settings, predictions, batch, rng: as ``rdc.rdc_loss`` (``batch["regions"]`` int32
+      [B, H, W] the gray values 0..255, −1 none: ``config.regions.relabel = "none"``).
+    state: ``init_state``'s.
+    steps_per_epoch: the epoch length, for the weight's per-epoch ramp.
+
+  Returns:
+    (w_e · Σ_slots loss / B, a float32 scalar constant; logs "released_loss" (Σ_slots loss / B),
+    "weight" (w_e), "valid_pairs", "valid_regions", "bank_count"; the next state).
+
+  Raises:
+    ValueError: no ``regions`` in the batch, or an odd image size.
+  """
+  from mtjax.regularizers import mapping  # pylint: disable=g-import-not-at-top
+
+  if "regions" not in batch:
+    raise ValueError(
+        "RDC as released reads batch['regions'] (the SAM gray values): set "
+        "config.regions.source='files' with config.regions.relabel='none'"
+    )
+  first = predictions[settings.tasks[0]]
+  batch_size, height, width = first.shape[:3]
+  if height % 2 or width % 2:
+    raise ValueError(f"RDC as released samples regions at half size: {height}x{width} is odd")
+  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(
+      params,
+      settings.encoder(),
+      settings.tasks,
+      settings.num_classes,
+      settings.max_pairs,
+      predictions,
+      batch,
+      rng,
+      gumbel=settings.gumbel,
+  )
+  f_pred, f_gt = jax.lax.stop_gradient((f_pred, f_gt))
+  slots = f_pred.shape[1]
+  size = (height // 2, width // 2)
+  up = lambda f: jax.image.resize(
+      f.reshape(-1, *f.shape[2:]), (batch_size * slots, *size, f.shape[-1]), "bilinear"
+  )
+  gray = jnp.repeat(batch["regions"][:, ::2, ::2], slots, axis=0)
+  mu_x, cov_x, valid = region_statistics(up(f_pred), gray)
+  mu_y, cov_y, _ = region_statistics(up(f_gt), gray)
+  bank, loss, counted = contrast(
+      state["bank"], mu_x, cov_x, mu_y, cov_y, valid, slot_valid.reshape(-1).astype(bool)
+  )
+  released = jnp.sum(loss) / batch_size
+  weight = released_weight(state["step"] // steps_per_epoch)
+  logs = {
+      "released_loss": released,
+      "weight": weight,
+      "valid_pairs": jnp.sum(counted).astype(jnp.float32),
+      "valid_regions": jnp.sum(valid & counted[:, None]).astype(jnp.float32),
+      "bank_count": bank["count"].astype(jnp.float32),
+  }
+  total = jax.lax.stop_gradient(weight * released)
+  return total, logs, {"bank": bank, "step": state["step"] + 1}
