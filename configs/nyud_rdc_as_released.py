@@ -22,8 +22,9 @@ Reproduced (file:line of the release):
 * two views forwarded as one batch of 2B, supervised loss on the first (lines 238-279);
 * HRNet-W18-small-v2 (``model/seg_hrnet.py`` 866-878 loads the small-v2 weights), BatchNorm
   momentum 0.01 in the backbone (line 20), bilinear fuse upsampling (238-241), no input
-  normalisation (the loader's ``Normalize`` is commented out, ``nyuv2ssl.py`` 140-142), the
-  normal head's raw output (``models.py`` 105-106);
+  normalisation (``NYUv2_crop`` passes the stored image on, ``nyuv2ssl.py`` 132-133; its
+  ``Normalize`` class is never applied to it), the normal head's raw output (``models.py``
+  105-106);
 * Adam 5e-4, CosineAnnealingWarmRestarts(T_0 = 10, eta_min = 1e-6) per epoch, batch 10, 20
   epochs, RandomScaleCrop {1, 1.2, 1.5}, no flip (lines 120-122, 30, 188);
 * evaluation every epoch on the test split, the best Δm kept; the released metrics beside the
