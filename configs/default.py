@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.flip = False
   config.augment.scale_range = (0.5, 2.0)  # scale_pad: uniform scale
   config.augment.photometric = False  # scale_pad: PhotoMetricDistortion of the image
+  # A regularizer's second view: independent (another augmentation of the stored example) |
+  # of_first (an augmentation of the first view: MTPSL's and RDC's released loaders).
+  config.augment.second_view = "independent"
 
   # ---- Regions (region-aware regularizers; mtjax/data/regions.py, shared REGIONS.md) ---------
   # Train batches get `regions` int32 [B, H, W] (-1 = none) unless the source is "none".

@@ -31,8 +31,8 @@ Reproduced (file:line of the release):
   correct ones (``config.metrics_as_released``: normals on the raw output, ``utils/evaluation.py``
   45; Δm against the script's hard-coded table, lines 94-98 and 377-381).
 
-Not reproduced: the release's second view is a crop of the first view's crop
-(``nyuv2ssl.py`` 161-162); here it is an independent crop of the stored image.
+* the second view a RandomScaleCrop of the first view's (``nyuv2ssl.py`` 161-162;
+  ``config.augment.second_view = "of_first"``).
 """
 
 from configs import nyud
@@ -60,6 +60,7 @@ def get_config():
   config.regularizer.mode = "as_released"
   config.regularizer.weight = 1.0  # The per-epoch weight is inside the released term.
   config.regularizer.views = 2
+  config.augment.second_view = "of_first"
   config.regularizer.mapping.filters = (16, 24, 32, 32)
   config.regularizer.mapping.convs_per_stage = (2, 2, 3, 3)
   config.regularizer.learning_rate = -1.0  # a_θ's convs: the model's optimizer and schedule.

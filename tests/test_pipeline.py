@@ -199,3 +199,33 @@ def test_real_frames_with_published_partial_labels():
     normal = batch["normal"][b]
     valid = (normal != 0).any(-1)
     np.testing.assert_allclose(np.linalg.norm(normal[valid], axis=-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("second_view", ["independent", "of_first"])
+def test_second_view_of_the_first_view_compounds_the_zoom(tmp_path, second_view):
+  """MTPSL's and RDC's released loaders crop the first view's crop again: with depth 1 m
+  everywhere, view 1 holds 1 / s1 and view 2 1 / (s1 s2), so view 1 / view 2 = s2 >= 1; an
+  independent second view holds 1 / s2, and the ratio s2 / s1 is below 1 for some examples."""
+  root = make_nyuv2_layout(tmp_path, splits={"train": 24}, hw=(16, 24))
+  for i in range(24):
+    np.save(root / "train" / "depth" / f"{i}.npy", np.ones((16, 24, 1), np.float32))
+  source = nyuv2.NYUv2Split(root, "train")
+  mask = label_settings.resolve_label_mask(
+      "full", num_examples=24, dataset_tasks=source.tasks, tasks=source.tasks, seed=0
+  )
+  ds = pipeline.train_dataset(
+      source, label_mask=mask, per_process_batch_size=24, seed=1, views=2, second_view=second_view
+  )
+  batch = next(ds.as_numpy_iterator())
+  d1, d2 = batch["depth"][:, 0, 0, 0], batch["view2/depth"][:, 0, 0, 0]
+  ratio = d1 / d2
+  scales = np.array([1.0, 1.2, 1.5])
+  if second_view == "of_first":
+    assert np.all(np.min(np.abs(ratio[:, None] - scales), 1) < 1e-5), ratio
+    assert np.min(d2) < 1 / 1.5 - 1e-3  # A compound zoom beyond the largest single one.
+  else:
+    assert np.min(ratio) < 1 - 1e-3
+  with pytest.raises(ValueError, match="second_view"):
+    pipeline.train_dataset(
+        source, label_mask=mask, per_process_batch_size=4, seed=1, views=2, second_view="crop"
+    )

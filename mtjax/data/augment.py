@@ -346,14 +346,22 @@ def photometric_distortion(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 def options(config_augment) -> dict:
   """``augment``'s keyword arguments (``pipeline.train_dataset``'s names) from ``config.augment``:
-  ``augmentation``, ``scales``, ``flip``, ``scale_range``, ``photometric``."""
+  ``augmentation``, ``scales``, ``flip``, ``scale_range``, ``photometric``, and how a second view
+  is drawn, ``second_view`` (``SECOND_VIEWS``)."""
   return {
       "augmentation": config_augment.name,
       "scales": tuple(config_augment.scales),
       "flip": bool(config_augment.flip),
       "scale_range": tuple(config_augment.scale_range),
       "photometric": bool(config_augment.photometric),
+      "second_view": config_augment.get("second_view", "independent"),
   }
+
+
+# A second view (``pipeline.train_dataset(views=2)``): ``independent``, another augmentation of the
+# stored example; ``of_first``, an augmentation of the first view (MTPSL's ``nyu_mtl_xtc.py`` and
+# RDC's ``dataset/nyuv2ssl.py`` lines 161-162 crop the first view's crop again: zooms multiply).
+SECOND_VIEWS = ("independent", "of_first")
 
 
 def augment(

@@ -155,6 +155,7 @@ def train_dataset(
     photometric: bool = False,
     regions: regions_lib.RegionSpec | None = None,
     views: int = 1,
+    second_view: str = "independent",
     tasks: Sequence[tasks_lib.Task] | None = None,
 ) -> tf.data.Dataset:
   """Infinite, deterministic, resumable training stream of this host's batches.
@@ -189,6 +190,9 @@ def train_dataset(
       another scale-crop and flip of the same stored example, seeded by (seed, epoch, index,
       view)) under ``view2/<key>`` for the image, the ground truths and ``regions``; the first
       view is the same as with ``views=1``.
+    second_view: ``independent`` (above) or ``of_first``: the second view augments the first
+      view's augmented example instead of the stored one (MTPSL, RDC's release: a crop of the
+      crop; ``augment.SECOND_VIEWS``).
     tasks: the task records whose augmentation rules apply (``augment.augment``; a source task
       not among them takes its registered default record).
 
@@ -209,6 +213,10 @@ def train_dataset(
   _check_hosts(per_process_batch_size, process_index, process_count)
   if views not in (1, 2):
     raise ValueError(f"views must be 1 or 2, got {views}.")
+  if second_view not in augment_lib.SECOND_VIEWS:
+    raise ValueError(
+        f"config.augment.second_view={second_view!r}: expected one of {augment_lib.SECOND_VIEWS}"
+    )
   spec = regions or regions_lib.RegionSpec()
   if spec.before_augmentation:
     source = regions_lib.WithRegionMaps(source, spec)
@@ -237,10 +245,11 @@ def train_dataset(
     return tf.data.Dataset.from_tensor_slices({"epoch": tf.fill([n], epoch), "index": perm})
 
   def make_view(stored, epoch, index, view):
+    """(the augmented example as stored, with its regions relabelled)."""
     seed = _derive_seed(base_seed, _AUGMENTATION, epoch, index)
     if view:
       seed = _derive_seed(seed, view)
-    example = augment_lib.augment(
+    augmented = augment_lib.augment(
         stored,
         seed,
         name=augmentation,
@@ -250,16 +259,19 @@ def train_dataset(
         photometric=photometric,
         tasks=tasks,
     )
+    example = dict(augmented)
     if attach_regions is not None:
-      example["regions"] = attach_regions(example)
-    return example
+      example["regions"] = attach_regions(augmented)
+    return augmented, example
 
   def make_example(element):
     index = element["index"]
     stored = load(index)
-    example = make_view(stored, element["epoch"], index, 0)
+    first, example = make_view(stored, element["epoch"], index, 0)
     if views == 2:
-      second = make_view(stored, element["epoch"], index, 1)
+      _, second = make_view(
+          first if second_view == "of_first" else stored, element["epoch"], index, 1
+      )
       example.update({f"view2/{k}": v for k, v in second.items()})
     return {
         **example,
