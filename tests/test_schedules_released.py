@@ -104,3 +104,30 @@ def test_film_step_lr_equals_pytorch_and_drives_the_film_rows(step_size):
   np.testing.assert_allclose(film[2 * step_size - 1], 1e-3, rtol=1e-4)  # Last step of epoch k-1.
   np.testing.assert_allclose(film[2 * step_size], 5e-4, rtol=1e-4)  # First of epoch k.
   np.testing.assert_allclose([s[1] for s in sizes], 1e-4, rtol=1e-4)  # Model's: no decay yet.
+
+
+def test_nyud_xtc_epoch_boundaries_are_mtpsl_xtc_scripts():
+  """nyu_mtl_xtc.py steps both schedulers after each epoch: the model's lr halves entering epoch
+  100 (nyu_mtl_sl.py: 99), the FiLM rows' entering 30, 60, ... (397 steps per epoch)."""
+  from configs import nyud, nyud_xtc  # pylint: disable=g-import-not-at-top
+
+  spe = 397
+  xtc_lr = schedule.learning_rate_schedule(nyud_xtc.get_config(), spe)
+  sl_lr = schedule.learning_rate_schedule(nyud.get_config(), spe)
+  first = lambda e: e * spe
+  np.testing.assert_allclose(
+      [xtc_lr(first(99)), xtc_lr(first(100) - 1), xtc_lr(first(100))], [1e-4, 1e-4, 5e-5]
+  )
+  np.testing.assert_allclose([sl_lr(first(99) - 1), sl_lr(first(99))], [1e-4, 5e-5])
+  config = nyud_xtc.get_config()
+  film = schedule.epoch_step_decay(
+      config.regularizer.film_learning_rate,
+      config.regularizer.film_lr_step_epochs,
+      config.regularizer.film_lr_step_factor,
+      spe,
+  )
+  np.testing.assert_allclose(
+      [film(first(30) - 1), film(first(30)), film(first(60)), film(first(180))],
+      [1e-3, 5e-4, 2.5e-4, 1e-3 / 64],
+  )
+  assert config.augment.second_view == "of_first"
