@@ -363,12 +363,15 @@ def settings_from_config(
   reg = config.regularizer
   if reg.mode == "as_released":
     regions = config.regions
-    if (regions.source, regions.relabel, regions.max_regions) != ("files", "none", 256):
+    if (
+        regions.source not in ("files", "instance")
+        or (regions.relabel, regions.max_regions) != ("none", 256)
+    ):
       raise ValueError(
           "config.regularizer.mode='as_released' reads RDC's released gray-value regions: "
-          "expected config.regions.source='files' (tools/convert_released_regions.py), "
-          f"relabel='none', max_regions=256; got {regions.source!r}, {regions.relabel!r}, "
-          f"{regions.max_regions}"
+          "expected config.regions.source='files' (tools/convert_released_regions.py; or "
+          "'instance', ids as gray values), relabel='none', max_regions=256; got "
+          f"{regions.source!r}, {regions.relabel!r}, {regions.max_regions}"
       )
     return RDCSettings(
         tasks=tuple(tasks),
