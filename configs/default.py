@@ -101,6 +101,9 @@ def get_config() -> ml_collections.ConfigDict:
   # rdc: 1 view | 2: the regularizer sees a second augmented view, both forwarded as one batch of
   # 2B (RDC's release and MTPSL; xtc always uses 2).
   config.regularizer.views = 1
+  # rdc paper mode: 0 = constant λ | k > 0: λ · min(epoch / k, 1), stepped per epoch (0 in epoch
+  # 0; the shape of the released per-epoch ramp, which reaches its maximum at epoch 20).
+  config.regularizer.weight_ramp_epochs = 0
   config.regularizer.weight = 1.0  # λ (RDC Eq. 1: λ = 1).
   # RDC (Li et al., ECCV 2024; mtjax/regularizers/rdc.py). The paper gives no τ, a_θ shape or
   # covariance shrinkage; those defaults are ours (README "Region-aware distribution contrast").

@@ -427,3 +427,39 @@ print("OK", one, eight)
 
 def test_one_device_and_eight_devices_give_the_same_loss():
   run_on_eight_cpu_devices(_SHARDED_SCRIPT)
+
+
+def test_paper_mode_weight_ramp_per_epoch():
+  """weight_ramp_epochs = k: L_RC · min(epoch / k, 1), the epoch from the regularizer's own step
+  count (0 in epoch 0, as the released ramp); k = 0 keeps the stateless constant-λ record."""
+  config = default.get_config()
+  config.regularizer.name = "rdc"
+  config.regularizer.extraction = "patch"
+  config.regularizer.patch_size = 8
+  config.regularizer.mapping.filters = (4, 8)
+  config.batch_size = 2
+  label_mask = np.tile(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], np.float32), (4, 1))
+  assert not regularizers.create(config, label_mask, 4, (16, 16)).stateful
+  config.regularizer.weight_ramp_epochs = 3
+  reg = regularizers.create(config, label_mask, 4, (16, 16))  # 8 examples: 4 steps per epoch.
+  assert reg.stateful
+  batch, preds = _batch_and_predictions(jax.random.key(0))
+  params = reg.init(jax.random.key(1), (16, 16))
+  state = reg.init_state()
+  plain, _ = rdc.rdc_loss(
+      params,
+      rdc.settings_from_config(config, config.tasks, 4, 2, 4),
+      preds,
+      batch,
+      jax.random.key(2),
+  )
+  seen = []
+  for step in range(14):
+    loss, logs, state = reg.loss(params, preds, batch, jax.random.key(2), {}, state=state)
+    seen.append(float(logs["ramp"]))
+    np.testing.assert_allclose(float(loss), seen[-1] * float(plain), rtol=1e-6)
+  assert int(state["step"]) == 14
+  np.testing.assert_allclose(seen, [0] * 4 + [1 / 3] * 4 + [2 / 3] * 4 + [1] * 2, rtol=1e-6)
+  config.regularizer.weight_ramp_epochs = -1
+  with pytest.raises(ValueError, match="weight_ramp_epochs"):
+    regularizers.create(config, label_mask, 4, (16, 16))

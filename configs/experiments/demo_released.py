@@ -9,9 +9,9 @@ Configs (everything else is the onelabel demo, configs/demo.py):
 * ``rdc_as_released``: RDC's released objective (no gradient; its bank and two negatives; the
   per-epoch weight) with its two-view 2B forward (the second view of the first) and released
   a_θ (16, 24, 32, 32) x (2, 2, 3, 3); the rooms' instance ids play the gray values;
-* ``rdc_paper_lambda{0.03, 0.1, 0.3}``: the paper's loss at the released knobs that transfer
-  (τ 5.4, the released a_θ, two views), at three constant weights (the release ramps its weight
-  per epoch; mtjax's paper mode has no ramp);
+* ``rdc_paper_lambda{0.03, 0.1, 0.3}``: the paper's loss at the released knobs (τ 5.4, the
+  released a_θ, two views, the weight ramped linearly per epoch over the whole run as the
+  release's 20 epochs: ``weight_ramp_epochs`` = the demo's 12) to three final weights;
 * ``rdc_semantic_gt``: the paper's loss with ground-truth class regions (Table 4's oracle);
 * ``xtc_mtpsl``: MTPSL's recipe scaled to the demo: two scale-crop views, the second of the
   first, a mapping network as wide as the model (as MTPSL's is as wide as SegNet), FiLM StepLR
@@ -53,6 +53,7 @@ def get_grid():
     paper = _released_a_theta(_common(demo_rdc.get_config()))
     paper.regularizer.temperature = 5.4
     paper.regularizer.weight = weight
+    paper.regularizer.weight_ramp_epochs = 12
     paper.regularizer.views = 2
     paper.augment.second_view = "of_first"
     paper.regions.loss_stride = 16  # a_θ's stride.

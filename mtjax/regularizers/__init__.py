@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mtjax.models.features import feature_shapes as model_feature_shapes
@@ -148,15 +149,40 @@ def create(
         init_state=lambda: rdc_released.init_state(dim),
         stateful=True,
     )
+  ramp = int(config.regularizer.get("weight_ramp_epochs", 0))
+  if ramp < 0:
+    raise ValueError(f"config.regularizer.weight_ramp_epochs={ramp}: expected >= 0")
+  paper_loss = lambda params, predictions, batch, rng: rdc.rdc_loss(
+      params, settings, predictions, batch, rng
+  )
+  if ramp == 0:
+    return _with_mapping(
+        config,
+        settings,
+        image_shape,
+        loss=lambda params, predictions, batch, rng, features: paper_loss(
+            params, predictions, batch, rng
+        ),
+        batch_keys=("regions",) if settings.extraction == "region" else (),
+        views=config.regularizer.views,
+    )
+
+  def ramped(params, predictions, batch, rng, features, state):
+    """L_RC times min(epoch / ramp, 1), per epoch (the release's ramp shape, MC 227-229)."""
+    loss, logs = paper_loss(params, predictions, batch, rng)
+    epoch = (state["step"] // steps_per_epoch).astype(jnp.float32)
+    factor = jnp.minimum(epoch / ramp, 1.0)
+    return factor * loss, {**logs, "ramp": factor}, {"step": state["step"] + 1}
+
   return _with_mapping(
       config,
       settings,
       image_shape,
-      loss=lambda params, predictions, batch, rng, features: rdc.rdc_loss(
-          params, settings, predictions, batch, rng
-      ),
+      loss=ramped,
       batch_keys=("regions",) if settings.extraction == "region" else (),
       views=config.regularizer.views,
+      init_state=lambda: {"step": jnp.zeros((), jnp.int32)},
+      stateful=True,
   )
 
 
