@@ -76,7 +76,9 @@ def test_trains_and_evaluates_on_real_nyuv2_frames(tmp_path):
   assert not [t for t in scalars if t.startswith("eval/normal/")]
   assert "no ground truth in the val split for ['normal']" in proc.stdout
   assert "steps/s" in proc.stdout and "ETA" in proc.stdout
-  assert 0 < scalars["eval/semseg/pixel_acc"][2] <= 100
+  # A percentage (after two steps the tiny model may predict only classes absent there: 0).
+  assert 0 <= scalars["eval/semseg/pixel_acc"][2] <= 100
+  assert 0 <= scalars["eval/semseg/miou"][2] <= 100
 
 
 def test_unknown_config_key_is_an_error(tmp_path):
