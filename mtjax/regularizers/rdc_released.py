@@ -238,8 +238,11 @@ def released_rdc_loss(
       f.reshape(-1, *f.shape[2:]), (batch_size * slots, *size, f.shape[-1]), "bilinear"
   )
   gray = jnp.repeat(batch["regions"][:, ::2, ::2], slots, axis=0)
-  mu_x, cov_x, valid = region_statistics(up(f_pred), gray)
-  mu_y, cov_y, _ = region_statistics(up(f_gt), gray)
+  n = gray.shape[0]  # One moments call for both maps, as rdc.py.
+  means, covs, valid = region_statistics(
+      jnp.concatenate([up(f_pred), up(f_gt)]), jnp.concatenate([gray, gray])
+  )
+  mu_x, cov_x, mu_y, cov_y, valid = means[:n], covs[:n], means[n:], covs[n:], valid[:n]
   bank, loss, counted = contrast(
       state["bank"], mu_x, cov_x, mu_y, cov_y, valid, slot_valid.reshape(-1).astype(bool)
   )
