@@ -3,7 +3,8 @@ the Δm references of a config; the image panel; TensorBoard scalar names; one e
 training loop (``evaluate_and_write``).
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -92,9 +93,9 @@ def eval_step(
   (valid == 0) have their ground truth set to the task's invalid value, so they count nowhere.
   With ``resize_back`` the predictions are first resized into ``batch["box"]``
   (``resize_predictions``): the ground truth lies there at its original size. With
-  ``as_released`` the states also hold ``semseg_as_released`` and ``normal_as_released`` (for
-  the tasks present): the metrics of RDC's released code (``metrics.finalize_as_released``),
-  the normals scored on the model's output as it is (``metrics.normals_state(normalize=False)``).
+  ``as_released`` the states also hold ``<task>_as_released`` for each task with a
+  ``released_metric_state`` (semseg, normal): the metrics of RDC's released code, the normals
+  scored on the model's output as it is (``mtjax.tasks.base.Task``).
   """
   predictions = model.apply(
       {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
@@ -107,13 +108,40 @@ def eval_step(
     valid = batch["valid"].reshape((-1,) + (1,) * (gt.ndim - 1)) > 0
     gt = jnp.where(valid, gt, task.invalid_like(gt))
     states[task.name] = task.metric_state_of_output(predictions[task.name], gt)
-    if as_released and task.name == "semseg":
-      states["semseg" + metrics.AS_RELEASED] = states["semseg"]
-    if as_released and task.name == "normal":
-      states["normal" + metrics.AS_RELEASED] = metrics.normals_state(
-          predictions["normal"], gt, normalize=False
+    if as_released and task.released_metric_state is not None:
+      states[task.name + metrics.AS_RELEASED] = task.released_metric_state(
+          predictions[task.name], gt
       )
   return states
+
+
+def make_eval_fns(
+    config: ml_collections.ConfigDict, model: nn.Module, tasks: Sequence[Task], mesh
+) -> tuple[Callable, Callable]:
+  """The jitted evaluation functions of a run.
+
+  Returns:
+    (eval_fn, predict_fn): ``eval_fn(state, global_batch)`` is `eval_step` with the run's
+    resizing and ``config.metrics_as_released``, its states replicated over `mesh`;
+    ``predict_fn(state, images [B, H, W, 3] float32)`` -> {task: the model's output} in eval mode
+    (the image panels).
+  """
+  eval_fn = jax.jit(
+      functools.partial(
+          eval_step,
+          model=model,
+          tasks=tasks,
+          resize_back=resizes_back(config),
+          as_released=config.metrics_as_released,
+      ),
+      out_shardings=sharding.replicated(mesh),
+  )
+  predict_fn = jax.jit(
+      lambda state, images: model.apply(
+          {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+      )
+  )
+  return eval_fn, predict_fn
 
 
 def delta_m_references(config: ml_collections.ConfigDict) -> dict | None:
@@ -184,16 +212,18 @@ def evaluate(
         )
         for t in tasks
     }
-    for name in outputs:  # ``eval_step(as_released=True)``'s extra states.
-      if name.endswith(metrics.AS_RELEASED):
-        batch_state[name] = jax.tree.map(lambda x: np.asarray(x, np.float64), outputs[name])
+    for t in tasks:  # ``eval_step(as_released=True)``'s extra states.
+      if t.name + metrics.AS_RELEASED in outputs:
+        batch_state[t.name + metrics.AS_RELEASED] = jax.tree.map(
+            lambda x: np.asarray(x, np.float64), outputs[t.name + metrics.AS_RELEASED]
+        )
     total = batch_state if total is None else metrics.merge(total, batch_state)
   if total is None:
     raise ValueError("the evaluation split yielded no batch")
   results = {t.name: t.finalize(total[t.name]) for t in tasks}
-  for name in total:
-    if name.endswith(metrics.AS_RELEASED):
-      results[name] = metrics.finalize_as_released(name, total[name])
+  for t in tasks:
+    if t.name + metrics.AS_RELEASED in total:
+      results[t.name + metrics.AS_RELEASED] = t.released_finalize(total[t.name + metrics.AS_RELEASED])
   return results
 
 

@@ -395,28 +395,17 @@ RDC_RELEASED_STL_REFERENCES = MTPSL_NYUV2_STL_REFERENCES
 AS_RELEASED = "_as_released"
 
 
-def finalize_as_released(name, state):
-  """Final metrics of an as-released state (``evaluation.eval_step(as_released=True)``).
+def finalize_semseg_as_released(state):
+  """mIoU and pixel accuracy as RDC's released code computes them from a confusion matrix.
 
   Args:
-    name: ``"semseg_as_released"`` (a ``segmentation_state``) or ``"normal_as_released"`` (a
-      ``normals_state(normalize=False)``).
-    state: that state, merged over the split.
+    state: a ``segmentation_state`` ({"confusion": [C, C]}), merged over the split.
 
   Returns:
-    semseg: {"miou": mean over all C classes of diag / (row + col − diag + 1e-8) × 100, a class
-    absent from both ground truth and prediction counting 0 (released ``utils/evaluation.py``
-    ``ConfMatrix.get_metrics``, lines 27-32), "pixel_acc"}; normal: ``finalize``'s metrics of the
-    raw-prediction angles (``normals_state``). {} when nothing is valid.
-
-  Raises:
-    ValueError: an unknown name.
+    {"miou": mean over all C classes of diag / (row + col − diag + 1e-8) × 100, a class absent
+    from both ground truth and prediction counting 0 (released ``utils/evaluation.py``
+    ``ConfMatrix.get_metrics``, lines 27-32), "pixel_acc": %}; {} when no pixel is valid.
   """
-  if name == "normal" + AS_RELEASED:
-    return finalize(state)
-  if name != "semseg" + AS_RELEASED:
-    raise ValueError(f"no as-released metric {name!r}; expected semseg{AS_RELEASED} or "
-                     f"normal{AS_RELEASED}")
   conf = np.asarray(state["confusion"], np.float64)
   total = conf.sum()
   if total == 0:
@@ -428,7 +417,8 @@ def finalize_as_released(name, state):
 
 def delta_m_as_released(results, references, directions=HIGHER_IS_BETTER):
   """Δm as RDC's released script scores its epochs (``nyu_mtl_region_cons_gaussian.py`` lines
-  377-381): ``delta_m`` of the as-released mIoU and normal mean (``finalize_as_released``) with
+  377-381): ``delta_m`` of the as-released mIoU and normal mean (the tasks'
+  ``released_finalize``) with
   the depth abs_err, against ``references`` (``RDC_RELEASED_STL_REFERENCES[setting]``).
 
   Args:

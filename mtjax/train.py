@@ -27,6 +27,7 @@ from mtjax import (
   checkpoint,
   evaluation,
   objective,
+  optimizer,
   regularizers,
   results,
   schedule,
@@ -79,48 +80,6 @@ class NonFiniteLossError(FloatingPointError):
 # ---------------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------------
-
-
-def create_optimizer(
-    config: ml_collections.ConfigDict,
-    steps_per_epoch: int,
-    regularizer: regularizers.Regularizer | None = None,
-    task_weighting: weighting.Weighting | None = None,
-) -> optax.GradientTransformationExtraArgs:
-  """Adam (PyTorch defaults, as MTPSL) with `schedule.learning_rate_schedule`, on the tree
-  `trainable(state)`: the model (and the weighting's params) at `config.learning_rate`, each of
-  the regularizer's parameter groups at its own peak rate (`Regularizer.learning_rates`), the
-  same schedule applied, except the FiLM rows when `config.regularizer.film_lr_step_epochs` > 0:
-  their own StepLR (`schedule.epoch_step_decay`); then the task weighting's transform (default:
-  `weighting.create`), whose `update` takes the step's `task_losses` and `task_counts`.
-  """
-  if task_weighting is None:
-    task_weighting = weighting.create(config, len(config.tasks), steps_per_epoch)
-  model_schedule = schedule.learning_rate_schedule(config, steps_per_epoch)
-  transforms = {"model": optax.adam(model_schedule)}
-  group_fn = lambda reg_params: {}
-  if regularizer is not None:
-    film_step = int(config.regularizer.get("film_lr_step_epochs", 0))
-    for group, lr in regularizer.learning_rates.items():
-      ratio = lr / config.learning_rate
-      if group == "film" and film_step > 0:  # Its own StepLR (MTPSL, RDC as released).
-        transforms[group] = optax.adam(
-            schedule.epoch_step_decay(
-                lr, film_step, config.regularizer.film_lr_step_factor, steps_per_epoch
-            )
-        )
-        continue
-      transforms[group] = optax.adam(lambda step, r=ratio: r * model_schedule(step))
-    group_fn = regularizer.param_groups
-
-  def labels(tree):
-    return {
-        "model": jax.tree.map(lambda _: "model", tree["model"]),
-        "regularizer": group_fn(tree["regularizer"]),
-        "weighting": jax.tree.map(lambda _: "model", tree["weighting"]),
-    }
-
-  return optax.chain(optax.multi_transform(transforms, labels), task_weighting.transform)
 
 
 def create_train_state(
@@ -180,7 +139,7 @@ def train_step(
     batch: the global batch (SPEC: image [B, H, W, 3], task ground truths, label_mask [B, T], and
       the regularizer's batch keys).
     rng: the run's base key; the step's key is fold_in(rng, state.step).
-    task_weighting: the weighting whose transform ends `tx` (`create_optimizer`).
+    task_weighting: the weighting whose transform ends `tx` (`optimizer.create_optimizer`).
 
   Returns:
     (new_state, metrics): float32 scalars "loss", "loss/<task>", "weight/<task>" and the
@@ -216,21 +175,28 @@ def train_step(
   return new_state, step_metrics
 
 
-def _grad_norms(state, batch, *, model, tasks, regularizer, rng, task_weighting):
-  """``objective.term_gradient_norms`` at ``state`` on ``batch`` (the step's key as the next
-  train step's: fold_in(rng, state.step))."""
-  return objective.term_gradient_norms(
-      trainable(state),
-      state.batch_stats,
-      batch,
-      model=model,
-      tasks=tasks,
-      regularizer=regularizer,
-      rng=jax.random.fold_in(rng, state.step),
-      task_weighting=task_weighting,
-      task_weights=weighting.current_weights(state.opt_state),
-      reg_state=state.reg_state,
-  )
+def _grad_norms_fn(config, model, tasks, regularizer, task_weighting, mesh):
+  """None without ``config.log_grad_norms``; else jit of (state, global batch) ->
+  ``objective.term_gradient_norms`` at the state, with the key of the state's next train step."""
+  if not config.log_grad_norms:
+    return None
+  rng = seeds.stream_key(config.seed, "train")
+
+  def norms(state, batch):
+    return objective.term_gradient_norms(
+        trainable(state),
+        state.batch_stats,
+        batch,
+        model=model,
+        tasks=tasks,
+        regularizer=regularizer,
+        rng=jax.random.fold_in(rng, state.step),
+        task_weighting=task_weighting,
+        task_weights=weighting.current_weights(state.opt_state),
+        reg_state=state.reg_state,
+    )
+
+  return jax.jit(norms, out_shardings=sharding.replicated(mesh))
 
 
 def _bound_train_step(config, model, tx, regularizer, task_weighting):
@@ -344,7 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       config, label_mask, config.dataset.num_classes, train_source.image_shape
   )
   task_weighting = weighting.create(config, len(config.tasks), epoch_steps)
-  tx = create_optimizer(config, epoch_steps, regularizer, task_weighting)
+  tx = optimizer.create_optimizer(config, epoch_steps, regularizer, task_weighting)
   state = create_train_state(
       model,
       tx,
@@ -401,34 +367,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train_call = calls.make_call(
       _bound_train_step(config, model, tx, regularizer, task_weighting), mesh, steps_per_call
   )
-  p_eval_step = jax.jit(
-      functools.partial(
-          evaluation.eval_step,
-          model=model,
-          tasks=tasks,
-          resize_back=evaluation.resizes_back(config),
-          as_released=config.metrics_as_released,
-      ),
-      out_shardings=sharding.replicated(mesh),
-  )
-  p_predict = jax.jit(
-      lambda state, images: model.apply(
-          {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
-      )
-  )
-  p_grad_norms = None
-  if config.log_grad_norms:
-    p_grad_norms = jax.jit(
-        functools.partial(
-            _grad_norms,
-            model=model,
-            tasks=tasks,
-            regularizer=regularizer,
-            rng=seeds.stream_key(config.seed, "train"),
-            task_weighting=task_weighting,
-        ),
-        out_shardings=sharding.replicated(mesh),
-    )
+  p_eval_step, p_predict = evaluation.make_eval_fns(config, model, tasks, mesh)
+  p_grad_norms = _grad_norms_fn(config, model, tasks, regularizer, task_weighting, mesh)
   lr_schedule = schedule.learning_rate_schedule(config, epoch_steps)
   report_progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer)
   is_writer = jax.process_index() == 0

@@ -2,7 +2,7 @@
 MT-CP's Loss Prioritization Scheme (Fontana et al., WACV 2025) and the baselines of its Table 4.
 
 Every weighting is an ``optax.GradientTransformationExtraArgs`` chained after the optimizer
-(``train.create_optimizer``). Its ``update(updates, state, params, *, task_losses, task_counts)``
+(``mtjax.optimizer.create_optimizer``). Its ``update(updates, state, params, *, task_losses, task_counts)``
 passes the updates through unchanged and reads the step's per-task losses:
 
 * ``task_losses`` float32 [T]: ℓ_t, the mean loss of task t over the examples of the global batch

@@ -180,7 +180,7 @@ def test_released_backbone_options_momentum_and_bilinear_fuse():
 
 @pytest.mark.slow
 def test_training_with_a_pretrained_backbone(data_dir, tmp_path):
-  from mtjax import sharding, train
+  from mtjax import optimizer, sharding, train
   from tests.test_train import tiny_config
 
   config = tiny_config(data_dir, num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2)
@@ -195,7 +195,7 @@ def test_training_with_a_pretrained_backbone(data_dir, tmp_path):
   model = registry.create_model(config)
   assert model.normalize_input  # "auto": ImageNet statistics with a pretrained backbone.
   mesh = sharding.create_mesh()
-  tx = train.create_optimizer(config, 2)
+  tx = optimizer.create_optimizer(config, 2)
   state = train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
   params, batch_stats = registry.with_pretrained(config, state.params, state.batch_stats)
   for a, b in zip(jax.tree.leaves(backbone["params"]), jax.tree.leaves(params["backbone"])):

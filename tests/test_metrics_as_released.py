@@ -1,6 +1,8 @@
 """Metrics as RDC's released code computes them, beside the correct ones: raw-prediction normals,
 the mIoU that counts absent classes as 0, and Δm against the released table."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,10 +55,22 @@ def test_released_miou_counts_classes_absent_from_both_as_zero():
   conf[0, 0], conf[0, 1], conf[1, 1], conf[2, 2] = 6, 2, 4, 5  # Class 3 absent from both.
   ious = np.array([6 / 8, 4 / 6, 5 / 5])
   assert metrics.finalize({"confusion": conf})["miou"] == pytest.approx(ious.mean() * 100)
-  released = metrics.finalize_as_released("semseg_as_released", {"confusion": conf})
+  released = metrics.finalize_semseg_as_released({"confusion": conf})
   assert released["miou"] == pytest.approx(ious.sum() / 4 * 100, rel=1e-6)
-  with pytest.raises(ValueError, match="as-released"):
-    metrics.finalize_as_released("depth_as_released", {"confusion": conf})
+  assert metrics.finalize_semseg_as_released({"confusion": np.zeros((4, 4))}) == {}
+
+
+def test_only_semseg_and_normal_are_scored_as_released():
+  # A task record holds both halves of its released metric, or neither.
+  with_released = [
+      n
+      for n in ("semseg", "depth", "normal", "edge", "saliency")
+      if tasks.get_task(n, num_classes=13).released_finalize is not None
+  ]
+  assert with_released == ["semseg", "normal"]
+  semseg = tasks.get_task("semseg", num_classes=4)
+  with pytest.raises(ValueError, match="go together"):
+    dataclasses.replace(semseg, released_finalize=None)
 
 
 def test_delta_m_as_released_swaps_in_the_released_metrics():

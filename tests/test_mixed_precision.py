@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtjax import sharding, train
+from mtjax import optimizer, sharding, train
 from mtjax.models import registry
 from tests.test_train import tiny_config
 from tools.benchmark_train_step import synthetic_batch
@@ -22,7 +22,7 @@ def test_bfloat16_compute_keeps_float32_state_and_a_close_loss(data_dir, model_n
     config.compute_dtype = dtype
     mesh = sharding.create_mesh()
     model = registry.create_model(config)
-    tx = train.create_optimizer(config, 10)
+    tx = optimizer.create_optimizer(config, 10)
     state = train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)
     batch = sharding.global_batch(mesh, synthetic_batch(2, 32, 64, 3))
     state, metrics = train.make_train_step(config, model, tx, mesh)(state, batch)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import regularizers, train
+from mtjax import optimizer, regularizers, train
 from mtjax.ops import gaussian
 from mtjax.regularizers import mapping, rdc
 from tests.data_fixtures import SHARED_DATA
@@ -341,7 +341,7 @@ def test_optimizer_groups_and_learning_rates(data_dir):
   assert groups["stage_0_conv_0"]["conv"]["kernel"] == "mapping"
   assert reg.learning_rates == {"mapping": config.learning_rate, "film": 1e-3}
   # One Adam step from zero state moves each group by its own lr (Adam's first step is lr·sign).
-  tx = train.create_optimizer(config, 10, reg)
+  tx = optimizer.create_optimizer(config, 10, reg)
   tree = {"model": {"w": jnp.ones(3)}, "regularizer": params, "weighting": {}}
   grads = jax.tree.map(jnp.ones_like, tree)
   updates, _ = tx.update(grads, tx.init(tree), tree)

@@ -213,17 +213,10 @@ def test_released_objective_sends_no_gradient_and_logs_the_released_loss():
 
   # The released loss of this batch from the mapped maps, upsampled and contrasted in NumPy.
   s = rdc_released_settings(config)
-  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-      reg_params,
-      s.encoder(),
-      s.tasks,
-      13,
-      s.max_pairs,
-      _predictions(model, variables, batch),
-      batch,
-      jax.random.fold_in(jax.random.key(2), 1),
-      gumbel=s.gumbel,
-  )
+  assert s.num_classes == 13
+  rng = jax.random.fold_in(jax.random.key(2), 1)
+  predictions = _predictions(model, variables, batch)
+  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(reg_params, s, predictions, batch, rng)
   ref = _Released()
   want = []
   for b in range(2):

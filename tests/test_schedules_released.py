@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import regularizers, schedule, train
+from mtjax import optimizer, regularizers, schedule
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
@@ -83,7 +83,7 @@ def test_film_step_lr_equals_pytorch_and_drives_the_film_rows(step_size):
       param_groups=lambda p: {"gamma": "film", "conv": "mapping"},
       learning_rates={"film": 1e-3, "mapping": 1e-4},
   )
-  tx = train.create_optimizer(config, 2, record)
+  tx = optimizer.create_optimizer(config, 2, record)
   params = {
       "model": {"w": jnp.zeros(3)},
       "regularizer": {"gamma": jnp.zeros(3), "conv": jnp.zeros(3)},

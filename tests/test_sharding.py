@@ -14,7 +14,7 @@ from mtjax import sharding
 _SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from configs import default
-    from mtjax import sharding, train
+    from mtjax import optimizer, sharding, train
     from mtjax.models import registry
     from jax.sharding import Mesh
 
@@ -22,7 +22,7 @@ _SCRIPT = textwrap.dedent("""
     config = default.get_config()
     config.model.filters = (8, 8, 16, 16, 16)
     config.batch_size = 8
-    model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
+    model, tx = registry.create_model(config), optimizer.create_optimizer(config, steps_per_epoch=397)
     rng = np.random.default_rng(0)
     h, w, b = 32, 64, 8
     labels = rng.integers(-1, 13, (b, h, w)).astype(np.int32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import calls, checkpoint, evaluation, results, schedule, train
+from mtjax import calls, checkpoint, evaluation, optimizer, results, schedule, train
 from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
 from tools.benchmark_train_step import synthetic_batch
@@ -153,7 +153,7 @@ def test_steps_in_one_call_are_the_single_steps():
   config = default.get_config()
   config.model.filters = (8, 8, 16, 16, 16)
   config.learning_rate = 1e-2  # Updates that move the next losses well beyond round-off.
-  model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=10)
+  model, tx = registry.create_model(config), optimizer.create_optimizer(config, steps_per_epoch=10)
   mesh = sharding.create_mesh()
   batches = [synthetic_batch(2, 32, 64, 3, seed=i) for i in range(3)]
   init = lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 64), mesh)

@@ -418,7 +418,7 @@ _SHARDED_SCRIPT = r"""
 import jax, numpy as np
 from jax.sharding import Mesh
 from configs import default
-from mtjax import sharding, train, weighting
+from mtjax import optimizer, sharding, train, weighting
 from mtjax.models import registry
 from tests.test_weighting import sharded_batch
 
@@ -428,7 +428,7 @@ config.batch_size = 8
 config.weighting.name = "lps"
 model = registry.create_model(config)
 w = weighting.create(config, len(config.tasks), steps_per_epoch=1)  # An epoch per step: the weights move at 2.
-tx = train.create_optimizer(config, 1, None, w)
+tx = optimizer.create_optimizer(config, 1, None, w)
 batch = sharded_batch()
 out = []
 for devices in (jax.devices()[:1], jax.devices()):

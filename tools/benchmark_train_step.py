@@ -39,7 +39,7 @@ if {"--compare-torch", "--compare_torch"} & set(sys.argv):
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
-from mtjax import calls, sharding, train, weighting  # noqa: E402
+from mtjax import calls, optimizer, sharding, train, weighting  # noqa: E402
 from mtjax.models import registry  # noqa: E402
 
 
@@ -143,7 +143,7 @@ def main():
   config.compute_dtype = args.compute_dtype
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
-  model, tx = registry.create_model(config), train.create_optimizer(config, steps_per_epoch=397)
+  model, tx = registry.create_model(config), optimizer.create_optimizer(config, steps_per_epoch=397)
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
   steps_per_call = calls.resolve_steps_per_call(args.steps_per_call)
   host_batch = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
@@ -260,7 +260,7 @@ def compare_regularizer(args) -> None:
   model = registry.create_model(config)
   runs = {}
   for name, r in (("supervised", None), ("rdc", reg)):
-    tx = train.create_optimizer(config, 397, r)
+    tx = optimizer.create_optimizer(config, 397, r)
     state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh, r)
     batch = dict(host)
     if r is not None:
@@ -319,7 +319,7 @@ def compare_precision(args) -> None:
   for name in ("float32", "bfloat16"):
     config.compute_dtype = name
     model = registry.create_model(config)
-    tx = train.create_optimizer(config, 397)
+    tx = optimizer.create_optimizer(config, 397)
     state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh)
     batch = sharding.global_batch(mesh, dict(host))
     compiled = train.make_train_step(config, model, tx, mesh).lower(state, batch).compile()
@@ -348,7 +348,7 @@ def compare_weighting(args) -> None:
   for name in ("equal", args.weighting):
     config.weighting.name = name
     w = weighting.create(config, len(config.tasks), steps_per_epoch=4)
-    tx = train.create_optimizer(config, 4, None, w)
+    tx = optimizer.create_optimizer(config, 4, None, w)
     state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh, None, w)
     batch = sharding.global_batch(mesh, dict(host))
     compiled = train.make_train_step(config, model, tx, mesh, None, w).lower(state, batch).compile()

@@ -6,6 +6,9 @@
 Configs (everything else is the onelabel demo, configs/demo.py):
 
 * ``onelabel``: supervised, the baseline every run is paired with (same seed);
+* ``onelabel_raw_normals``: supervised with the released normal head (its output not
+  normalised; the loss normalises): the correct normal metric beside the released one on the
+  same runs, how much scoring raw predictions flatters;
 * ``rdc_as_released``: RDC's released objective (no gradient; its bank and two negatives; the
   per-epoch weight) with its two-view 2B forward (the second view of the first) and released
   a_θ (16, 24, 32, 32) x (2, 2, 3, 3); the rooms' instance ids play the gray values;
@@ -48,7 +51,14 @@ def get_grid():
   released.regions.source, released.regions.relabel = "instance", "none"
   released.regions.max_regions = 256
 
-  configs = {"onelabel": onelabel, "rdc_as_released": released}
+  raw_normals = _common(demo.get_config())
+  raw_normals.task_options.normal.head = "raw"
+
+  configs = {
+      "onelabel": onelabel,
+      "onelabel_raw_normals": raw_normals,
+      "rdc_as_released": released,
+  }
   for weight in (0.03, 0.1, 0.3):
     paper = _released_a_theta(_common(demo_rdc.get_config()))
     paper.regularizer.temperature = 5.4

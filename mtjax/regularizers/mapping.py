@@ -25,6 +25,7 @@ Also here, shared by both regularizers: which directed pairs each example contri
 """
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -335,26 +336,35 @@ def mapped_features(
   return out[:, :, 0], out[:, :, 1]
 
 
+class SlotSettings(Protocol):
+  """What `mapped_slots` reads of a regularizer's settings (``RDCSettings``, ``XTCSettings``)."""
+
+  tasks: tuple[str, ...]
+  num_classes: int
+  max_pairs: int
+  gumbel: bool
+
+  def encoder(self) -> FiLMEncoder:
+    """a_θ, the FiLM encoder the settings describe."""
+    ...
+
+
 def mapped_slots(
     params,
-    encoder: FiLMEncoder,
-    tasks: Sequence[str],
-    num_classes: int,
-    max_pairs: int,
+    settings: SlotSettings,
     predictions: Mapping[str, Array],
     batch: Mapping[str, Array],
     rng: Array,
-    *,
-    gumbel: bool = True,
 ) -> tuple[Array, Array, Array, Array, Array]:
   """The example-pair slots of a batch and their mapped features: ``pair_slots`` of ``label_mask``
   (times ``valid`` when the batch has it, so padded examples contribute nothing), then
-  ``mapped_features``. What both regularizers start from.
+  ``mapped_features`` with ``settings``' encoder, tasks, class count and Gumbel switch. What the
+  regularizers start from.
 
   Args:
-    max_pairs: K, slots per example (``max_directed_pairs``); batch: ``label_mask`` float32
-      [B, T] in ``tasks`` order, optional ``valid`` float32 [B], the ground truths; the rest as
-      ``mapped_features``.
+    settings: K = ``settings.max_pairs`` slots per example (``max_directed_pairs``).
+    batch: ``label_mask`` float32 [B, T] in ``settings.tasks`` order, optional ``valid`` float32
+      [B], the ground truths; the rest as ``mapped_features``.
 
   Returns:
     (pred_task int32 [B, K], gt_task int32 [B, K], slot_valid float32 [B, K], f_pred, f_gt each
@@ -363,18 +373,18 @@ def mapped_slots(
   mask = batch["label_mask"]
   if "valid" in batch:
     mask = mask * batch["valid"][:, None]
-  pred_task, gt_task, slot_valid = pair_slots(mask, max_pairs)
+  pred_task, gt_task, slot_valid = pair_slots(mask, settings.max_pairs)
   f_pred, f_gt = mapped_features(
       params,
-      encoder,
-      tasks,
-      num_classes,
+      settings.encoder(),
+      settings.tasks,
+      settings.num_classes,
       predictions,
       batch,
       pred_task,
       gt_task,
       rng,
-      gumbel=gumbel,
+      gumbel=settings.gumbel,
   )
   return pred_task, gt_task, slot_valid, f_pred, f_gt
 

@@ -318,15 +318,7 @@ def rdc_loss(
     )
   rng_map, rng_pixels = jax.random.split(rng)
   pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-      params,
-      settings.encoder(),
-      settings.tasks,
-      settings.num_classes,
-      settings.max_pairs,
-      predictions,
-      batch,
-      rng_map,
-      gumbel=settings.gumbel,
+      params, settings, predictions, batch, rng_map
   )
   batch_size, slots = pred_task.shape
   if settings.extraction == "region":

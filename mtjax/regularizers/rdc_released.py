@@ -220,17 +220,7 @@ def released_rdc_loss(
   batch_size, height, width = first.shape[:3]
   if height % 2 or width % 2:
     raise ValueError(f"RDC as released samples regions at half size: {height}x{width} is odd")
-  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-      params,
-      settings.encoder(),
-      settings.tasks,
-      settings.num_classes,
-      settings.max_pairs,
-      predictions,
-      batch,
-      rng,
-      gumbel=settings.gumbel,
-  )
+  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(params, settings, predictions, batch, rng)
   f_pred, f_gt = jax.lax.stop_gradient((f_pred, f_gt))
   slots = f_pred.shape[1]
   size = (height // 2, width // 2)

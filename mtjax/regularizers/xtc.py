@@ -124,15 +124,7 @@ def xtc_loss(
   if "bottleneck" not in features:
     raise ValueError(f"xtc needs the model's 'bottleneck' feature; got {sorted(features)}")
   pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-      params,
-      settings.encoder(),
-      settings.tasks,
-      settings.num_classes,
-      settings.max_pairs,
-      predictions,
-      batch,
-      rng,
-      gumbel=settings.gumbel,
+      params, settings, predictions, batch, rng
   )
   feat = jax.lax.stop_gradient(features["bottleneck"])
   if feat.shape[1:] != f_pred.shape[2:]:

@@ -71,6 +71,11 @@ class Task:
     from_mean: float64 mean [..., K] -> a prediction in gt format (class ids: the argmax; normals:
       the unit direction; otherwise the mean).
     decimals: metric -> decimals in result tables (``mtjax.experiments``; others: 2).
+    released_metric_state: None, or (the model's raw output, gt) -> a metric state as RDC's
+      released code computes it (``config.metrics_as_released``: ``<name>_as_released`` beside
+      ``<name>``, ``mtjax.evaluation.eval_step``); None: the release scores this task as mtjax.
+    released_finalize: that state merged over the split -> {metric: float}; set with
+      ``released_metric_state``.
   """
 
   name: str
@@ -98,8 +103,14 @@ class Task:
   mean_value: Callable[[np.ndarray], np.ndarray] = lambda gt: np.asarray(gt, np.float64)
   from_mean: Callable[[np.ndarray], np.ndarray] = lambda mean: mean.astype(np.float32)
   decimals: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  released_metric_state: Callable[[Array, Array], dict] | None = None
+  released_finalize: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
 
   def __post_init__(self):
+    if (self.released_metric_state is None) != (self.released_finalize is None):
+      raise ValueError(
+          f"task {self.name!r}: released_metric_state and released_finalize go together"
+      )
     if self.resize not in RESIZE_RULES:
       raise ValueError(f"task {self.name!r}: resize={self.resize!r}, expected one of {RESIZE_RULES}")
     if self.gt_dtype not in ("int32", "float32"):

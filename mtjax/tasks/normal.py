@@ -69,8 +69,8 @@ def normal(
   ``head``: ``unit`` (the head's output L2-normalised, MTPSL's SegNet) or ``raw`` (the head's
   output as it is, RDC's released HRNet: its loss normalises, its prediction is never
   normalised). The loss and the metrics normalise either way; only the metrics as released
-  (``mtjax.metrics.normals_state(normalize=False)``) and the regularizers' inputs see the
-  difference. ``num_classes`` is unused (normals have no classes).
+  (``released_metric_state``: ``mtjax.metrics.normals_state(normalize=False)`` of the output as it
+  is, RDC's ``utils/evaluation.py`` line 45) and the regularizers' inputs see the difference. ``num_classes`` is unused (normals have no classes).
 
   Raises:
     ValueError: ``head`` not in ``HEADS``.
@@ -107,6 +107,8 @@ def normal(
       resize="bilinear_unit",
       flip_sign=(-1.0, 1.0, 1.0),
       from_mean=lambda mean: (mean / np.linalg.norm(mean, axis=-1, keepdims=True)).astype(np.float32),
+      released_metric_state=functools.partial(metrics.normals_state, normalize=False),
+      released_finalize=metrics.finalize,
   )
 
 

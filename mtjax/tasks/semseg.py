@@ -92,10 +92,12 @@ def class_task(
     metric_state: Callable[[Array, Array, int], dict],
     finalize: Callable[[Mapping], dict[str, float]],
     directions: Mapping[str, bool],
+    released_finalize: Callable[[Mapping], dict[str, float]] | None = None,
 ) -> base.Task:
   """A class-id task of ``num_classes`` classes: log-softmax head, cross-entropy with ignore −1,
   one-hot a_θ encoding, same-class relation, nearest resizing, palette colours; its metric
-  ``metric_state(pred_ids, labels, num_classes)`` / ``finalize``.
+  ``metric_state(pred_ids, labels, num_classes)`` / ``finalize``; with ``released_finalize``,
+  the same state finalised as a released code does (``base.Task.released_finalize``).
 
   ``num_classes`` None gives a record without a head size (enough for losses and augmentation);
   a model built from it raises.
@@ -104,6 +106,9 @@ def class_task(
   def to_rgb(x, gt):
     del gt
     return semseg_to_rgb(x, num_classes or 1)
+
+  def state_of_output(pred, gt):
+    return metric_state(jnp.argmax(pred, axis=-1).astype(jnp.int32), gt, num_classes)
 
   return base.Task(
       name=name,
@@ -125,13 +130,16 @@ def class_task(
       to_rgb=to_rgb,
       mean_value=lambda gt: np.eye(num_classes or 1)[np.where(gt >= 0, gt, 0)] * (gt >= 0)[..., None],
       from_mean=lambda mean: np.argmax(mean, axis=-1).astype(np.int32),
+      released_metric_state=None if released_finalize is None else state_of_output,
+      released_finalize=released_finalize,
   )
 
 
 @functools.cache
 def semseg(*, num_classes: int | None = None) -> base.Task:
   """The ``semseg`` record: ``num_classes`` output classes (the dataset's count); mIoU over the
-  classes present in gt or prediction and pixel accuracy (``metrics.finalize``)."""
+  classes present in gt or prediction and pixel accuracy (``metrics.finalize``); as RDC's
+  release scores it, the mean over all classes (``metrics.finalize_semseg_as_released``)."""
   if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
     raise ValueError(f"semseg num_classes={num_classes!r}: expected an int >= 1")
   return class_task(
@@ -140,6 +148,7 @@ def semseg(*, num_classes: int | None = None) -> base.Task:
       metric_state=metrics.segmentation_state,
       finalize=metrics.finalize,
       directions={"miou": True, "pixel_acc": True},
+      released_finalize=metrics.finalize_semseg_as_released,
   )
 
 
