@@ -8,9 +8,11 @@ counting, + λ · the regularizer's loss) -> grads of the model's and the regula
 once. The training length and learning rate come from `mtjax.schedule`.
 """
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -245,6 +247,64 @@ def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class RunParts:
+  """What a run of a config is made of, before any checkpoint is restored (`build_run`)."""
+
+  tasks: tuple[Task, ...]
+  mesh: jax.sharding.Mesh
+  train_source: Any
+  label_mask: np.ndarray  # float32 [N, T], the label setting of the training split.
+  epoch_steps: int
+  model: nn.Module
+  regularizer: regularizers.Regularizer | None
+  task_weighting: weighting.Weighting
+  tx: optax.GradientTransformation
+  state: TrainState  # Freshly initialised from the seed's init stream.
+
+
+def build_run(config: ml_collections.ConfigDict) -> RunParts:
+  """The tasks, mesh, training source, label mask, model, regularizer, task weighting,
+  optimizer and initial state of `config`: what `train_and_evaluate` trains, and what a tool
+  restores a run's checkpoint into (``checkpoint.restore_latest(manager, parts.state)``).
+
+  Raises:
+    ValueError / FileNotFoundError: bad config or data (the sources, label settings, models).
+  """
+  tasks = tasks_lib.from_config(config)
+  mesh = sharding.create_mesh()
+  train_source = create_source(config, config.dataset.train_split)
+  label_mask = label_settings.resolve_label_mask(
+      config.label_setting,
+      num_examples=train_source.num_examples,
+      # Masks are drawn over all the dataset's tasks (``label_tasks``, where a reader offers
+      # fewer than it has), so a run of a subset labels the same images per task.
+      dataset_tasks=getattr(train_source, "label_tasks", train_source.tasks),
+      tasks=tuple(config.tasks),
+      seed=seeds.stream_seed(config.seed, "labels"),
+  )
+  epoch_steps = schedule.steps_per_epoch(config, train_source.num_examples)
+  model = registry.create_model(config)
+  regularizer = regularizers.create(
+      config, label_mask, config.dataset.num_classes, train_source.image_shape
+  )
+  task_weighting = weighting.create(config, len(config.tasks), epoch_steps)
+  tx = optimizer.create_optimizer(config, epoch_steps, regularizer, task_weighting)
+  state = create_train_state(
+      model,
+      tx,
+      seeds.stream_key(config.seed, "init"),
+      train_source.image_shape,
+      mesh,
+      regularizer,
+      task_weighting,
+  )
+  return RunParts(
+      tasks, mesh, train_source, label_mask, epoch_steps, model, regularizer, task_weighting, tx,
+      state,
+  )
+
+
 # ---------------------------------------------------------------------------------------------------
 # The training loop
 # ---------------------------------------------------------------------------------------------------
@@ -261,8 +321,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     NonFiniteLossError: a loss term became NaN/inf (the broken state is not saved).
     ValueError / FileNotFoundError: bad config or data (see the sources and label settings).
   """
-  tasks = tasks_lib.from_config(config)
-  mesh = sharding.create_mesh()
+  parts = build_run(config)
+  tasks, mesh, train_source, label_mask = (
+      parts.tasks, parts.mesh, parts.train_source, parts.label_mask
+  )
   local_batch_size = sharding.per_process_batch_size(config.batch_size)
   logging.info(
       "processes=%d devices=%d (local %d, %s) global batch=%d per-process batch=%d",
@@ -273,19 +335,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       config.batch_size,
       local_batch_size,
   )
-
-  # ---- Data --------------------------------------------------------------------------------------
-  train_source = create_source(config, config.dataset.train_split)
   eval_source = create_source(config, config.dataset.eval_split)
-  label_mask = label_settings.resolve_label_mask(
-      config.label_setting,
-      num_examples=train_source.num_examples,
-      # Masks are drawn over all the dataset's tasks (``label_tasks``, where a reader offers
-      # fewer than it has), so a run of a subset labels the same images per task.
-      dataset_tasks=getattr(train_source, "label_tasks", train_source.tasks),
-      tasks=tuple(config.tasks),
-      seed=seeds.stream_seed(config.seed, "labels"),
-  )
   logging.info(
       "label setting %s: labelled examples per task %s of %d",
       config.label_setting,
@@ -303,23 +353,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
 
   # ---- Model, optimizer, state (restored if the workdir has a checkpoint) ------------------------
-  epoch_steps = schedule.steps_per_epoch(config, train_source.num_examples)
+  epoch_steps, model, regularizer, task_weighting, tx, state = (
+      parts.epoch_steps, parts.model, parts.regularizer, parts.task_weighting, parts.tx, parts.state
+  )
   total_steps = schedule.num_train_steps(config, train_source.num_examples)
-  model = registry.create_model(config)
-  regularizer = regularizers.create(
-      config, label_mask, config.dataset.num_classes, train_source.image_shape
-  )
-  task_weighting = weighting.create(config, len(config.tasks), epoch_steps)
-  tx = optimizer.create_optimizer(config, epoch_steps, regularizer, task_weighting)
-  state = create_train_state(
-      model,
-      tx,
-      seeds.stream_key(config.seed, "init"),
-      train_source.image_shape,
-      mesh,
-      regularizer,
-      task_weighting,
-  )
   manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints)
   restored = checkpoint.restore_latest(manager, state)
   if restored is not None:
