@@ -89,6 +89,9 @@ class Run:
   )
   final_step: int | None = None
   message: str = ""
+  # {step: the "train" statistics recorded with that evaluation}: the mean gradient norms of the
+  # interval before it ({"log_steps", "grad_norm/<term>", "grad_cos/<term>"}), where logged.
+  train: Mapping[int, Mapping[str, float]] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,14 +200,14 @@ def run_state(name: str, seed: int, workdir: str, config: ml_collections.ConfigD
         message=f"{workdir} holds a run of another config (hash {record['config_hash'][:12]}, "
         f"expected {expected[:12]}); delete it or choose another --workdir",
     )
-  evaluations = {}
+  evaluations, train = {}, {}
   if record is not None:
-    evaluations = {
-        e["step"]: e["metrics"] for e in record["evaluations"] if e["config_hash"] == expected
-    }
+    current = [e for e in record["evaluations"] if e["config_hash"] == expected]
+    evaluations = {e["step"]: e["metrics"] for e in current}
+    train = {e["step"]: e["train"] for e in current if e.get("train")}
   final = results_lib.final_evaluation(record)
   if final is not None:
-    return Run(name, seed, workdir, "done", evaluations, final["step"])
+    return Run(name, seed, workdir, "done", evaluations, final["step"], train=train)
   failure = _read_failure(workdir)
   if failure is not None:
     return Run(name, seed, workdir, "failed", evaluations, message=failure)
@@ -527,6 +530,82 @@ def paired_table(
   return "\n".join(lines) + "\n"
 
 
+def _run_gradients(run: Run) -> dict[str, Any]:
+  """One run's mean gradient statistics over all its log steps (`gradient_summary`)."""
+  intervals = list(run.train.values())
+  steps = sum(t.get("log_steps", 0) for t in intervals)
+
+  def mean(key):
+    if not steps or any(key not in t for t in intervals):
+      return math.nan
+    return sum(t.get("log_steps", 0) * t[key] for t in intervals) / steps
+
+  keys = set().union(*(t.keys() for t in intervals))
+  names = sorted(k.split("/", 1)[1] for k in keys if k.startswith("grad_cos/"))
+  supervised = mean("grad_norm/supervised")
+  reg = mean(f"grad_norm/{names[0]}") if names else math.nan
+  return {
+      "names": names,
+      "supervised": supervised,
+      "regularizer": reg,
+      "ratio": reg / supervised if supervised > 0 else math.nan,
+      "cos": mean(f"grad_cos/{names[0]}") if names else math.nan,
+  }
+
+
+def gradient_summary(runs: Sequence[Run]) -> list[dict[str, Any]]:
+  """Per config, the gradients its finished runs' terms sent into the model (``train/grad_norm``,
+  ``config.log_grad_norms``), from the "train" statistics of their results.json.
+
+  Per run, each term's norm is averaged over all its log steps (each evaluation interval weighted
+  by its log steps); the regularizer's ratio is its mean norm over the mean norm of the supervised
+  terms' summed gradient (``grad_norm/supervised``), and its cosine with that gradient is averaged
+  the same way. Then mean ± std (ddof = 1) over the runs.
+
+  Returns:
+    [{"name", "num_runs" (finished runs with statistics), "regularizer" (name or None), "mean",
+    "std": {"supervised", "regularizer", "ratio", "cos": float (NaN where absent)}}], configs in
+    the order of `runs`, those without statistics left out.
+  """
+  rows = []
+  for name in dict.fromkeys(r.name for r in runs):
+    per_run = [_run_gradients(r) for r in runs if r.name == name and r.status == "done" and r.train]
+    if not per_run:
+      continue
+    keys = ("supervised", "regularizer", "ratio", "cos")
+    stats = {k: _mean_std([x[k] for x in per_run]) for k in keys}
+    rows.append(
+        {
+            "name": name,
+            "num_runs": len(per_run),
+            "regularizer": ", ".join(sorted({n for x in per_run for n in x["names"]})) or None,
+            "mean": {k: v[0] for k, v in stats.items()},
+            "std": {k: v[1] for k, v in stats.items()},
+        }
+    )
+  return rows
+
+
+def gradient_table(rows: Sequence[Mapping[str, Any]]) -> str:
+  """The Markdown table of `gradient_summary` rows ("" when there is none)."""
+  if not rows:
+    return ""
+  lines = [
+      "Gradients into the model's parameters (mean over each run's log steps; mean ± std over "
+      "runs): ‖g_sup‖ of the weighted supervised terms, ‖g_reg‖ of λ · L_reg, their ratio and "
+      "cosine:",
+      "",
+      "| config | runs | regularizer | ‖g_sup‖ | ‖g_reg‖ | ‖g_reg‖ / ‖g_sup‖ | cos(g_sup, g_reg) |",
+      "|---|---|---|---|---|---|---|",
+  ]
+  for row in rows:
+    cells = [row["name"], str(row["num_runs"]), row["regularizer"] or "–"]
+    keys = ("supervised", "regularizer", "ratio", "cos")
+    cells += [_cell(row["mean"][k], row["std"][k], 3) for k in keys]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def common_steps(runs: Sequence[Run]) -> list[int]:
   """The steps at which every run that has evaluations evaluated, ascending."""
   sets = [set(r.evaluations) for r in runs if r.evaluations]
@@ -546,7 +625,10 @@ def report(
   kwargs = dict(metric_keys=metric_keys, delta_m_keys=delta_m_keys)
   rows = summarize(runs, grid.baseline, **kwargs)
   text = markdown_table(rows, grid.baseline, **kwargs)
-  summary = {"final": rows}
+  gradients = gradient_summary(runs)
+  if gradients:
+    text += "\n" + gradient_table(gradients)
+  summary = {"final": rows, "gradients": gradients}
   if by_step:
     step_rows = []
     for name in grid.configs:

@@ -160,8 +160,10 @@ def term_gradient_norms(
     as ``objective`` (a stateful regularizer reads ``reg_state``; its update is dropped).
 
   Returns:
-    float32 scalars "grad_norm/<task>", "grad_norm/<regularizer name>" (with a regularizer),
-    and "grad_norm/total" (of the whole objective's gradient into the model's parameters).
+    float32 scalars "grad_norm/<task>"; "grad_norm/supervised", of the weighted task terms'
+    summed gradient; with a regularizer "grad_norm/<regularizer name>" and "grad_cos/<regularizer
+    name>", the cosine between its gradient and the supervised one (0 when either is 0); and
+    "grad_norm/total", of the whole objective's gradient into the model's parameters.
   """
 
   def forward(model_params):
@@ -185,14 +187,25 @@ def term_gradient_norms(
   )[0]
   c = jax.grad(combine)(sums)  # [K, T]
   weight = 0.0 if regularizer is None else regularizer.weight
-  norm = lambda g: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(g)))
+  zero = jnp.zeros((), jnp.float32)
+  dot = lambda g, h: sum(
+      jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32))
+      for x, y in zip(jax.tree.leaves(g), jax.tree.leaves(h))
+  )
+  norm = lambda g: jnp.sqrt(dot(g, g))
   out = {}
   for t, task in enumerate(tasks):
     cotangent = c * (jnp.arange(c.shape[-1]) == t)
-    out[f"grad_norm/{task.name}"] = norm(vjp((cotangent, jnp.zeros((), jnp.float32)))[0])
+    out[f"grad_norm/{task.name}"] = norm(vjp((cotangent, zero))[0])
+  supervised = vjp((c, zero))[0]
+  out["grad_norm/supervised"] = norm(supervised)
   if regularizer is not None:
-    out[f"grad_norm/{regularizer.name}"] = norm(
-        vjp((jnp.zeros_like(c), jnp.asarray(weight, jnp.float32)))[0]
+    reg_grad = vjp((jnp.zeros_like(c), jnp.asarray(weight, jnp.float32)))[0]
+    reg_norm = norm(reg_grad)
+    out[f"grad_norm/{regularizer.name}"] = reg_norm
+    denominator = out["grad_norm/supervised"] * reg_norm
+    out[f"grad_cos/{regularizer.name}"] = jnp.where(
+        denominator > 0, dot(supervised, reg_grad) / jnp.where(denominator > 0, denominator, 1), 0
     )
   out["grad_norm/total"] = norm(vjp((c, jnp.asarray(weight, jnp.float32)))[0])
   return out

@@ -90,8 +90,14 @@ def add_evaluation(
     step: int,
     results: Mapping[str, Mapping[str, float]],
     delta_m: float | None,
+    train: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-  """`record` with the evaluation at `step` appended (replacing one at the same step)."""
+  """`record` with the evaluation at `step` appended (replacing one at the same step).
+
+  ``train``: training statistics of the steps since the previous evaluation, stored as the
+  entry's "train" (``train.train_and_evaluate``: {"log_steps": n, "grad_norm/<term>": mean,
+  "grad_cos/<term>": mean} over its log steps, when it logs gradient norms).
+  """
   entry = {
       "step": int(step),
       "config_hash": record["config_hash"],
@@ -99,6 +105,8 @@ def add_evaluation(
       "metrics": {task: dict(values) for task, values in results.items()},
       "delta_m": delta_m,
   }
+  if train:
+    entry["train"] = dict(train)
   evaluations = [e for e in record["evaluations"] if e["step"] != step] + [entry]
   return {**record, "evaluations": sorted(evaluations, key=lambda e: e["step"])}
 

@@ -201,6 +201,13 @@ def _grad_norms_fn(config, model, tasks, regularizer, task_weighting, mesh):
   return jax.jit(norms, out_shardings=sharding.replicated(mesh))
 
 
+def _mean_grad_norms(logged: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
+  """{"log_steps": n, key: mean} of the gradient norms logged at n log steps (None if none)."""
+  if not logged:
+    return None
+  return {"log_steps": len(logged), **{k: float(np.mean([x[k] for x in logged])) for k in logged[0]}}
+
+
 def _bound_train_step(config, model, tx, regularizer, task_weighting):
   """`train_step` with everything but (state, batch) bound."""
   if task_weighting is None:
@@ -417,6 +424,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # runs up to `steps_per_call` steps and never past a step that logs, evaluates or saves.
   pending: list[tuple[int, int, dict]] = []  # (first step, number of steps, device metrics)
   history: list[dict[str, float]] = []
+  grad_history: list[dict[str, float]] = []  # The log steps' gradient norms since the last eval.
 
   def resolve_pending():
     for first, n, device_metrics in pending:
@@ -461,7 +469,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       summary["learning_rate"] = float(lr_schedule(step - 1))
       if p_grad_norms is not None:  # After the step, on its batch (the params it produced).
         norms = p_grad_norms(state, sharding.global_batch(mesh, local_batches[-1]))
-        summary.update({k: float(v) for k, v in jax.device_get(norms).items()})
+        norms = {k: float(v) for k, v in jax.device_get(norms).items()}
+        summary.update(norms)
+        grad_history.append(norms)
       writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
       history.clear()
 
@@ -476,7 +486,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       with report_progress.timed("checkpoint"):
         checkpoint.save(manager, step, state, delta_m=delta_m)
     if do_eval and is_writer:  # After the checkpoint: a resumed run redoes later evaluations.
-      record = results.add_evaluation(record, step, eval_results, delta_m)
+      record = results.add_evaluation(
+          record, step, eval_results, delta_m, train=_mean_grad_norms(grad_history)
+      )
+    if do_eval:
+      grad_history.clear()
       results.write(workdir, record)
     writer.flush()
 

@@ -274,6 +274,44 @@ def test_paired_differences_and_t_test(tmp_path):
   assert "| full | 2 | 1.50 ± 0.71 (p 0.2" in text
 
 
+def test_gradient_summary_weights_intervals_by_log_steps(tmp_path):
+  """Per run, norms averaged over all log steps (intervals weighted by their log steps), the
+  ratio of the means, then mean ± std over runs; a run without statistics is left out."""
+  stats = {  # seed -> the two intervals' (log_steps, supervised, rdc, cos).
+      0: ((1, 1.0, 4.0, -0.5), (3, 2.0, 2.0, 0.5)),
+      1: ((2, 1.0, 1.0, 0.0), (2, 3.0, 5.0, 0.2)),
+  }
+
+  def train_fn(config, workdir):
+    record = results.start(workdir, config, 10, 0)
+    for step, interval in zip((5, 10), stats.get(config.seed, (None, None))):
+      train = None
+      if interval and config.label_setting == "full":
+        n, sup, rdc, cos = interval
+        train = {"log_steps": n, "grad_norm/supervised": sup, "grad_norm/rdc": rdc,
+                 "grad_cos/rdc": cos, "grad_norm/semseg": 0.1}
+      evaluation = {"semseg": {"miou": 1.0}, "depth": {"abs_err": 1.0}, "normal": {"mean": 1.0}}
+      record = results.add_evaluation(record, step, evaluation, None, train=train)
+      results.write(workdir, record)
+
+  grid = experiments.make_grid(
+      {"onelabel": _config("onelabel"), "full": _config("full")}, seeds=(0, 1, 2), baseline="onelabel"
+  )
+  runs = experiments.run_grid(grid, str(tmp_path), train_fn=train_fn, log=lambda _: None)
+  (row,) = experiments.gradient_summary(runs)  # onelabel logged nothing: no row.
+  assert row["name"] == "full" and row["num_runs"] == 2 and row["regularizer"] == "rdc"
+  sup = [(1 * 1.0 + 3 * 2.0) / 4, (2 * 1.0 + 2 * 3.0) / 4]
+  rdc = [(1 * 4.0 + 3 * 2.0) / 4, (2 * 1.0 + 2 * 5.0) / 4]
+  cos = [(1 * -0.5 + 3 * 0.5) / 4, (2 * 0.0 + 2 * 0.2) / 4]
+  ratio = np.divide(rdc, sup)
+  for key, per_run in (("supervised", sup), ("regularizer", rdc), ("ratio", ratio), ("cos", cos)):
+    assert row["mean"][key] == pytest.approx(np.mean(per_run))
+    assert row["std"][key] == pytest.approx(np.std(per_run, ddof=1))
+  text, summary = experiments.report(grid, runs, metric_keys=METRICS)
+  assert summary["gradients"] == [row]
+  assert f"| full | 2 | rdc | {np.mean(sup):.3f} ± {np.std(sup, ddof=1):.3f} |" in text
+
+
 def _flat_keys(config, prefix=""):
   keys = set()
   for key, value in config.items():

@@ -85,19 +85,25 @@ def test_term_norms_equal_each_term_differentiated_alone(regularized):
   np.testing.assert_allclose(
       float(got["grad_norm/total"]), _norm(jax.grad(total)(params["model"])), rtol=2e-4
   )
+  supervised = lambda p: sum(
+      used[t] * s / 2 for t, s in enumerate(partial_label_terms(apply(p)[0], batch, tasks)[0])
+  )
+  g_sup = jax.grad(supervised)(params["model"])
+  np.testing.assert_allclose(float(got["grad_norm/supervised"]), _norm(g_sup), rtol=2e-4)
   if regularized:
-    reg_only = lambda p: total(p) - sum(
-        used[t] * s / 2 for t, s in enumerate(partial_label_terms(apply(p)[0], batch, tasks)[0])
+    g_reg = jax.grad(lambda p: total(p) - supervised(p))(params["model"])
+    np.testing.assert_allclose(float(got["grad_norm/pixel_contrast"]), _norm(g_reg), rtol=2e-3)
+    flat = lambda g: np.concatenate(
+        [np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(g)]
     )
-    np.testing.assert_allclose(
-        float(got["grad_norm/pixel_contrast"]),
-        _norm(jax.grad(reg_only)(params["model"])),
-        rtol=2e-3,
-    )
+    cos = flat(g_sup) @ flat(g_reg) / (_norm(g_sup) * _norm(g_reg))
+    assert abs(cos) > 0.05  # A cosine far from 0, so the check below can fail.
+    np.testing.assert_allclose(float(got["grad_cos/pixel_contrast"]), cos, atol=2e-3)
   else:
     assert set(got) == {
         "grad_norm/semseg",
         "grad_norm/depth",
         "grad_norm/normal",
+        "grad_norm/supervised",
         "grad_norm/total",
     }

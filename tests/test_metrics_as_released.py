@@ -117,7 +117,14 @@ def test_training_reports_both_metrics_and_gradient_norms(data_dir, tmp_path):
     assert set(scalars[f"train/grad_norm/{term}"]) == {1, 2}
   assert all(v > 0 for v in scalars["train/grad_norm/total"].values())
   assert set(scalars["eval/delta_m_as_released"]) == {2}  # randomlabels: the released table's.
-  final = results.final_evaluation(results.read(str(tmp_path)))["metrics"]
+  record = results.read(str(tmp_path))
+  # results.json keeps each evaluation interval's mean gradient norms (eval every 2 steps).
+  (trained,) = [e["train"] for e in record["evaluations"]]
+  assert trained["log_steps"] == 2
+  for term in ("semseg", "depth", "normal", "supervised", "total"):
+    logged = scalars[f"train/grad_norm/{term}"]
+    assert trained[f"grad_norm/{term}"] == pytest.approx((logged[1] + logged[2]) / 2, rel=1e-5)
+  final = results.final_evaluation(record)["metrics"]
   assert set(final) >= {"semseg", "normal", "semseg_as_released", "normal_as_released"}
   assert final["normal"]["mean"] != final["normal_as_released"]["mean"]
   assert set(final["normal_as_released"]) == set(final["normal"])
