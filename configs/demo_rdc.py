@@ -6,12 +6,11 @@ rooms' instances (floor, ceiling, each wall, each object), a narrow a_θ that fi
 Compare with the supervised onelabel demo: configs/experiments/demo_rdc.py.
 """
 
-from configs import demo
+from configs import demo_onelabel
 
 
 def get_config():
-  config = demo.get_config()
-  config.label_setting = "onelabel"
+  config = demo_onelabel.get_config()
   config.regularizer.name = "rdc"
   config.regions.source = "instance"
   config.regions.max_regions = 16  # The 16 largest instances; a room has ~10-25.

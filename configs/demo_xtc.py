@@ -5,12 +5,11 @@ conv per stage.
     python -m mtjax.main --config configs/demo_xtc.py --workdir runs/demo_xtc
 """
 
-from configs import demo
+from configs import demo_onelabel
 
 
 def get_config():
-  config = demo.get_config()
-  config.label_setting = "onelabel"
+  config = demo_onelabel.get_config()
   config.regularizer.name = "xtc"
   config.regularizer.weight = 2.0  # MTPSL's NYUv2 weight.
   config.regularizer.mapping.filters = tuple(config.model.filters)

@@ -8,12 +8,11 @@ and at λ = 0.1 and 0.01 (does the harm seen at λ = 1 shrink with λ, vanish, o
 the vector (cosine) and KL ablations. Everything but the regularizer is the same.
 """
 
-from configs import demo, demo_rdc
+from configs import demo_onelabel, demo_rdc
 
 
 def get_grid():
-  onelabel = demo.get_config()
-  onelabel.label_setting = "onelabel"
+  onelabel = demo_onelabel.get_config()
   vector = demo_rdc.get_config()
   vector.regularizer.contrast = "vector"
   vector.regularizer.temperature = 0.1  # Cosine similarities: the usual InfoNCE temperature.

@@ -4,15 +4,14 @@ comparison): supervised only, MTPSL's cross-task consistency, pixel contrast and
     python -m mtjax.experiments --grid configs/experiments/demo_regularizers.py \
         --workdir runs/experiments/demo_regularizers [--seeds=0,1,2] [--only=xtc]
 
-Everything but config.regularizer (and the region source RDC needs) is configs/demo.py's.
+Everything but config.regularizer (and the region source RDC needs) is configs/demo_onelabel.py's.
 """
 
-from configs import demo, demo_pixel_contrast, demo_rdc, demo_xtc
+from configs import demo_onelabel, demo_pixel_contrast, demo_rdc, demo_xtc
 
 
 def get_grid():
-  onelabel = demo.get_config()
-  onelabel.label_setting = "onelabel"
+  onelabel = demo_onelabel.get_config()
   return {
       "configs": {
           "onelabel": onelabel,

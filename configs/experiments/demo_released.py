@@ -3,7 +3,7 @@
     python -m mtjax.experiments --grid configs/experiments/demo_released.py \
         --workdir runs/experiments/demo_released
 
-Configs (everything else is the onelabel demo, configs/demo.py):
+Configs (everything else is the onelabel demo, configs/demo_onelabel.py):
 
 * ``onelabel``: supervised, the baseline every run is paired with (same seed);
 * ``onelabel_raw_normals``: supervised with the released normal head (its output not
@@ -17,14 +17,15 @@ Configs (everything else is the onelabel demo, configs/demo.py):
   release's 20 epochs: ``weight_ramp_epochs`` = the demo's 12) to three final weights;
 * ``rdc_semantic_gt``: the paper's loss with ground-truth class regions (Table 4's oracle);
 * ``xtc_mtpsl``: MTPSL's recipe scaled to the demo: two scale-crop views, the second of the
-  first, a mapping network as wide as the model (as MTPSL's is as wide as SegNet), FiLM StepLR
-  over a sixth of the run (MTPSL: 30 of 200 epochs);
+  first, a mapping network as wide and as deep as the model's encoder (MTPSL's is SegNet's:
+  widths 64-512, convs (2, 2, 3, 3, 3)), FiLM StepLR over a sixth of the run (MTPSL: 30 of 200
+  epochs);
 * ``demo_xtc``: configs/demo_xtc.py as it is.
 
 Every run logs train/grad_norm/<term> and the released metrics beside the correct ones.
 """
 
-from configs import demo, demo_rdc, demo_xtc
+from configs import demo_onelabel, demo_rdc, demo_xtc
 
 
 def _common(config):
@@ -41,7 +42,7 @@ def _released_a_theta(config):
 
 
 def get_grid():
-  onelabel = _common(demo.get_config())
+  onelabel = _common(demo_onelabel.get_config())
 
   released = _released_a_theta(_common(demo_rdc.get_config()))
   released.regularizer.mode = "as_released"
@@ -51,7 +52,7 @@ def get_grid():
   released.regions.source, released.regions.relabel = "instance", "none"
   released.regions.max_regions = 256
 
-  raw_normals = _common(demo.get_config())
+  raw_normals = _common(demo_onelabel.get_config())
   raw_normals.task_options.normal.head = "raw"
 
   configs = {
@@ -77,6 +78,7 @@ def get_grid():
   xtc = _common(demo_xtc.get_config())
   xtc.augment.scales = (1.0, 1.2, 1.5)
   xtc.augment.second_view = "of_first"
+  xtc.regularizer.mapping.convs_per_stage = (2, 2, 3, 3, 3)  # SegNet's encoder, as MTPSL's.
   xtc.regularizer.film_lr_step_epochs = 2  # 12 epochs / 6, as MTPSL's 30 of 200.
   configs["xtc_mtpsl"] = xtc
   configs["demo_xtc"] = _common(demo_xtc.get_config())
