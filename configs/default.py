@@ -207,6 +207,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_grad_norms = False
   config.checkpoint_every_steps = 3_970
   config.keep_checkpoints = 3  # The latest k are kept, plus the best by Δm.
+  # Save checkpoints in a background thread (mtjax.checkpoint): training stalls only while the
+  # state is copied to host memory. False: every save blocks until it is committed.
+  config.async_checkpoints = True
   config.num_panel_images = 3  # Val examples shown in the TensorBoard image panel.
   # Single-task (STL) references for Δm: "auto" takes MTPSL's NYUv2 STL numbers of the label
   # setting (full | onelabel | randomlabels); name one of those explicitly for a path label setting;

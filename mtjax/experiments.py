@@ -106,7 +106,9 @@ def load_grid(path: str) -> Grid:
     FileNotFoundError: no such file. ValueError: no `get_grid()`, a missing or malformed key, no
     config or no seed, a config that is not a ConfigDict, or a baseline that is not a config name.
   """
-  if not os.path.isfile(path):
+  if fileio.is_url(path):
+    raise ValueError(f"grid file {path!r}: a grid is a Python module, imported from a local file")
+  if not fileio.as_path(path).is_file():
     raise FileNotFoundError(f"grid file {path!r} not found")
   spec = importlib.util.spec_from_file_location(f"mtjax_grid_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(spec)
@@ -176,7 +178,8 @@ def run_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.C
 
 
 def run_workdir(root: str, name: str, seed: int) -> str:
-  return os.path.join(root, name, f"seed_{seed}")
+  """`root`/`name`/seed_`seed` (`root` a local path or a gs:// URL)."""
+  return os.fspath(fileio.as_path(root) / name / f"seed_{seed}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -226,8 +229,7 @@ def run_state(name: str, seed: int, workdir: str, config: ml_collections.ConfigD
 
 def _read_failure(workdir: str) -> str | None:
   try:
-    with open(os.path.join(workdir, FAILURE_FILE)) as f:
-      return json.load(f)["error"]
+    return json.loads(fileio.read_text(fileio.as_path(workdir) / FAILURE_FILE))["error"]
   except (FileNotFoundError, json.JSONDecodeError, KeyError):
     return None
 
@@ -238,7 +240,7 @@ def _write_failure(workdir: str, error: BaseException) -> None:
       "traceback": traceback.format_exception(error),
       "time": time.time(),
   }
-  fileio.write_atomic(os.path.join(workdir, FAILURE_FILE), json.dumps(failure, indent=1))
+  fileio.write_atomic(fileio.as_path(workdir) / FAILURE_FILE, json.dumps(failure, indent=1))
 
 
 def run_grid(
@@ -290,9 +292,7 @@ def run_grid(
       _write_failure(workdir, e)
       log(f"{prefix} FAILED: {type(e).__name__}: {e}")
     else:
-      failure = os.path.join(workdir, FAILURE_FILE)
-      if os.path.exists(failure):
-        os.remove(failure)
+      fileio.as_path(workdir).joinpath(FAILURE_FILE).unlink(missing_ok=True)
     run = run_state(name, seed, workdir, config)
     if run.status == "incomplete":  # Trained without error but wrote no final evaluation.
       run = dataclasses.replace(run, status="failed", message=f"no final evaluation: {run.message}")
@@ -702,9 +702,9 @@ def main(argv: Sequence[str]) -> None:
     run_grid(grid, flags.workdir, names=flags.only)
   runs = run_grid(grid, flags.workdir, execute=False, log=lambda _: None)
   text, summary = report(grid, runs, by_step=flags.by_step, **keys)
-  fileio.write_atomic(os.path.join(flags.workdir, "results.md"), text)
+  fileio.write_atomic(fileio.as_path(flags.workdir) / "results.md", text)
   fileio.write_atomic(
-      os.path.join(flags.workdir, "summary.json"), json.dumps(summary, indent=1, default=str)
+      fileio.as_path(flags.workdir) / "summary.json", json.dumps(summary, indent=1, default=str)
   )
   print(text, flush=True)
   not_done = [f"{r.name}/seed_{r.seed}: {r.status}" for r in runs if r.status != "done"]

