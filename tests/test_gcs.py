@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -130,3 +131,50 @@ def test_training_in_a_bucket_killed_mid_run_resumes_from_the_bucket(gcs, data_d
   assert record["evaluations"][-1]["step"] == 8
   assert any("/events.out.tfevents." in n for n in names)
   assert "train/run/checkpoints/8/commit_success.txt" in names
+
+
+def _two_processes(command, env, port, tmp_path, name):
+  procs, logs = [], []
+  for i in range(2):
+    log = open(tmp_path / f"{name}_{i}.log", "w")
+    extra = [f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"]
+    procs.append(
+        subprocess.Popen(command + extra, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    )
+    logs.append(log)
+  for p, log in zip(procs, logs):
+    p.wait(timeout=600)
+    log.close()
+  outputs = [(tmp_path / f"{name}_{i}.log").read_text() for i in range(2)]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-4000:]
+  return [p.pid for p in procs], outputs
+
+
+def test_two_processes_share_a_bucket_workdir_write_once_and_resume_the_same_step(gcs, tmp_path):
+  """The multi-host layout on one machine: two JAX processes train one run with its workdir in a
+  bucket; only process 0 writes results.json and events; a relaunch restores the same step in
+  both."""
+  from tests.data_fixtures import make_nyuv2_layout
+
+  url, env = gcs
+  data_dir = make_nyuv2_layout(tmp_path / "data", splits={"train": 6, "val": 3}, hw=(32, 64))
+  workdir = f"gs://{gcs_emulator.BUCKET}/multi/run"
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  first_pids, _ = _two_processes(
+      _main_command(workdir, data_dir, steps=2), env, port, tmp_path, "first"
+  )
+  pids, outputs = _two_processes(
+      _main_command(workdir, data_dir, steps=4), env, port, tmp_path, "second"
+  )
+  for out in outputs:
+    assert re.search(r"resumed from \S+ at step 2\b", out), out[-3000:]
+  names = gcs_emulator.list_objects(url, "multi/run/")
+  record = json.loads(gcs_emulator.read_object(url, "multi/run/results.json"))
+  assert [e["step"] for e in record["evaluations"]] == [2, 4]  # The first launch ends at 2.
+  events = [n.rsplit("/", 1)[1] for n in names if "/events.out.tfevents." in n]
+  writers = {int(e.split(".")[-3]) for e in events}  # events.out.tfevents.TIME.HOST.PID.N.v2
+  assert writers == {first_pids[0], pids[0]}, (events, first_pids, pids)
+  assert "multi/run/checkpoints/4/commit_success.txt" in names
