@@ -114,3 +114,23 @@ def read_object(url: str, name: str) -> bytes:
   quoted = urllib.parse.quote(name, safe="")
   with urllib.request.urlopen(f"{url}/storage/v1/b/{BUCKET}/o/{quoted}?alt=media", timeout=10) as r:
     return r.read()
+
+
+def upload_tree(url: str, local_dir: str | os.PathLike, prefix: str) -> int:
+  """Uploads every file under `local_dir` to `BUCKET`/`prefix`/<relative path>; returns the count."""
+  count = 0
+  for directory, _, files in os.walk(local_dir):
+    for name in files:
+      path = os.path.join(directory, name)
+      relative = os.path.relpath(path, local_dir).replace(os.sep, "/")
+      query = urllib.parse.urlencode({"uploadType": "media", "name": f"{prefix}/{relative}"})
+      with open(path, "rb") as f:
+        request = urllib.request.Request(
+            f"{url}/upload/storage/v1/b/{BUCKET}/o?{query}",
+            data=f.read(),
+            headers={"Content-Type": "application/octet-stream"},
+            method="POST",
+        )
+      urllib.request.urlopen(request, timeout=30).read()
+      count += 1
+  return count

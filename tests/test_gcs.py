@@ -96,13 +96,16 @@ def _main_command(workdir, data_dir, steps):
   ]  # fmt: skip
 
 
-def test_training_in_a_bucket_killed_mid_run_resumes_from_the_bucket(gcs, data_dir, tmp_path):
-  """The trainer with its workdir in a bucket: killed (SIGKILL) once a checkpoint is committed,
-  rerun, it resumes from the bucket's latest checkpoint and writes results.json and TensorBoard
-  events there."""
+def test_training_with_workdir_and_data_in_a_bucket_killed_mid_run_resumes_from_it(
+    gcs, data_dir, tmp_path
+):
+  """The trainer with its workdir and its NYUv2 data in a bucket: killed (SIGKILL) once a
+  checkpoint is committed, rerun, it resumes from the bucket's latest checkpoint and writes
+  results.json and TensorBoard events there."""
   url, env = gcs
+  assert gcs_emulator.upload_tree(url, data_dir, "train/nyuv2") == 4 * (5 + 3)
   workdir = f"gs://{gcs_emulator.BUCKET}/train/run"
-  command = _main_command(workdir, data_dir, steps=8)
+  command = _main_command(workdir, f"gs://{gcs_emulator.BUCKET}/train/nyuv2", steps=8)
   log = open(tmp_path / "first.log", "w")
   proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
   deadline = time.monotonic() + 240
@@ -178,3 +181,42 @@ def test_two_processes_share_a_bucket_workdir_write_once_and_resume_the_same_ste
   writers = {int(e.split(".")[-3]) for e in events}  # events.out.tfevents.TIME.HOST.PID.N.v2
   assert writers == {first_pids[0], pids[0]}, (events, first_pids, pids)
   assert "multi/run/checkpoints/4/commit_success.txt" in names
+
+
+def test_nyuv2_reader_and_label_settings_read_a_bucket_as_a_local_disk(gcs, data_dir, tmp_path):
+  import numpy as np
+
+  from mtjax.data import nyuv2
+
+  url, env = gcs
+  gcs_emulator.upload_tree(url, data_dir, "reader/nyuv2")
+  mask = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]], np.float32)
+  np.save(tmp_path / "setting.npy", mask)
+  gcs_emulator.upload_tree(url, tmp_path, "reader/labels")
+  local = nyuv2.NYUv2Split(data_dir, "train").load(4)
+  np.savez(tmp_path / "local.npz", **local)
+  bucket = f"gs://{gcs_emulator.BUCKET}/reader"
+  run_python(
+      env,
+      f"""
+      import numpy as np
+      from mtjax.data import label_settings, nyuv2
+
+      split = nyuv2.NYUv2Split("{bucket}/nyuv2", "train")
+      assert split.num_examples == 5 and split.image_shape == (32, 64)
+      local = np.load("{tmp_path / 'local.npz'}")
+      for key, value in split.load(4).items():
+        np.testing.assert_array_equal(value, local[key], err_msg=key)
+      got = label_settings.resolve_label_mask(
+          "{bucket}/labels/setting.npy", num_examples=5,
+          dataset_tasks=("semseg", "depth", "normal"), tasks=("semseg", "depth", "normal"), seed=0,
+      )
+      np.testing.assert_array_equal(got, {mask.tolist()})
+      try:
+        nyuv2.NYUv2Split("{bucket}/missing", "train")
+      except FileNotFoundError as e:
+        assert "{bucket}/missing" in str(e), e
+      else:
+        raise AssertionError("no error for a missing bucket folder")
+      """,
+  )

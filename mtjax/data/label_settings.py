@@ -7,11 +7,14 @@ Data", CVPR 2022) ``data/*_settings/{onelabel,randomlabels}.pth``; shared/data/R
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+from etils import epath
+
+from mtjax import fileio
 
 SETTINGS = ("full", "onelabel", "randomlabels")
 
@@ -78,11 +81,13 @@ def resolve_label_mask(
     rank = np.argsort(np.argsort(rng.random((n, t)), axis=1), axis=1)  # random order of tasks
     mask = (rank < k).astype(np.float32)
   else:
-    mask = _load_mask_file(Path(setting), n, dataset_tasks)
+    mask = _load_mask_file(fileio.as_path(setting), n, dataset_tasks)
   return mask[:, [dataset_tasks.index(name) for name in tasks]]
 
 
-def _load_mask_file(path: Path, num_examples: int, dataset_tasks: tuple[str, ...]) -> np.ndarray:
+def _load_mask_file(
+    path: epath.Path, num_examples: int, dataset_tasks: tuple[str, ...]
+) -> np.ndarray:
   """Loads and validates a [N, K] 0/1 .npy mask (see ``resolve_label_mask``)."""
   expected = f"a .npy float [N={num_examples}, K={len(dataset_tasks)}] 0/1 array with columns {dataset_tasks}"
   if path.suffix == ".pth":
@@ -95,7 +100,7 @@ def _load_mask_file(path: Path, num_examples: int, dataset_tasks: tuple[str, ...
   if not path.is_file():
     raise FileNotFoundError(f"label setting file {path} does not exist; expected {expected}.")
   try:
-    mask = np.load(path, allow_pickle=False)
+    mask = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
   except (OSError, ValueError) as e:
     raise ValueError(
         f"label setting {path} is not a readable numeric .npy ({e}); expected {expected}."

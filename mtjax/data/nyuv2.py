@@ -1,4 +1,5 @@
-"""NYUv2 in the MTAN / MTPSL preprocessed layout, read directly from its ``.npy`` files.
+"""NYUv2 in the MTAN / MTPSL preprocessed layout, read directly from its ``.npy`` files, on a local
+disk or in a bucket (``gs://``; ``mtjax.fileio``).
 
 Layout (shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL preprocessed"):
 ``root/{split}/{image,label,depth,normal}/{i}.npy`` for i = 0..N-1, 288x384 (795 train / 654 val).
@@ -6,12 +7,15 @@ Layout (shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL preprocessed"):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import re
-from pathlib import Path
 
 import numpy as np
+from etils import epath
+
+from mtjax import fileio
 
 NYUV2_TASKS = ("semseg", "depth", "normal")
 NUM_CLASSES = 13
@@ -31,7 +35,8 @@ def _layout(split: str) -> str:
 class NYUv2Split:
   """One split of MTAN/MTPSL-preprocessed NYUv2, validated on construction.
 
-  Construction checks the whole split from the ``.npy`` headers only (no pixel is read): the
+  Construction checks the whole split from the ``.npy`` headers only (no pixel is read; the
+  headers are read by 16 threads, which a bucket's latency needs): the
   four modality folders exist, each holds exactly ``0.npy .. N-1.npy`` with the same N > 0, and
   every file is float32/float64 with shape image ``[H, W, 3]``, label ``[H, W]``, depth
   ``[H, W, 1]``, normal ``[H, W, 3]``, where H, W come from ``image/0.npy`` (288x384 for the
@@ -39,7 +44,7 @@ class NYUv2Split:
   preprocessed"; MTPSL ``dataset/nyuv2ssl.py``.
 
   Args:
-    data_dir: dataset root holding ``{split}/``.
+    data_dir: dataset root holding ``{split}/``: a local path or a ``gs://`` URL.
     split: split folder name, e.g. ``"train"`` or ``"val"``.
 
   Attributes:
@@ -54,7 +59,7 @@ class NYUv2Split:
       offending path and the expected layout.
   """
 
-  data_dir: Path | str
+  data_dir: epath.Path | str
   split: str
   num_examples: int = dataclasses.field(init=False)
   image_shape: tuple[int, int] = dataclasses.field(init=False)
@@ -65,7 +70,7 @@ class NYUv2Split:
   )
 
   def __post_init__(self):
-    root = Path(self.data_dir)
+    root = fileio.as_path(self.data_dir)
     object.__setattr__(self, "data_dir", root)
     layout = _layout(self.split)
     if not root.is_dir():
@@ -97,18 +102,20 @@ class NYUv2Split:
       num = len(ids)
     object.__setattr__(self, "num_examples", num)
 
-    image = _open(split_dir / "image" / "0.npy", layout)
-    if image.ndim != 3 or image.shape[-1] != 3:
+    shape, _, _, _ = _read_header(split_dir / "image" / "0.npy", layout)
+    if len(shape) != 3 or shape[-1] != 3:
       raise ValueError(
-          f"NYUv2 file {split_dir / 'image' / '0.npy'} has shape {image.shape}; expected [H, W, 3] in {layout}."
+          f"NYUv2 file {split_dir / 'image' / '0.npy'} has shape {shape}; expected [H, W, 3] in {layout}."
       )
-    object.__setattr__(self, "image_shape", tuple(int(d) for d in image.shape[:2]))
-    files = {}
-    for modality, trailing in _MODALITIES.items():
-      expected = self.image_shape + trailing
-      files[modality] = tuple(
-          _check(split_dir / modality / f"{i}.npy", expected, layout) for i in range(num)
-      )
+    object.__setattr__(self, "image_shape", tuple(int(d) for d in shape[:2]))
+    jobs = [
+        (split_dir / modality / f"{i}.npy", self.image_shape + trailing)
+        for modality, trailing in _MODALITIES.items()
+        for i in range(num)
+    ]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+      checked = list(pool.map(lambda job: _check(*job, layout), jobs))
+    files = {m: tuple(checked[k * num : (k + 1) * num]) for k, m in enumerate(_MODALITIES)}
     object.__setattr__(self, "_files", files)
 
   has_instances = False  # No instance ids: config.regions.source="instance" is refused.
@@ -127,8 +134,8 @@ class NYUv2Split:
       0..12, -1 = ignore; ``depth`` float32 [H, W, 1] metres, 0 = invalid; ``normal``
       float32 [H, W, 3] unit vectors, all-zero = invalid.
 
-    Thread-safe (tf.data calls it from parallel threads): the data are read with ``np.fromfile``
-    at the header offsets recorded on construction, because ``np.load`` parses headers with
+    Thread-safe (tf.data calls it from parallel threads): the data are read as raw bytes at the
+    header offsets recorded on construction, because ``np.load`` parses headers with
     ``ast.literal_eval``, which fails spuriously under concurrent threads in CPython 3.11
     ("AST constructor recursion depth mismatch", python/cpython gh-106905).
 
@@ -143,10 +150,16 @@ class NYUv2Split:
     def read(modality):
       offset, dtype, order = self._files[modality][index]
       shape = self.image_shape + _MODALITIES[modality]
-      data = np.fromfile(
-          split_dir / modality / f"{index}.npy", dtype, math.prod(shape), offset=offset
-      )
-      return data.reshape(shape, order=order)
+      size = math.prod(shape) * dtype.itemsize
+      with (split_dir / modality / f"{index}.npy").open("rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+      if len(data) != size:
+        raise ValueError(
+            f"NYUv2 file {split_dir / modality / f'{index}.npy'} is truncated: {len(data)} of "
+            f"{size} data bytes; expected {_layout(self.split)}."
+        )
+      return np.frombuffer(data, dtype).reshape(shape, order=order)
 
     return {
         "image": read("image").astype(np.float32, copy=False),
@@ -156,27 +169,33 @@ class NYUv2Split:
     }
 
 
-def _open(path: Path, layout: str) -> np.memmap:
-  """Memory-maps a .npy (reads its header only)."""
+def _read_header(path: epath.Path, layout: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+  """(shape, dtype, fortran_order, data offset) from a .npy's header (its first bytes only).
+
+  Raises:
+    ValueError: not a readable .npy (named, with ``layout``).
+  """
   try:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    with path.open("rb") as f:
+      version = np.lib.format.read_magic(f)
+      if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+      else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+      return shape, dtype, fortran_order, f.tell()
   except (OSError, ValueError) as e:
     raise ValueError(
         f"NYUv2 file {path} is not a readable .npy array ({e}); expected {layout}."
     ) from e
 
 
-def _check(path: Path, expected: tuple[int, ...], layout: str) -> tuple[int, np.dtype, str]:
+def _check(path: epath.Path, expected: tuple[int, ...], layout: str) -> tuple[int, np.dtype, str]:
   """Checks a .npy's dtype and shape; returns (data offset, dtype, memory order) for ``load``."""
-  array = _open(path, layout)
-  if array.dtype not in _FLOAT_DTYPES:
+  shape, dtype, fortran_order, offset = _read_header(path, layout)
+  if dtype not in _FLOAT_DTYPES:
     raise ValueError(
-        f"NYUv2 file {path} has dtype {array.dtype}; expected float32 or float64 in {layout}."
+        f"NYUv2 file {path} has dtype {dtype}; expected float32 or float64 in {layout}."
     )
-  if array.shape != expected:
-    raise ValueError(f"NYUv2 file {path} has shape {array.shape}; expected {expected} in {layout}.")
-  return (
-      array.offset,
-      array.dtype,
-      "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C",
-  )
+  if shape != expected:
+    raise ValueError(f"NYUv2 file {path} has shape {shape}; expected {expected} in {layout}.")
+  return offset, dtype, "F" if fortran_order and len(shape) > 1 else "C"
