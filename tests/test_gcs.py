@@ -183,13 +183,19 @@ def test_two_processes_share_a_bucket_workdir_write_once_and_resume_the_same_ste
   assert "multi/run/checkpoints/4/commit_success.txt" in names
 
 
-def test_nyuv2_reader_and_label_settings_read_a_bucket_as_a_local_disk(gcs, data_dir, tmp_path):
+def test_nyuv2_label_settings_and_region_maps_read_a_bucket_as_a_local_disk(
+    gcs, data_dir, tmp_path
+):
   import numpy as np
 
-  from mtjax.data import nyuv2
+  from mtjax.data import nyuv2, regions
 
   url, env = gcs
   gcs_emulator.upload_tree(url, data_dir, "reader/nyuv2")
+  ids = np.arange(32 * 64, dtype=np.int64).reshape(32, 64) % 7
+  regions.write_manifest(tmp_path / "maps", {"method": "test", "parameters": {}})
+  regions.write_map(tmp_path / "maps", "train", "3", ids)
+  gcs_emulator.upload_tree(url, tmp_path / "maps", "reader/maps")
   mask = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]], np.float32)
   np.save(tmp_path / "setting.npy", mask)
   gcs_emulator.upload_tree(url, tmp_path, "reader/labels")
@@ -200,7 +206,7 @@ def test_nyuv2_reader_and_label_settings_read_a_bucket_as_a_local_disk(gcs, data
       env,
       f"""
       import numpy as np
-      from mtjax.data import label_settings, nyuv2
+      from mtjax.data import label_settings, nyuv2, regions
 
       split = nyuv2.NYUv2Split("{bucket}/nyuv2", "train")
       assert split.num_examples == 5 and split.image_shape == (32, 64)
@@ -212,6 +218,10 @@ def test_nyuv2_reader_and_label_settings_read_a_bucket_as_a_local_disk(gcs, data
           dataset_tasks=("semseg", "depth", "normal"), tasks=("semseg", "depth", "normal"), seed=0,
       )
       np.testing.assert_array_equal(got, {mask.tolist()})
+      assert regions.read_manifest("{bucket}/maps")["method"] == "test"
+      path = regions.map_path("{bucket}/maps", "train", "3")
+      read = regions.read_map(path, "3", (32, 64))
+      np.testing.assert_array_equal(read, np.arange(32 * 64).reshape(32, 64) % 7 - 1)
       try:
         nyuv2.NYUv2Split("{bucket}/missing", "train")
       except FileNotFoundError as e:

@@ -51,11 +51,11 @@ import dataclasses
 import io
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.ndimage
+from etils import epath
 from PIL import Image
 
 from mtjax import fileio
@@ -76,9 +76,9 @@ _LAYOUT = (
 # --------------------------------------------------------------------------------------------
 
 
-def map_path(region_dir: str | os.PathLike, split: str, example_id: str) -> Path:
-  """``REGION_DIR/{split}/{example_id}.png``."""
-  return Path(region_dir) / split / f"{example_id}.png"
+def map_path(region_dir: str | os.PathLike, split: str, example_id: str) -> epath.Path:
+  """``REGION_DIR/{split}/{example_id}.png`` (``region_dir`` a local path or a gs:// URL)."""
+  return fileio.as_path(region_dir) / split / f"{example_id}.png"
 
 
 def read_manifest(region_dir: str | os.PathLike) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def read_manifest(region_dir: str | os.PathLike) -> dict[str, Any]:
     FileNotFoundError: no ``manifest.json`` in ``region_dir``.
     ValueError: not a JSON object, or a ``format`` other than ``FORMAT``.
   """
-  path = Path(region_dir) / "manifest.json"
+  path = fileio.as_path(region_dir) / "manifest.json"
   if not path.is_file():
     raise FileNotFoundError(
         f"region directory {region_dir} has no manifest.json; expected {_LAYOUT}"
@@ -108,7 +108,7 @@ def write_manifest(
   for key in ("method", "parameters"):
     if key not in manifest:
       raise ValueError(f"a region manifest needs {key!r}; got keys {sorted(manifest)}")
-  path = Path(region_dir) / "manifest.json"
+  path = fileio.as_path(region_dir) / "manifest.json"
   if path.exists() and not overwrite:
     old = read_manifest(region_dir)
     for key in ("method", "parameters"):
@@ -121,7 +121,9 @@ def write_manifest(
   fileio.write_atomic(path, text)
 
 
-def write_map(region_dir: str | os.PathLike, split: str, example_id: str, ids: np.ndarray) -> Path:
+def write_map(
+    region_dir: str | os.PathLike, split: str, example_id: str, ids: np.ndarray
+) -> epath.Path:
   """Writes one map (file values: 0 = none, 1..N), atomically; returns its path.
 
   Raises:
@@ -203,7 +205,7 @@ def paint_masks(masks: np.ndarray) -> np.ndarray:
   return renumber_by_area(canvas)
 
 
-def check_map_header(path: Path, example_id: str, image_shape: tuple[int, int]) -> None:
+def check_map_header(path: epath.Path, example_id: str, image_shape: tuple[int, int]) -> None:
   """Checks a map's PNG header (no pixel read): 16-bit, single channel, ``image_shape``.
 
   Raises:
@@ -213,7 +215,7 @@ def check_map_header(path: Path, example_id: str, image_shape: tuple[int, int]) 
   where = f"region map of example {example_id!r} ({path})"
   if not path.is_file():
     raise FileNotFoundError(f"{where} is missing; expected {_LAYOUT}")
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     head = f.read(26)
   if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
     raise ValueError(f"{where} is not a PNG; expected {_LAYOUT}")
@@ -231,14 +233,14 @@ def check_map_header(path: Path, example_id: str, image_shape: tuple[int, int]) 
     )
 
 
-def read_map(path: Path, example_id: str, image_shape: tuple[int, int]) -> np.ndarray:
+def read_map(path: epath.Path, example_id: str, image_shape: tuple[int, int]) -> np.ndarray:
   """One map as int32 [H, W] region ids, −1 = none (file value − 1).
 
   Raises:
     FileNotFoundError / ValueError: as ``check_map_header``.
   """
   check_map_header(path, example_id, image_shape)
-  with Image.open(path) as image:
+  with Image.open(io.BytesIO(path.read_bytes())) as image:
     ids = np.asarray(image)
   if ids.dtype != np.uint16 or ids.shape != tuple(image_shape):
     raise ValueError(
@@ -343,7 +345,7 @@ class WithRegionMaps:
     size = manifest.get("image_size")
     if size is not None and tuple(size) != self.image_shape:
       raise ValueError(
-          f"{Path(spec.dir) / 'manifest.json'} says image_size {size}; the {self.split} images "
+          f"{fileio.as_path(spec.dir) / 'manifest.json'} says image_size {size}; the {self.split} images "
           f"are {list(self.image_shape)}"
       )
     # Read once here, not per example in tf.data (procedural_rooms reads its id from the record).
