@@ -183,7 +183,7 @@ def test_two_processes_share_a_bucket_workdir_write_once_and_resume_the_same_ste
   assert "multi/run/checkpoints/4/commit_success.txt" in names
 
 
-def test_nyuv2_label_settings_and_region_maps_read_a_bucket_as_a_local_disk(
+def test_nyuv2_label_settings_region_maps_and_weights_in_a_bucket_as_on_a_local_disk(
     gcs, data_dir, tmp_path
 ):
   import numpy as np
@@ -222,6 +222,15 @@ def test_nyuv2_label_settings_and_region_maps_read_a_bucket_as_a_local_disk(
       path = regions.map_path("{bucket}/maps", "train", "3")
       read = regions.read_map(path, "3", (32, 64))
       np.testing.assert_array_equal(read, np.arange(32 * 64).reshape(32, 64) % 7 - 1)
+
+      import jax
+      from mtjax.models import hrnet_import
+
+      shapes = hrnet_import.expected_variables("hrnet_w18_small_v2")
+      variables = jax.tree.map(lambda x: np.full(x.shape, 0.5, x.dtype), shapes)
+      hrnet_import.save(variables, "{bucket}/weights/backbone.msgpack")
+      loaded = hrnet_import.load("{bucket}/weights/backbone.msgpack", "hrnet_w18_small_v2")
+      assert all(np.all(np.asarray(x) == 0.5) for x in jax.tree.leaves(loaded))
       try:
         nyuv2.NYUv2Split("{bucket}/missing", "train")
       except FileNotFoundError as e:

@@ -17,8 +17,8 @@ Mapping: a module path's dots become underscores (``HRNetBackbone`` names its la
 
 from __future__ import annotations
 
+import io
 import os
-from pathlib import Path
 from typing import Any
 
 import flax
@@ -44,13 +44,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     FileNotFoundError: no such file. ImportError: torch is needed and missing (naming the extra).
     ValueError: an unknown suffix, or a file that is not a mapping of names to tensors.
   """
-  path = Path(path)
+  path = fileio.as_path(path)
   if not path.is_file():
     raise FileNotFoundError(f"checkpoint {path} does not exist")
   if path.suffix == ".safetensors":
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+    from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
 
-    return dict(load_file(str(path)))
+    return dict(load(path.read_bytes()))
   if path.suffix not in (".pth", ".pt", ".bin"):
     raise ValueError(f"checkpoint {path}: expected .safetensors, .pth, .pt or .bin")
   try:
@@ -60,7 +60,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         f'reading {path.suffix} checkpoints needs torch: pip install -e ".[convert]" (or convert '
         "a .safetensors file, which needs no torch)"
     ) from e
-  state = torch.load(path, map_location="cpu", weights_only=True)
+  state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
   for key in _WRAPPERS[:2]:
     if isinstance(state, dict) and isinstance(state.get(key), dict):
       state = state[key]
@@ -137,7 +137,7 @@ def load(path: str | os.PathLike, variant: str) -> dict[str, Any]:
   Raises:
     FileNotFoundError: no such file. ValueError: not such a file, or another structure / shapes.
   """
-  path = Path(path)
+  path = fileio.as_path(path)
   if not path.is_file():
     raise FileNotFoundError(
         f"pretrained backbone {path} does not exist; make it with tools/convert_torch_weights.py"
