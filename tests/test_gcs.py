@@ -183,7 +183,7 @@ def test_two_processes_share_a_bucket_workdir_write_once_and_resume_the_same_ste
   assert "multi/run/checkpoints/4/commit_success.txt" in names
 
 
-def test_nyuv2_label_settings_region_maps_and_weights_in_a_bucket_as_on_a_local_disk(
+def test_readers_label_settings_region_maps_and_weights_in_a_bucket_as_on_a_local_disk(
     gcs, data_dir, tmp_path
 ):
   import numpy as np
@@ -201,6 +201,12 @@ def test_nyuv2_label_settings_region_maps_and_weights_in_a_bucket_as_on_a_local_
   gcs_emulator.upload_tree(url, tmp_path, "reader/labels")
   local = nyuv2.NYUv2Split(data_dir, "train").load(4)
   np.savez(tmp_path / "local.npz", **local)
+  from mtjax.data import cityscapes
+  from tests.data_fixtures import make_cityscapes_layout
+
+  city = make_cityscapes_layout(tmp_path / "cityscapes")
+  gcs_emulator.upload_tree(url, city, "reader/cityscapes")
+  np.savez(tmp_path / "city.npz", **cityscapes.CityscapesSplit(city, "train").load(1))
   bucket = f"gs://{gcs_emulator.BUCKET}/reader"
   run_python(
       env,
@@ -213,6 +219,13 @@ def test_nyuv2_label_settings_region_maps_and_weights_in_a_bucket_as_on_a_local_
       local = np.load("{tmp_path / 'local.npz'}")
       for key, value in split.load(4).items():
         np.testing.assert_array_equal(value, local[key], err_msg=key)
+      from mtjax.data import cityscapes
+
+      city = np.load("{tmp_path / 'city.npz'}")
+      got = cityscapes.CityscapesSplit("{bucket}/cityscapes", "train").load(1)
+      assert sorted(got) == sorted(city.files)
+      for key, value in got.items():
+        np.testing.assert_array_equal(value, city[key], err_msg=key)
       got = label_settings.resolve_label_mask(
           "{bucket}/labels/setting.npy", num_examples=5,
           dataset_tasks=("semseg", "depth", "normal"), tasks=("semseg", "depth", "normal"), seed=0,

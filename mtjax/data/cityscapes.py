@@ -29,12 +29,14 @@ lorenmt/mtan c36c30b):
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+from etils import epath
+
+from mtjax import fileio
+from mtjax.data import npy_files
 
 CITYSCAPES_TASKS = ("semseg", "depth")
 NUM_CLASSES = 7
@@ -74,7 +76,7 @@ class CityscapesSplit:
   MTPSL ``dataset/cityscapesssl.py`` (see the module docstring for what is verified).
 
   Args:
-    data_dir: dataset root holding ``{split}/``.
+    data_dir: dataset root holding ``{split}/``: a local path or a ``gs://`` URL.
     split: split folder name, e.g. ``"train"`` or ``"val"``.
     tasks: the tasks to read, a non-empty subset of ``CITYSCAPES_TASKS`` (any order).
 
@@ -92,14 +94,14 @@ class CityscapesSplit:
       names the offending path and the expected layout.
   """
 
-  data_dir: Path | str
+  data_dir: epath.Path | str
   split: str
   tasks: tuple[str, ...] = dataclasses.field(default=CITYSCAPES_TASKS, kw_only=True)
   num_examples: int = dataclasses.field(init=False)
   image_shape: tuple[int, int] = dataclasses.field(init=False)
   label_tasks: tuple[str, ...] = dataclasses.field(init=False, default=CITYSCAPES_TASKS)
   # folder -> per file (data offset, dtype, memory order), read from the headers on construction.
-  _files: dict[str, tuple[tuple[int, np.dtype, str], ...]] = dataclasses.field(
+  _files: dict[str, tuple[npy_files.Header, ...]] = dataclasses.field(
       init=False, repr=False, compare=False
   )
 
@@ -113,7 +115,7 @@ class CityscapesSplit:
       )
     object.__setattr__(self, "tasks", tuple(t for t in CITYSCAPES_TASKS if t in requested))
     folders = ("image", *(_TASK_FOLDERS[t] for t in self.tasks))
-    root = Path(self.data_dir)
+    root = fileio.as_path(self.data_dir)
     object.__setattr__(self, "data_dir", root)
     layout = _layout(self.split, folders)
     if not root.is_dir():
@@ -150,20 +152,20 @@ class CityscapesSplit:
     object.__setattr__(self, "num_examples", num)
 
     first = split_dir / "image" / "0.npy"
-    image = _open(first, layout)
-    if image.ndim != 3 or image.shape[-1] != 3 or 0 in image.shape:
+    shape = npy_files.read_header(first, "Cityscapes", layout).shape
+    if len(shape) != 3 or shape[-1] != 3 or 0 in shape:
       raise ValueError(
-          f"Cityscapes file {first} has shape {image.shape}; expected [H, W, 3] with H, W > 0 "
+          f"Cityscapes file {first} has shape {shape}; expected [H, W, 3] with H, W > 0 "
           f"in {layout}."
       )
-    object.__setattr__(self, "image_shape", tuple(int(d) for d in image.shape[:2]))
-    files = {}
-    for folder_name in folders:
-      expected = self.image_shape + _MODALITIES[folder_name]
-      files[folder_name] = tuple(
-          _check(split_dir / folder_name / f"{i}.npy", folder_name, expected, layout)
-          for i in range(num)
-      )
+    object.__setattr__(self, "image_shape", tuple(int(d) for d in shape[:2]))
+    jobs = [
+        (split_dir / name / f"{i}.npy", name, self.image_shape + _MODALITIES[name], layout)
+        for name in folders
+        for i in range(num)
+    ]
+    checked = npy_files.map_in_threads(_check, jobs)
+    files = {name: tuple(checked[k * num : (k + 1) * num]) for k, name in enumerate(folders)}
     object.__setattr__(self, "_files", files)
 
   has_instances = False  # No instance ids: config.regions.source="instance" is refused.
@@ -182,10 +184,8 @@ class CityscapesSplit:
       are clipped); if requested, ``semseg`` int32 [H, W], classes 0..6, -1 = ignore, and
       ``depth`` float32 [H, W, 1], the stored disparity unchanged, 0 = invalid.
 
-    Thread-safe (tf.data calls it from parallel threads): the data are read with ``np.fromfile``
-    at the header offsets recorded on construction, because ``np.load`` parses headers with
-    ``ast.literal_eval``, which fails spuriously under concurrent threads in CPython 3.11
-    ("AST constructor recursion depth mismatch", python/cpython gh-106905).
+    Thread-safe (tf.data calls it from parallel threads): each file's bytes are read at the
+    header offset recorded on construction (``mtjax.data.npy_files``).
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
@@ -200,15 +200,7 @@ class CityscapesSplit:
 
     def read(folder):
       path = split_dir / folder / f"{index}.npy"
-      offset, dtype, order = self._files[folder][index]
-      shape = self.image_shape + _MODALITIES[folder]
-      data = np.fromfile(path, dtype, math.prod(shape), offset=offset)
-      if data.size != math.prod(shape):
-        raise ValueError(
-            f"Cityscapes file {path} holds {data.size} values, fewer than its header's "
-            f"{shape}; it is truncated."
-        )
-      return path, data.reshape(shape, order=order)
+      return path, npy_files.read_data(path, self._files[folder][index], "Cityscapes")
 
     path, image = read("image")
     image = image.astype(np.float32)
@@ -243,32 +235,18 @@ class CityscapesSplit:
     return example
 
 
-def _open(path: Path, layout: str) -> np.memmap:
-  """Memory-maps a .npy (reads its header only)."""
-  try:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise ValueError(
-        f"Cityscapes file {path} is not a readable .npy array ({e}); expected {layout}."
-    ) from e
-
-
 def _check(
-    path: Path, folder: str, expected: tuple[int, ...], layout: str
-) -> tuple[int, np.dtype, str]:
-  """Checks a .npy's dtype and shape; returns (data offset, dtype, memory order) for ``load``."""
-  array = _open(path, layout)
-  if not _dtype_ok(folder, array.dtype):
+    path: epath.Path, folder: str, expected: tuple[int, ...], layout: str
+) -> npy_files.Header:
+  """Checks a .npy's dtype and shape; returns its header for ``load``."""
+  header = npy_files.read_header(path, "Cityscapes", layout)
+  if not _dtype_ok(folder, header.dtype):
     raise ValueError(
-        f"Cityscapes file {path} has dtype {array.dtype}; expected {_dtype_text(folder)} in "
+        f"Cityscapes file {path} has dtype {header.dtype}; expected {_dtype_text(folder)} in "
         f"{layout}."
     )
-  if array.shape != expected:
+  if header.shape != expected:
     raise ValueError(
-        f"Cityscapes file {path} has shape {array.shape}; expected {expected} in {layout}."
+        f"Cityscapes file {path} has shape {header.shape}; expected {expected} in {layout}."
     )
-  return (
-      array.offset,
-      array.dtype,
-      "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C",
-  )
+  return header

@@ -7,15 +7,14 @@ Layout (shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL preprocessed"):
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import math
 import re
 
 import numpy as np
 from etils import epath
 
 from mtjax import fileio
+from mtjax.data import npy_files
 
 NYUV2_TASKS = ("semseg", "depth", "normal")
 NUM_CLASSES = 13
@@ -64,8 +63,8 @@ class NYUv2Split:
   num_examples: int = dataclasses.field(init=False)
   image_shape: tuple[int, int] = dataclasses.field(init=False)
   tasks: tuple[str, ...] = dataclasses.field(init=False, default=NYUV2_TASKS)
-  # modality -> per file (data offset, dtype, memory order), read from the headers on construction.
-  _files: dict[str, tuple[tuple[int, np.dtype, str], ...]] = dataclasses.field(
+  # modality -> each file's header, read on construction.
+  _files: dict[str, tuple[npy_files.Header, ...]] = dataclasses.field(
       init=False, repr=False, compare=False
   )
 
@@ -102,7 +101,7 @@ class NYUv2Split:
       num = len(ids)
     object.__setattr__(self, "num_examples", num)
 
-    shape, _, _, _ = _read_header(split_dir / "image" / "0.npy", layout)
+    shape = npy_files.read_header(split_dir / "image" / "0.npy", "NYUv2", layout).shape
     if len(shape) != 3 or shape[-1] != 3:
       raise ValueError(
           f"NYUv2 file {split_dir / 'image' / '0.npy'} has shape {shape}; expected [H, W, 3] in {layout}."
@@ -113,8 +112,7 @@ class NYUv2Split:
         for modality, trailing in _MODALITIES.items()
         for i in range(num)
     ]
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-      checked = list(pool.map(lambda job: _check(*job, layout), jobs))
+    checked = npy_files.map_in_threads(lambda path, shape: _check(path, shape, layout), jobs)
     files = {m: tuple(checked[k * num : (k + 1) * num]) for k, m in enumerate(_MODALITIES)}
     object.__setattr__(self, "_files", files)
 
@@ -134,13 +132,12 @@ class NYUv2Split:
       0..12, -1 = ignore; ``depth`` float32 [H, W, 1] metres, 0 = invalid; ``normal``
       float32 [H, W, 3] unit vectors, all-zero = invalid.
 
-    Thread-safe (tf.data calls it from parallel threads): the data are read as raw bytes at the
-    header offsets recorded on construction, because ``np.load`` parses headers with
-    ``ast.literal_eval``, which fails spuriously under concurrent threads in CPython 3.11
-    ("AST constructor recursion depth mismatch", python/cpython gh-106905).
+    Thread-safe (tf.data calls it from parallel threads): each file's bytes are read at the
+    header offset recorded on construction (``mtjax.data.npy_files``).
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
+      ValueError: a file shorter than its header promises (named).
     """
     index = int(index)
     if not 0 <= index < self.num_examples:
@@ -148,18 +145,8 @@ class NYUv2Split:
     split_dir = self.data_dir / self.split
 
     def read(modality):
-      offset, dtype, order = self._files[modality][index]
-      shape = self.image_shape + _MODALITIES[modality]
-      size = math.prod(shape) * dtype.itemsize
-      with (split_dir / modality / f"{index}.npy").open("rb") as f:
-        f.seek(offset)
-        data = f.read(size)
-      if len(data) != size:
-        raise ValueError(
-            f"NYUv2 file {split_dir / modality / f'{index}.npy'} is truncated: {len(data)} of "
-            f"{size} data bytes; expected {_layout(self.split)}."
-        )
-      return np.frombuffer(data, dtype).reshape(shape, order=order)
+      path = split_dir / modality / f"{index}.npy"
+      return npy_files.read_data(path, self._files[modality][index], "NYUv2")
 
     return {
         "image": read("image").astype(np.float32, copy=False),
@@ -169,33 +156,15 @@ class NYUv2Split:
     }
 
 
-def _read_header(path: epath.Path, layout: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-  """(shape, dtype, fortran_order, data offset) from a .npy's header (its first bytes only).
-
-  Raises:
-    ValueError: not a readable .npy (named, with ``layout``).
-  """
-  try:
-    with path.open("rb") as f:
-      version = np.lib.format.read_magic(f)
-      if version == (1, 0):
-        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-      else:
-        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-      return shape, dtype, fortran_order, f.tell()
-  except (OSError, ValueError) as e:
+def _check(path: epath.Path, expected: tuple[int, ...], layout: str) -> npy_files.Header:
+  """Checks a .npy's dtype and shape; returns its header for ``load``."""
+  header = npy_files.read_header(path, "NYUv2", layout)
+  if header.dtype not in _FLOAT_DTYPES:
     raise ValueError(
-        f"NYUv2 file {path} is not a readable .npy array ({e}); expected {layout}."
-    ) from e
-
-
-def _check(path: epath.Path, expected: tuple[int, ...], layout: str) -> tuple[int, np.dtype, str]:
-  """Checks a .npy's dtype and shape; returns (data offset, dtype, memory order) for ``load``."""
-  shape, dtype, fortran_order, offset = _read_header(path, layout)
-  if dtype not in _FLOAT_DTYPES:
-    raise ValueError(
-        f"NYUv2 file {path} has dtype {dtype}; expected float32 or float64 in {layout}."
+        f"NYUv2 file {path} has dtype {header.dtype}; expected float32 or float64 in {layout}."
     )
-  if shape != expected:
-    raise ValueError(f"NYUv2 file {path} has shape {shape}; expected {expected} in {layout}.")
-  return offset, dtype, "F" if fortran_order and len(shape) > 1 else "C"
+  if header.shape != expected:
+    raise ValueError(
+        f"NYUv2 file {path} has shape {header.shape}; expected {expected} in {layout}."
+    )
+  return header
