@@ -212,3 +212,49 @@ def test_calls_of_several_steps_stop_at_every_log_eval_and_checkpoint(data_dir, 
   assert 7 in steps and set(steps) <= {5, 7}
   for a, b in zip(_leaves(one.batch_stats), _leaves(three.batch_stats)):
     np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
+
+
+def test_kill_while_an_async_checkpoint_is_written_leaves_only_committed_ones(data_dir, tmp_path):
+  """SIGKILL as soon as the first checkpoint starts to appear on disk (mid-write, asynchronous
+  saves): the manager sees only committed checkpoints, and a rerun resumes from one of them (or
+  from scratch) and finishes."""
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  from tests.test_main import REPO
+
+  workdir = tmp_path / "run"
+  command = [
+      sys.executable, "-m", "mtjax.main", "--config=configs/nyud.py", f"--workdir={workdir}",
+      f"--config.dataset.data_dir={data_dir}", "--config.label_setting=randomlabels",
+      "--config.model.filters=(8,8,16,16,16)", "--config.batch_size=2",
+      "--config.num_train_steps=6", "--config.eval_every_steps=6",
+      "--config.checkpoint_every_steps=2", "--config.log_every_steps=2", "--config.steps_per_call=1",
+  ]  # fmt: skip
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.Popen(
+      command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
+  checkpoints = workdir / "checkpoints"
+  deadline = time.monotonic() + 300
+  while time.monotonic() < deadline and proc.poll() is None:
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+      break
+    time.sleep(0.01)
+  seen = sorted(p.name for p in checkpoints.iterdir()) if checkpoints.is_dir() else []
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert seen, "no checkpoint started before the run ended"
+  manager = checkpoint.create_manager(str(workdir), keep=3)
+  committed = manager.all_steps()
+  assert set(committed) <= {2, 4, 6}
+  if committed:  # The latest committed one restores whole.
+    config = tiny_config(data_dir)
+    state = train.build_run(config).state
+    assert int(checkpoint.restore_latest(manager, state).step) == max(committed)
+  checkpoint.close(manager)
+  rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
+  assert results.final_evaluation(results.read(str(workdir)))["step"] == 6
