@@ -39,9 +39,35 @@ FORMAT = "mtjax.results/1"
 FILENAME = "results.json"
 
 
+# Top-level config keys that change how a run executes, not what it computes (the same updates, the
+# same evaluations): left out of `config_hash`, so a run keeps its identity (and the experiment
+# harness its finished runs) when such a key is added to configs/default.py or changed.
+EXECUTION_KEYS = ("async_checkpoints",)
+
+
 def config_hash(config: ml_collections.ConfigDict) -> str:
-  """sha256 hex digest of the config's canonical JSON (keys sorted): equal configs, equal hash."""
+  """sha256 hex digest of the config's canonical JSON (keys sorted) without `EXECUTION_KEYS`:
+  equal configs, equal hash. A config without those keys hashes as before they existed."""
+  if any(key in config for key in EXECUTION_KEYS):
+    config = ml_collections.ConfigDict(
+        {k: v for k, v in config.to_dict().items() if k not in EXECUTION_KEYS}
+    )
   return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()
+
+
+def _rehashed(record: dict[str, Any]) -> dict[str, Any]:
+  """`record` with the hash of its stored config recomputed by today's `config_hash` (and every
+  evaluation that carried the stored hash given the new one): a record written while an
+  execution key still entered the hash reads as one written today."""
+  old = record.get("config_hash")
+  new = config_hash(ml_collections.ConfigDict(record["config"]))
+  if old == new:
+    return record
+  evaluations = [
+      {**e, "config_hash": new} if e.get("config_hash") == old else e
+      for e in record.get("evaluations", [])
+  ]
+  return {**record, "config_hash": new, "evaluations": evaluations}
 
 
 def path(workdir: str) -> str:
@@ -56,9 +82,10 @@ def read(workdir: str) -> dict[str, Any] | None:
     ValueError: the file exists but is not JSON of format `FORMAT` (named, with what was found).
   """
   try:
-    return fileio.read_versioned_json(path(workdir), FORMAT, "a run record")
+    record = fileio.read_versioned_json(path(workdir), FORMAT, "a run record")
   except FileNotFoundError:
     return None
+  return _rehashed(record) if "config" in record else record
 
 
 def write(workdir: str, record: Mapping[str, Any]) -> None:

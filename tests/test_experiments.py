@@ -364,3 +364,44 @@ def test_bad_grids_are_named(tmp_path):
     experiments.select(grid, ["b", "d"])
   with pytest.raises(ValueError, match="'depth'"):
     experiments.summarize([], "a", metric_keys=("depth",))
+
+
+def test_execution_keys_leave_a_runs_identity_unchanged(tmp_path):
+  """A config key that changes how a run executes (results.EXECUTION_KEYS) neither enters the hash
+  nor turns a finished run into a conflict: neither a run recorded before the key existed nor one
+  recorded while the key still entered the hash."""
+  import hashlib
+
+  config = default.get_config()
+  assert "async_checkpoints" in results.EXECUTION_KEYS and "async_checkpoints" in config
+  without = ml_collections.ConfigDict(
+      {k: v for k, v in config.to_dict().items() if k != "async_checkpoints"}
+  )
+  old_style = lambda c: hashlib.sha256(c.to_json(sort_keys=True).encode()).hexdigest()
+  assert results.config_hash(config) == results.config_hash(without) == old_style(without)
+  flipped = ml_collections.ConfigDict(config.to_dict())
+  flipped.async_checkpoints = not config.async_checkpoints
+  assert results.config_hash(flipped) == results.config_hash(config)
+  changed = ml_collections.ConfigDict(config.to_dict())
+  changed.learning_rate = 2 * config.learning_rate
+  assert results.config_hash(changed) != results.config_hash(config)
+
+  run_config = experiments.run_config(config, 0)
+  for name, stored in (("before", without), ("while_hashed", config)):
+    workdir = str(tmp_path / name)
+    stamp = old_style(stored)
+    record = {
+        "format": results.FORMAT,
+        "config_hash": stamp,
+        "config": json.loads(stored.to_json(sort_keys=True)),
+        "num_train_steps": 4,
+        "evaluations": [
+            {"step": 4, "config_hash": stamp, "time": 0.0, "metrics": {"semseg": {"miou": 1.0}}}
+        ],
+    }
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, results.FILENAME), "w") as f:
+      json.dump(record, f)
+    run = experiments.run_state("x", 0, workdir, run_config)
+    assert run.status == "done", (name, run.message)
+    assert results.read(workdir)["config_hash"] == results.config_hash(run_config)
