@@ -98,10 +98,7 @@ def read_text(file: PathLike) -> str:
   Raises:
     FileNotFoundError: no such file (named).
   """
-  path = as_path(file)
-  if not path.exists():
-    raise FileNotFoundError(f"{file} not found")
-  return path.read_text()
+  return read_bytes(file).decode()
 
 
 def read_bytes(file: PathLike) -> bytes:
