@@ -5,12 +5,12 @@ instances | edges, one row per example.
 """
 
 import argparse
-import os
+import io
 
 import numpy as np
 from PIL import Image
 
-from mtjax import tasks
+from mtjax import fileio, tasks
 from mtjax.data import procedural
 from mtjax.data.builders import procedural_rooms
 
@@ -60,14 +60,15 @@ def main():
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
   args = parser.parse_args()
-  if os.path.exists(args.out) and not args.force:
+  if fileio.as_path(args.out).exists() and not args.force:
     parser.error(f"{args.out} exists; pass --force to overwrite it")
   examples = [
       procedural.render_scene(procedural_rooms.example_seed(args.split, i), args.height, args.width)
       for i in range(args.num)
   ]
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  Image.fromarray(contact_sheet(examples)).save(args.out)
+  png = io.BytesIO()
+  Image.fromarray(contact_sheet(examples)).save(png, format="PNG")
+  fileio.write_atomic(args.out, png.getvalue())  # A local path or a gs:// URL.
   print(f"wrote {args.out}: {args.num} {args.split} examples at {args.height}x{args.width}")
 
 
