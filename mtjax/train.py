@@ -494,7 +494,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         )
       if do_eval:
         grad_history.clear()
-        results.write(workdir, record)
+        if is_writer:  # Only process 0 holds the record; another would overwrite it with null.
+          results.write(workdir, record)
       writer.flush()
   finally:  # Also on an error: the last good checkpoint in flight commits.
     checkpoint.close(manager)
