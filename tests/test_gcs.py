@@ -252,3 +252,55 @@ def test_readers_label_settings_region_maps_and_weights_in_a_bucket_as_on_a_loca
         raise AssertionError("no error for a missing bucket folder")
       """,
   )
+
+
+def test_nyudmt_archives_and_pascal_context_in_a_bucket_read_as_on_a_local_disk(gcs, tmp_path):
+  """Every format the NYUD-MT and PASCAL-Context readers take (jpg / png / npy / .mat, folder
+  listings, db_info JSON) read from the bucket equals the local read, example by example."""
+  import numpy as np
+
+  from mtjax.data import nyudmt, pascal_context
+  from tests.nyudmt_fixtures import make_nyudmt_layout
+  from tests.pascal_fixtures import make_pascal_layout
+
+  url, env = gcs
+  expected = {}
+  for archive in nyudmt.ARCHIVES:
+    root = make_nyudmt_layout(tmp_path / archive, archive, size_jitter=2)
+    gcs_emulator.upload_tree(url, root, f"formats/{archive}")
+    split = nyudmt.NYUDMTSplit(root, "train", archive=archive, size=(12, 16))
+    expected[archive] = [split.read(i) for i in range(split.num_examples)]
+  pascal = make_pascal_layout(tmp_path / "pascal")
+  gcs_emulator.upload_tree(url, pascal, "formats/pascal")
+  split = pascal_context.PascalContextSplit(pascal, "train")
+  expected["pascal"] = [split.read(i) for i in range(split.num_examples)]
+  np.savez(
+      tmp_path / "local.npz",
+      **{
+          f"{name}/{i}/{k}": v
+          for name, ex in expected.items()
+          for i, e in enumerate(ex)
+          for k, v in e.items()
+      },
+  )
+  bucket = f"gs://{gcs_emulator.BUCKET}/formats"
+  run_python(
+      env,
+      f"""
+      import numpy as np
+      from mtjax.data import nyudmt, pascal_context
+
+      local = np.load("{tmp_path / 'local.npz'}")
+      splits = {{a: nyudmt.NYUDMTSplit("{bucket}/" + a, "train", archive=a, size=(12, 16))
+                for a in nyudmt.ARCHIVES}}
+      splits["pascal"] = pascal_context.PascalContextSplit("{bucket}/pascal", "train")
+      seen = 0
+      for name, split in splits.items():
+        assert str(split.data_dir).startswith("gs://"), split.data_dir
+        for i in range(split.num_examples):
+          for key, value in split.read(i).items():
+            np.testing.assert_array_equal(value, local[f"{{name}}/{{i}}/{{key}}"], err_msg=key)
+            seen += 1
+      assert seen == len(local.files), (seen, len(local.files))
+      """,
+  )

@@ -36,7 +36,7 @@ import numpy as np
 from etils import epath
 
 from mtjax import fileio
-from mtjax.data import npy_files
+from mtjax.data import files
 
 CITYSCAPES_TASKS = ("semseg", "depth")
 NUM_CLASSES = 7
@@ -101,7 +101,7 @@ class CityscapesSplit:
   image_shape: tuple[int, int] = dataclasses.field(init=False)
   label_tasks: tuple[str, ...] = dataclasses.field(init=False, default=CITYSCAPES_TASKS)
   # folder -> per file (data offset, dtype, memory order), read from the headers on construction.
-  _files: dict[str, tuple[npy_files.Header, ...]] = dataclasses.field(
+  _files: dict[str, tuple[files.Header, ...]] = dataclasses.field(
       init=False, repr=False, compare=False
   )
 
@@ -152,7 +152,7 @@ class CityscapesSplit:
     object.__setattr__(self, "num_examples", num)
 
     first = split_dir / "image" / "0.npy"
-    shape = npy_files.read_header(first, "Cityscapes", layout).shape
+    shape = files.read_header(first, "Cityscapes", layout).shape
     if len(shape) != 3 or shape[-1] != 3 or 0 in shape:
       raise ValueError(
           f"Cityscapes file {first} has shape {shape}; expected [H, W, 3] with H, W > 0 "
@@ -164,9 +164,9 @@ class CityscapesSplit:
         for name in folders
         for i in range(num)
     ]
-    checked = npy_files.map_in_threads(_check, jobs)
-    files = {name: tuple(checked[k * num : (k + 1) * num]) for k, name in enumerate(folders)}
-    object.__setattr__(self, "_files", files)
+    checked = files.map_in_threads(_check, jobs)
+    headers = {name: tuple(checked[k * num : (k + 1) * num]) for k, name in enumerate(folders)}
+    object.__setattr__(self, "_files", headers)
 
   has_instances = False  # No instance ids: config.regions.source="instance" is refused.
 
@@ -185,7 +185,7 @@ class CityscapesSplit:
       ``depth`` float32 [H, W, 1], the stored disparity unchanged, 0 = invalid.
 
     Thread-safe (tf.data calls it from parallel threads): each file's bytes are read at the
-    header offset recorded on construction (``mtjax.data.npy_files``).
+    header offset recorded on construction (``mtjax.data.files``).
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
@@ -200,7 +200,7 @@ class CityscapesSplit:
 
     def read(folder):
       path = split_dir / folder / f"{index}.npy"
-      return path, npy_files.read_data(path, self._files[folder][index], "Cityscapes")
+      return path, files.read_data(path, self._files[folder][index], "Cityscapes")
 
     path, image = read("image")
     image = image.astype(np.float32)
@@ -235,11 +235,9 @@ class CityscapesSplit:
     return example
 
 
-def _check(
-    path: epath.Path, folder: str, expected: tuple[int, ...], layout: str
-) -> npy_files.Header:
+def _check(path: epath.Path, folder: str, expected: tuple[int, ...], layout: str) -> files.Header:
   """Checks a .npy's dtype and shape; returns its header for ``load``."""
-  header = npy_files.read_header(path, "Cityscapes", layout)
+  header = files.read_header(path, "Cityscapes", layout)
   if not _dtype_ok(folder, header.dtype):
     raise ValueError(
         f"Cityscapes file {path} has dtype {header.dtype}; expected {_dtype_text(folder)} in "

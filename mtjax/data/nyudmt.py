@@ -70,15 +70,15 @@ Nothing is ever written into ``data_dir``.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-import scipy.io
+from etils import epath
 from PIL import Image
 
+from mtjax import fileio
+from mtjax.data import files
 from mtjax.data import geometry as geometry_lib
 
 ARCHIVES = ("mtinet", "atrc", "astmt")
@@ -175,7 +175,7 @@ class NYUDMTSplit:
     label_tasks: ``NYUDMT_TASKS``, every task the dataset labels.
     image_shape: ``size``, the (H, W) of ``load``'s maps.
     native_shapes: per example, its image's (h, w) as stored.
-    split, archive, data_dir: as given (``data_dir`` a ``Path``).
+    split, archive, data_dir: as given (``data_dir`` an ``epath.Path``, absolute).
     has_instances: False (no instance ids for ``config.regions.source="instance"``).
     has_box: True (``load`` returns ``box``, ``mtjax.data.pipeline``).
 
@@ -229,7 +229,7 @@ class NYUDMTSplit:
           f"normal_interpolation={normal_interpolation!r}; expected one of "
           f"{geometry_lib.NORMAL_INTERPOLATIONS}"
       )
-    self.data_dir = root = Path(data_dir)
+    self.data_dir = root = fileio.as_path(data_dir)
     self.split = split
     self.archive = archive
     self.tasks = tuple(t for t in NYUDMT_TASKS if t in requested)
@@ -250,28 +250,33 @@ class NYUDMTSplit:
     self.num_examples = len(self._ids)
 
     self._paths = {kind: self._files(kind) for kind in self._kinds}
-    # Per example: (h, w) of its image; per .npy kind: per example (offset, dtype, order, shape).
-    shapes = []
-    self._npy: dict[str, list[tuple[int, np.dtype, str, tuple[int, ...]]]] = {
-        k: [] for k in self._kinds if self._formats[k] == "npy"
+    # Per example: (h, w) of its image and the .npy headers of its .npy kinds (for ``read``).
+    checked = files.map_in_threads(self._check_headers, [(i,) for i in range(self.num_examples)])
+    self.native_shapes: tuple[tuple[int, int], ...] = tuple(hw for hw, _ in checked)
+    self._npy: dict[str, tuple[files.Header, ...]] = {
+        kind: tuple(headers[kind] for _, headers in checked)
+        for kind in self._kinds
+        if self._formats[kind] == "npy"
     }
-    for index in range(self.num_examples):
-      hw = self._image_header(self._paths["image"][index])
-      for kind in self.tasks:
-        path, ext = self._paths[kind][index], self._formats[kind]
-        if ext == "npy":
-          self._npy[kind].append(self._npy_header(kind, path, hw))
-        elif ext == "mat":
-          self._mat_header(kind, path, hw)
-        else:
-          self._pil_header(kind, path, hw)
-      shapes.append(hw)
-    self.native_shapes: tuple[tuple[int, int], ...] = tuple(shapes)
     self._check_canvas()
 
   # --- construction helpers ----------------------------------------------------------------------
 
-  def _read_ids(self, split_file: Path) -> tuple[str, ...]:
+  def _check_headers(self, index: int) -> tuple[tuple[int, int], dict[str, files.Header]]:
+    """Checks example ``index``'s file headers (no pixel decoded): (image (h, w), .npy headers)."""
+    hw = self._image_header(self._paths["image"][index])
+    headers = {}
+    for kind in self.tasks:
+      path, ext = self._paths[kind][index], self._formats[kind]
+      if ext == "npy":
+        headers[kind] = self._npy_header(kind, path, hw)
+      elif ext == "mat":
+        self._mat_header(kind, path, hw)
+      else:
+        self._pil_header(kind, path, hw)
+    return hw, headers
+
+  def _read_ids(self, split_file: epath.Path) -> tuple[str, ...]:
     try:
       lines = split_file.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -299,14 +304,14 @@ class NYUDMTSplit:
       )
     return tuple(ids)
 
-  def _files(self, kind: str) -> tuple[Path, ...]:
+  def _files(self, kind: str) -> tuple[epath.Path, ...]:
     folder = self.data_dir / _FOLDERS[kind]
     if not folder.is_dir():
       raise FileNotFoundError(
           f"NYUD-MT folder {folder} does not exist{_nested_hint(self.data_dir)}; expected "
           f"{self._layout}."
       )
-    names = set(os.listdir(folder))
+    names = files.list_names(folder)
     ext = self._formats[kind]
     missing = [i for i in self._ids if f"{i}.{ext}" not in names]
     if missing:
@@ -328,10 +333,10 @@ class NYUDMTSplit:
       )
     return tuple(folder / f"{i}.{ext}" for i in self._ids)
 
-  def _open_pil(self, kind: str, path: Path) -> tuple[str, str, tuple[int, int]]:
+  def _open_pil(self, kind: str, path: epath.Path) -> tuple[str, str, tuple[int, int]]:
     """(format, mode, (h, w)) from the file's header."""
     try:
-      with Image.open(path) as im:
+      with files.open_image(path) as im:
         return im.format, im.mode, (im.size[1], im.size[0])
     except (OSError, ValueError, Image.DecompressionBombError) as e:
       raise ValueError(
@@ -339,28 +344,30 @@ class NYUDMTSplit:
           f"{self._layout}."
       ) from e
 
-  def _image_header(self, path: Path) -> tuple[int, int]:
+  def _image_header(self, path: epath.Path) -> tuple[int, int]:
     fmt, _, hw = self._open_pil("image", path)
     self._check_format("image", path, fmt)
     if 0 in hw:
       raise ValueError(f"NYUD-MT file {path} is empty ({hw[0]}x{hw[1]}); expected {self._layout}.")
     return hw
 
-  def _check_format(self, kind: str, path: Path, fmt: str | None) -> None:
+  def _check_format(self, kind: str, path: epath.Path, fmt: str | None) -> None:
     expected = _PIL_FORMATS[self._formats[kind]]
     if fmt != expected:
       raise ValueError(
           f"NYUD-MT file {path} is a {fmt} file, not a {expected}; expected {self._layout}."
       )
 
-  def _check_size(self, path: Path, what: str, hw: tuple[int, int], image_hw: tuple[int, int]):
+  def _check_size(
+      self, path: epath.Path, what: str, hw: tuple[int, int], image_hw: tuple[int, int]
+  ):
     if tuple(hw) != tuple(image_hw):
       raise ValueError(
           f"NYUD-MT file {path}{what} is {hw[0]}x{hw[1]} but its image is "
           f"{image_hw[0]}x{image_hw[1]}; expected equal sizes in {self._layout}."
       )
 
-  def _pil_header(self, kind: str, path: Path, image_hw: tuple[int, int]) -> None:
+  def _pil_header(self, kind: str, path: epath.Path, image_hw: tuple[int, int]) -> None:
     fmt, mode, hw = self._open_pil(kind, path)
     self._check_format(kind, path, fmt)
     modes = _MODES[kind]
@@ -371,36 +378,28 @@ class NYUDMTSplit:
       )
     self._check_size(path, "", hw, image_hw)
 
-  def _npy_header(
-      self, kind: str, path: Path, image_hw: tuple[int, int]
-  ) -> tuple[int, np.dtype, str, tuple[int, ...]]:
-    """Checks a .npy's header; returns (data offset, dtype, memory order, shape) for ``read``."""
-    try:
-      array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise ValueError(
-          f"NYUD-MT file {path} is not a readable .npy array ({e}); expected {self._layout}."
-      ) from e
+  def _npy_header(self, kind: str, path: epath.Path, image_hw: tuple[int, int]) -> files.Header:
+    """Checks a .npy's header (dtype, shape, size; not truncated); returns it for ``read``."""
+    header = files.read_header(path, "NYUD-MT", self._layout)
     trailing, dtype_kinds, dtype_text = _NPY[kind]
-    if array.dtype.kind not in dtype_kinds:
+    if header.dtype.kind not in dtype_kinds:
       raise ValueError(
-          f"NYUD-MT file {path} has dtype {array.dtype}; expected {dtype_text} for {kind} in "
+          f"NYUD-MT file {path} has dtype {header.dtype}; expected {dtype_text} for {kind} in "
           f"{self._layout}."
       )
-    if array.ndim < 2 or array.shape[2:] not in trailing:
+    if len(header.shape) < 2 or header.shape[2:] not in trailing:
       expected = " or ".join(str(("h", "w", *t)).replace("'", "") for t in trailing)
       raise ValueError(
-          f"NYUD-MT file {path} has shape {array.shape}; expected {expected} for {kind} in "
+          f"NYUD-MT file {path} has shape {header.shape}; expected {expected} for {kind} in "
           f"{self._layout}."
       )
-    self._check_size(path, " (npy header)", array.shape[:2], image_hw)
-    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-    return array.offset, array.dtype, order, tuple(int(d) for d in array.shape)
+    self._check_size(path, " (npy header)", header.shape[:2], image_hw)
+    return header
 
-  def _mat_header(self, kind: str, path: Path, image_hw: tuple[int, int]) -> None:
+  def _mat_header(self, kind: str, path: epath.Path, image_hw: tuple[int, int]) -> None:
     key = _MAT_KEYS[kind]
     try:
-      variables = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(str(path))}
+      variables = {name: (shape, cls) for name, shape, cls in files.whosmat(path)}
     except Exception as e:  # scipy raises several types for a corrupt or v7.3 (HDF5) file.
       raise ValueError(
           f"NYUD-MT file {path} is not a readable MATLAB v5 .mat ({e!r}); expected {self._layout}."
@@ -465,10 +464,9 @@ class NYUDMTSplit:
         ``NORMAL_TOLERANCE`` clipped to [−1, 1]), all-zero = invalid; atrc / astmt 2 v / 255 − 1;
       ``edge`` float32 [h, w, 1] in {0, 1} (255 = ignore never occurs at native size).
 
-    Only the files of the requested tasks are opened. Thread-safe: ``.npy`` files are read with
-    ``np.fromfile`` at the header offsets recorded on construction, because ``np.load`` parses
-    headers with ``ast.literal_eval``, which fails spuriously under concurrent threads in CPython
-    3.11 (python/cpython gh-106905); PIL and ``scipy.io.loadmat`` share no state.
+    Only the files of the requested tasks are opened. Thread-safe: ``.npy`` data are read at the
+    header offsets recorded on construction (``mtjax.data.files``); PIL and ``scipy.io.loadmat``
+    share no state.
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
@@ -513,42 +511,34 @@ class NYUDMTSplit:
 
   # --- per-format decoding -----------------------------------------------------------------------
 
-  def _decode(self, path: Path, mode: str | None) -> np.ndarray:
+  def _decode(self, path: epath.Path, mode: str | None) -> np.ndarray:
     try:
-      with Image.open(path) as im:
+      with files.open_image(path, whole=True) as im:
         return np.asarray(im.convert(mode) if mode else im)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
       raise ValueError(
           f"NYUD-MT file {path} is not a readable image ({e}); expected {self._layout}."
       ) from e
 
-  def _check_decoded(self, path: Path, array: np.ndarray, shape: tuple[int, ...]) -> None:
+  def _check_decoded(self, path: epath.Path, array: np.ndarray, shape: tuple[int, ...]) -> None:
     if array.shape != shape:
       raise ValueError(
           f"NYUD-MT file {path} decodes to shape {array.shape}; expected {shape} (as on "
           f"construction) in {self._layout}."
       )
 
-  def _read_npy(self, kind: str, index: int, path: Path) -> np.ndarray:
-    offset, dtype, order, shape = self._npy[kind][index]
-    count = math.prod(shape)
+  def _read_npy(self, kind: str, index: int, path: epath.Path) -> np.ndarray:
     try:
-      data = np.fromfile(path, dtype, count, offset=offset)
-    except (OSError, ValueError) as e:
+      return files.read_data(path, self._npy[kind][index], "NYUD-MT")
+    except OSError as e:
       raise ValueError(
           f"NYUD-MT file {path} is not readable ({e}); expected {self._layout}."
       ) from e
-    if data.size != count:
-      raise ValueError(
-          f"NYUD-MT file {path} holds {data.size} values, fewer than its header's {shape}; it is "
-          f"truncated."
-      )
-    return data.reshape(shape, order=order)
 
-  def _loadmat(self, kind: str, path: Path, hw: tuple[int, int]) -> np.ndarray:
+  def _loadmat(self, kind: str, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     key = _MAT_KEYS[kind]
     try:
-      data = scipy.io.loadmat(str(path), variable_names=[key])[key]
+      data = files.loadmat(path, variable_names=[key])[key]
     except Exception as e:  # scipy raises several types for a corrupt file.
       raise ValueError(
           f"NYUD-MT file {path} has no readable variable {key!r} ({e!r}); expected {self._layout}."
@@ -556,7 +546,7 @@ class NYUDMTSplit:
     self._check_decoded(path, data, hw)
     return data
 
-  def _read_semseg(self, index: int, path: Path, hw: tuple[int, int]) -> np.ndarray:
+  def _read_semseg(self, index: int, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     if self._formats["semseg"] == "mat":
       raw = self._loadmat("semseg", path, hw)
     else:
@@ -571,7 +561,7 @@ class NYUDMTSplit:
       )
     return raw.astype(np.int32) - 1  # 0 (unlabelled) -> −1, c -> c − 1.
 
-  def _read_depth(self, index: int, path: Path, hw: tuple[int, int]) -> np.ndarray:
+  def _read_depth(self, index: int, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     if self._formats["depth"] == "mat":
       raw = self._loadmat("depth", path, hw)
     else:
@@ -585,7 +575,7 @@ class NYUDMTSplit:
       )
     return depth
 
-  def _read_normal(self, index: int, path: Path, hw: tuple[int, int]) -> np.ndarray:
+  def _read_normal(self, index: int, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     if self._formats["normal"] != "npy":
       raw = self._decode(path, None)
       self._check_decoded(path, raw, hw + (3,))
@@ -600,7 +590,7 @@ class NYUDMTSplit:
       )
     return np.clip(normal, -1.0, 1.0)
 
-  def _read_edge(self, index: int, path: Path, hw: tuple[int, int]) -> np.ndarray:
+  def _read_edge(self, index: int, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     if self._formats["edge"] == "npy":
       raw, values = self._read_npy("edge", index, path), (0, 1)
     else:
@@ -616,7 +606,7 @@ class NYUDMTSplit:
     return (raw.astype(np.float32) / np.float32(values[1])).reshape(hw + (1,))
 
 
-def _nested_hint(root: Path) -> str:
+def _nested_hint(root: epath.Path) -> str:
   """A hint when ``root`` holds the dataset one level down (``NYUD_MT/``, ``NYUDv2/``)."""
   try:
     nested = sorted(

@@ -14,7 +14,7 @@ import numpy as np
 from etils import epath
 
 from mtjax import fileio
-from mtjax.data import npy_files
+from mtjax.data import files
 
 NYUV2_TASKS = ("semseg", "depth", "normal")
 NUM_CLASSES = 13
@@ -64,7 +64,7 @@ class NYUv2Split:
   image_shape: tuple[int, int] = dataclasses.field(init=False)
   tasks: tuple[str, ...] = dataclasses.field(init=False, default=NYUV2_TASKS)
   # modality -> each file's header, read on construction.
-  _files: dict[str, tuple[npy_files.Header, ...]] = dataclasses.field(
+  _files: dict[str, tuple[files.Header, ...]] = dataclasses.field(
       init=False, repr=False, compare=False
   )
 
@@ -101,7 +101,7 @@ class NYUv2Split:
       num = len(ids)
     object.__setattr__(self, "num_examples", num)
 
-    shape = npy_files.read_header(split_dir / "image" / "0.npy", "NYUv2", layout).shape
+    shape = files.read_header(split_dir / "image" / "0.npy", "NYUv2", layout).shape
     if len(shape) != 3 or shape[-1] != 3:
       raise ValueError(
           f"NYUv2 file {split_dir / 'image' / '0.npy'} has shape {shape}; expected [H, W, 3] in {layout}."
@@ -112,9 +112,9 @@ class NYUv2Split:
         for modality, trailing in _MODALITIES.items()
         for i in range(num)
     ]
-    checked = npy_files.map_in_threads(lambda path, shape: _check(path, shape, layout), jobs)
-    files = {m: tuple(checked[k * num : (k + 1) * num]) for k, m in enumerate(_MODALITIES)}
-    object.__setattr__(self, "_files", files)
+    checked = files.map_in_threads(lambda path, shape: _check(path, shape, layout), jobs)
+    headers = {m: tuple(checked[k * num : (k + 1) * num]) for k, m in enumerate(_MODALITIES)}
+    object.__setattr__(self, "_files", headers)
 
   has_instances = False  # No instance ids: config.regions.source="instance" is refused.
 
@@ -133,7 +133,7 @@ class NYUv2Split:
       float32 [H, W, 3] unit vectors, all-zero = invalid.
 
     Thread-safe (tf.data calls it from parallel threads): each file's bytes are read at the
-    header offset recorded on construction (``mtjax.data.npy_files``).
+    header offset recorded on construction (``mtjax.data.files``).
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
@@ -146,7 +146,7 @@ class NYUv2Split:
 
     def read(modality):
       path = split_dir / modality / f"{index}.npy"
-      return npy_files.read_data(path, self._files[modality][index], "NYUv2")
+      return files.read_data(path, self._files[modality][index], "NYUv2")
 
     return {
         "image": read("image").astype(np.float32, copy=False),
@@ -156,9 +156,9 @@ class NYUv2Split:
     }
 
 
-def _check(path: epath.Path, expected: tuple[int, ...], layout: str) -> npy_files.Header:
+def _check(path: epath.Path, expected: tuple[int, ...], layout: str) -> files.Header:
   """Checks a .npy's dtype and shape; returns its header for ``load``."""
-  header = npy_files.read_header(path, "NYUv2", layout)
+  header = files.read_header(path, "NYUv2", layout)
   if header.dtype not in _FLOAT_DTYPES:
     raise ValueError(
         f"NYUv2 file {path} has dtype {header.dtype}; expected float32 or float64 in {layout}."

@@ -71,14 +71,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
-import scipy.io
+from etils import epath
 from PIL import Image
 from skimage import morphology
 
+from mtjax import fileio
+from mtjax.data import files
 from mtjax.data import geometry as geometry_lib
 
 PASCAL_TASKS = ("semseg", "human_parts", "saliency", "normal", "edge")
@@ -222,7 +223,7 @@ class PascalContextSplit:
           f"normal_interpolation={normal_interpolation!r}; expected one of "
           f"{geometry_lib.NORMAL_INTERPOLATIONS}"
       )
-    self.data_dir = root = Path(data_dir)
+    self.data_dir = root = fileio.as_path(data_dir)
     self.split = split
     self.tasks = tuple(t for t in PASCAL_TASKS if t in tasks)
     self.image_shape = (int(size[0]), int(size[1]))
@@ -250,7 +251,7 @@ class PascalContextSplit:
     self.num_examples = len(ids)
 
     # Per needed file kind: one path per id. A folder is listed once (not stat'ed per id).
-    self._paths: dict[str, tuple[Path, ...]] = {}
+    self._paths: dict[str, tuple[epath.Path, ...]] = {}
     self._paths["image"] = self._files("JPEGImages", ".jpg")
     if "semseg" in self.tasks:
       self._paths["semseg"] = self._semseg_files()
@@ -262,7 +263,7 @@ class PascalContextSplit:
 
     self.normal_classes: tuple[int, ...] = ()
     if "normal" in self.tasks:
-      db_info = root / "db_info" if db_info_dir is None else Path(db_info_dir)
+      db_info = root / "db_info" if db_info_dir is None else fileio.as_path(db_info_dir)
       self.normal_classes = self._read_db_info(db_info)
     self._normal_classes = np.asarray(self.normal_classes, np.int64)
 
@@ -270,14 +271,14 @@ class PascalContextSplit:
 
   # --- construction helpers -------------------------------------------------------------------
 
-  def _listing(self, folder: Path) -> set[str]:
+  def _listing(self, folder: epath.Path) -> set[str]:
     if not folder.is_dir():
       raise FileNotFoundError(
           f"PASCAL-Context folder {folder} does not exist; expected {self._layout}."
       )
-    return set(os.listdir(folder))
+    return files.list_names(folder)
 
-  def _files(self, folder: str, ext: str) -> tuple[Path, ...]:
+  def _files(self, folder: str, ext: str) -> tuple[epath.Path, ...]:
     path = self.data_dir / folder
     names = self._listing(path)
     missing = [i for i in self._ids if i + ext not in names]
@@ -289,14 +290,14 @@ class PascalContextSplit:
       )
     return tuple(path / (i + ext) for i in self._ids)
 
-  def _semseg_files(self) -> tuple[Path, ...]:
+  def _semseg_files(self) -> tuple[epath.Path, ...]:
     folders = [self.data_dir / d for d in _SEMSEG_DIRS]
     if not any(f.is_dir() for f in folders):
       raise FileNotFoundError(
           f"PASCAL-Context folders {folders[0]} and {folders[1]} do not exist; expected "
           f"{self._layout}."
       )
-    listings = [set(os.listdir(f)) if f.is_dir() else set() for f in folders]
+    listings = [files.list_names(f) if f.is_dir() else set() for f in folders]
     paths, missing = [], []
     for i in self._ids:
       found = [f for f, names in zip(folders, listings) if i + ".png" in names]
@@ -312,7 +313,7 @@ class PascalContextSplit:
       )
     return tuple(paths)
 
-  def _read_db_info(self, folder: Path) -> tuple[int, ...]:
+  def _read_db_info(self, folder: epath.Path) -> tuple[int, ...]:
     tables = []
     for name in _DB_INFO_FILES:
       path = folder / name
@@ -356,7 +357,7 @@ class PascalContextSplit:
     """Checks example ``index``'s file headers (no pixel decoded); returns the image (h, w)."""
     path = self._paths["image"][index]
     try:
-      with Image.open(path) as im:
+      with files.open_image(path) as im:
         fmt, (w, h) = im.format, im.size
     except (OSError, Image.DecompressionBombError) as e:
       raise ValueError(
@@ -376,9 +377,9 @@ class PascalContextSplit:
       self._mat_header(self._paths["human_parts"][index], "anno", None)
     return h, w
 
-  def _png_header(self, path: Path, modes: tuple[str, ...], hw: tuple[int, int]) -> None:
+  def _png_header(self, path: epath.Path, modes: tuple[str, ...], hw: tuple[int, int]) -> None:
     try:
-      with Image.open(path) as im:
+      with files.open_image(path) as im:
         fmt, mode, (w, h) = im.format, im.mode, im.size
     except (OSError, Image.DecompressionBombError) as e:
       raise ValueError(
@@ -395,9 +396,9 @@ class PascalContextSplit:
           f"equal sizes in {self._layout}."
       )
 
-  def _mat_header(self, path: Path, variable: str, hw: tuple[int, int] | None) -> None:
+  def _mat_header(self, path: epath.Path, variable: str, hw: tuple[int, int] | None) -> None:
     try:
-      variables = {name: shape for name, shape, _ in scipy.io.whosmat(str(path))}
+      variables = {name: shape for name, shape, _ in files.whosmat(path)}
     except Exception as e:  # scipy raises several types for a corrupt file.
       raise ValueError(
           f"PASCAL-Context file {path} is not a readable .mat ({e}); expected {self._layout}."
@@ -490,16 +491,16 @@ class PascalContextSplit:
 
   # --- per-task decoding -------------------------------------------------------------------------
 
-  def _decode(self, path: Path, mode: str | None) -> np.ndarray:
+  def _decode(self, path: epath.Path, mode: str | None) -> np.ndarray:
     try:
-      with Image.open(path) as im:
+      with files.open_image(path, whole=True) as im:
         return np.asarray(im.convert(mode) if mode else im)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
       raise ValueError(
           f"PASCAL-Context file {path} is not a readable image ({e}); expected {self._layout}."
       ) from e
 
-  def _semseg(self, path: Path) -> np.ndarray:
+  def _semseg(self, path: epath.Path) -> np.ndarray:
     raw = self._decode(path, None)  # Palette indices for a "P" png, as the references read it.
     if raw.dtype != np.uint8 or raw.ndim != 2:
       raise ValueError(
@@ -516,16 +517,16 @@ class PascalContextSplit:
     semseg[raw == SEMSEG_IGNORE] = -1
     return semseg
 
-  def _loadmat(self, path: Path, variable: str):
+  def _loadmat(self, path: epath.Path, variable: str):
     try:
-      return scipy.io.loadmat(str(path))[variable]
+      return files.loadmat(path)[variable]
     except Exception as e:  # scipy raises several types for a corrupt file.
       raise ValueError(
           f"PASCAL-Context file {path} has no readable variable {variable!r} ({e!r}); expected "
           f"{self._layout}."
       ) from e
 
-  def _labelmap(self, path: Path) -> np.ndarray:
+  def _labelmap(self, path: epath.Path) -> np.ndarray:
     labels = self._loadmat(path, "LabelMap")
     numeric = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
     if labels.ndim != 2 or not numeric:
@@ -535,7 +536,7 @@ class PascalContextSplit:
       )
     return labels
 
-  def _normal(self, path: Path, labels: np.ndarray) -> np.ndarray:
+  def _normal(self, path: epath.Path, labels: np.ndarray) -> np.ndarray:
     raw = self._decode(path, None)
     if raw.dtype != np.uint8 or raw.shape != labels.shape + (3,):
       raise ValueError(
@@ -553,7 +554,7 @@ class PascalContextSplit:
     laplacian = cv2.Laplacian(src, cv2.CV_64F)  # ksize 1 as the references [MTI 293].
     return morphology.thin(np.abs(laplacian) > 0).astype(np.float32)[..., None]
 
-  def _human_parts(self, path: Path, hw: tuple[int, int]) -> np.ndarray:
+  def _human_parts(self, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     anno = self._loadmat(path, "anno")
     try:
       objects = anno[0][0][1][0]
