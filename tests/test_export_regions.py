@@ -192,6 +192,28 @@ def test_bad_images_are_named_and_skip_bad_lists_them(tmp_path, capsys):
   assert regions.read_manifest(out)["image_size"] == [24, 32]
 
 
+def test_a_killed_writers_temporaries_are_removed_and_its_map_computed(tmp_path, capsys):
+  images = tmp_path / "images"
+  images.mkdir()
+  rng = np.random.default_rng(0)
+  for name in ("a", "b"):
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), np.uint8)).save(images / f"{name}.png")
+  out = tmp_path / "regions"
+  argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no-progress"]
+  assert export_regions.main(argv) == 0
+  # As a writer killed before its rename leaves them: "b" has no map, a temporary, and "a.png"'s
+  # temporary of another name stays beside a finished map (not removed: "a" is not recomputed).
+  (out / "train" / "b.png").unlink()
+  for name in (".b.png.x1y2.tmp", ".b.png.zz.tmp", ".a.png.q.tmp"):
+    (out / "train" / name).write_bytes(b"partial")
+  capsys.readouterr()
+  assert export_regions.main(argv) == 0
+  assert "wrote 1 maps" in capsys.readouterr().out
+  names = sorted(p.name for p in (out / "train").iterdir())
+  assert names == [".a.png.q.tmp", "a.png", "b.png"], names
+  assert regions.read_manifest(out)["counts"] == {"train": 2}
+
+
 def test_draw_regions_sheet(tmp_path):
   import draw_regions  # tools/, on sys.path above.
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run from a checkout, uninstalled.
 
+from mtjax import fileio  # pylint: disable=g-import-not-at-top  # noqa: E402
 from mtjax.data import region_export, regions  # pylint: disable=g-import-not-at-top  # noqa: E402
 from mtjax.data.region_export import ExportError  # pylint: disable=g-import-not-at-top  # noqa: E402
 
@@ -73,10 +75,10 @@ SAM_EXTRA = 'pip install -e ".[sam]"  (segment-anything, torch==2.14.*, torchvis
 _EMBED_DIM_TO_TYPE = {1280: "vit_h", 1024: "vit_l", 768: "vit_b"}
 
 
-def sha256(path: Path, chunk: int = 1 << 24) -> str:
-  """Hex SHA-256 of a file, read in 16 MiB chunks."""
+def sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+  """Hex SHA-256 of a file (a local path or a gs:// URL), read in 16 MiB chunks."""
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
+  with fileio.as_path(path).open("rb") as f:
     while block := f.read(chunk):
       digest.update(block)
   return digest.hexdigest()
@@ -94,7 +96,7 @@ def _import_sam():
   return torch, segment_anything
 
 
-def load_sam(model_type: str, checkpoint: Path, device: str):
+def load_sam(model_type: str, checkpoint: str | os.PathLike, device: str):
   """Builds ``sam_model_registry[model_type]`` and loads ``checkpoint`` into it, strictly.
 
   Returns:
@@ -109,14 +111,15 @@ def load_sam(model_type: str, checkpoint: Path, device: str):
   registry = segment_anything.sam_model_registry
   if model_type not in registry:
     raise ExportError(f"--model-type {model_type!r} is not one of {sorted(registry)}")
-  checkpoint = Path(checkpoint)
+  checkpoint = fileio.as_path(checkpoint)
   if not checkpoint.is_file():
     raise ExportError(
         f"SAM checkpoint {checkpoint} does not exist; download the official {model_type} weights "
         "(github.com/facebookresearch/segment-anything, 'Model Checkpoints') and pass --checkpoint"
     )
   try:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    with checkpoint.open("rb") as f:
+      state = torch.load(f, map_location="cpu", weights_only=True)
   except Exception as e:  # pickle / zip errors of all kinds.
     raise ExportError(f"SAM checkpoint {checkpoint} cannot be read by torch.load ({e})") from e
   if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
@@ -153,7 +156,7 @@ class Sam:
   Generator defaults are segment_anything's (tuned for ViT-H). Raises as ``load_sam``.
   """
 
-  checkpoint: Path
+  checkpoint: str  # A local path or a gs:// URL.
   model_type: str = "vit_h"
   points_per_side: int = 32
   pred_iou_thresh: float = 0.88
@@ -170,8 +173,8 @@ class Sam:
     torch, segment_anything = _import_sam()
     if self.device is None:
       self.device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_sam(self.model_type, Path(self.checkpoint), self.device)
-    self._checkpoint_sha256 = sha256(Path(self.checkpoint))
+    model = load_sam(self.model_type, self.checkpoint, self.device)
+    self._checkpoint_sha256 = sha256(self.checkpoint)
     if self.min_mask_region_area > 0:
       try:
         import cv2  # pylint: disable=g-import-not-at-top  # noqa: F401
@@ -257,7 +260,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
       help="nyudmt: the archive's format, config.dataset.archive (default: mtinet)",
   )
   out = p.add_argument_group("output")
-  out.add_argument("--out", required=True, help="region directory (REGIONS.md)")
+  out.add_argument(
+      "--out", required=True, help="region directory (REGIONS.md): a local path or gs://BUCKET/..."
+  )
   out.add_argument("--limit", type=int, help="only the first N examples of the split")
   out.add_argument("--num-shards", type=int, default=1)
   out.add_argument("--shard-index", type=int, default=0)
@@ -382,7 +387,7 @@ def make_method(args: argparse.Namespace):
         "--method sam needs --checkpoint PATH (a SAM state dict, e.g. sam_vit_h_*.pth)"
     )
   return Sam(
-      checkpoint=Path(args.checkpoint),
+      checkpoint=args.checkpoint,
       model_type=args.model_type,
       points_per_side=args.points_per_side,
       pred_iou_thresh=args.pred_iou_thresh,

@@ -12,9 +12,16 @@ pipeline source; re-exported here).
 of ``K`` takes every K-th starting at i. A map that exists is finished (maps are written to a
 temporary name and renamed) and skipped; ``overwrite`` recomputes every map of the run and accepts a
 manifest of other parameters. The manifest is written before the first map (so a resumed or
-parallel run is checked against it) and updated after the last, under an advisory file lock
+parallel run is checked against it) and updated after the last: its counts are recounted from the
+directory's listing, its timing adds this run's.
+
+**Where the maps go.** ``out`` is a local path or a bucket URL (``gs://...``, through
+``mtjax.fileio``). Locally the manifest's read-modify-write holds an advisory file lock
 (``fcntl.flock`` on ``REGION_DIR/.manifest.lock``), so K shards writing one directory — K
 processes, or K hosts on a shared file system with POSIX locks — merge their counts and timings.
+A bucket has no such lock: maps are single-object uploads (never partial), the first manifest every
+shard writes is the same, and every finishing run recounts the maps from the listing; only the
+``timing`` sums of shards that finish at the same moment can miss one another's.
 """
 
 from __future__ import annotations
@@ -22,17 +29,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import glob
 import importlib.metadata
 import logging
-import tempfile
+import os
 import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol
+
+from etils import epath
 
 import numpy as np
 
+from mtjax import fileio
 from mtjax.data import regions
 from mtjax.data.region_images import (  # noqa: F401  (re-exported)
     IMAGE_SUFFIXES,
@@ -167,8 +176,12 @@ class Report:
 
 
 @contextlib.contextmanager
-def _manifest_lock(out: Path) -> Iterator[None]:
-  with open(out / ".manifest.lock", "a") as f:
+def _manifest_lock(out: epath.Path) -> Iterator[None]:
+  """An exclusive advisory lock on a local ``out`` (module docstring); none in a bucket."""
+  if fileio.is_url(out):
+    yield
+    return
+  with open(os.fspath(out / ".manifest.lock"), "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield
@@ -176,16 +189,23 @@ def _manifest_lock(out: Path) -> Iterator[None]:
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(out: epath.Path) -> None:
+  """Creates ``out`` and writes then removes an empty probe file in it."""
+  probe = out / f".writable.{uuid.uuid4().hex}"
   try:
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out):
-      pass
+    probe.write_bytes(b"")
+    probe.unlink()
   except OSError as e:
     raise ExportError(f"output directory {out} is not writable ({e})") from e
 
 
-def _start_manifest(out: Path, images: Images, method: Method, overwrite: bool) -> None:
+def _names(folder: epath.Path) -> set[str]:
+  """The names in ``folder`` (empty if it does not exist): one listing, not a check per map."""
+  return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _start_manifest(out: epath.Path, images: Images, method: Method, overwrite: bool) -> None:
   """Checks ``out``'s manifest against this run (or writes the first one)."""
   with _manifest_lock(out):
     try:
@@ -258,14 +278,14 @@ def _differences(old: dict[str, Any], method: Method) -> list[str]:
   ]
 
 
-def _finish_manifest(out: Path, split: str, report: Report, sizes: set[tuple[int, int]]) -> None:
-  """Merges this run's counts and timing into the manifest (under the lock)."""
+def _finish_manifest(
+    out: epath.Path, split: str, report: Report, sizes: set[tuple[int, int]]
+) -> None:
+  """Merges this run's counts and timing into the manifest (under the lock, when local)."""
   with _manifest_lock(out):
     manifest = regions.read_manifest(out)
-    manifest["counts"] = {
-        **manifest.get("counts", {}),
-        split: sum(1 for _ in (out / split).glob("*.png")),
-    }
+    maps = [n for n in _names(out / split) if n.endswith(".png") and not n.startswith(".")]
+    manifest["counts"] = {**manifest.get("counts", {}), split: len(maps)}
     timing = manifest.get("timing", {})
     previous = timing.get(split, {"images": 0, "seconds": 0.0})
     timing[split] = {
@@ -305,7 +325,7 @@ def select(num_examples: int, limit: int | None, num_shards: int, shard_index: i
 def export(
     images: Images,
     method: Method,
-    out: str | Path,
+    out: str | os.PathLike,
     *,
     limit: int | None = None,
     num_shards: int = 1,
@@ -319,7 +339,7 @@ def export(
   Args:
     images: the split (``nyuv2_images``, ``tfds_images``, ``folder_images``, ``source_images``).
     method: the exporter (``Superpixels``, or the SAM method of ``tools/export_regions.py``).
-    out: the region directory (REGIONS.md), created if missing.
+    out: the region directory (REGIONS.md), a local path or a gs:// URL, created if missing.
     limit: export only the first ``limit`` examples of the split (before sharding).
     num_shards, shard_index: this process's share (``select``).
     overwrite: recompute existing maps, and accept a directory of other parameters.
@@ -336,20 +356,26 @@ def export(
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
-  out = Path(out)
+  out = fileio.as_path(out)
   indices = select(len(images.example_ids), limit, num_shards, shard_index)
   _check_writable(out)
   _start_manifest(out, images, method, overwrite)
   report, todo = Report(), []
+  names = _names(out / images.split)
+  # What killed local writers left behind (``.{id}.png.*.tmp``; never a truncated map: the rename
+  # did not happen), by example id.
+  leftovers: dict[str, list[str]] = {}
+  for name in names:
+    if name.startswith(".") and name.endswith(".tmp") and ".png." in name:
+      leftovers.setdefault(name[1 : name.rindex(".png.")], []).append(name)
   for index in indices:
     example_id = images.example_ids[index]
-    if not overwrite and regions.map_path(out, images.split, example_id).is_file():
+    if not overwrite and f"{example_id}.png" in names:
       report.existing.append(example_id)
     else:
       todo.append(index)
-      # What a killed writer left behind (never a truncated map: the rename did not happen).
-      for tmp in (out / images.split).glob(f".{glob.escape(example_id)}.png.*.tmp"):
-        tmp.unlink(missing_ok=True)
+      for tmp in leftovers.get(example_id, ()):
+        (out / images.split / tmp).unlink(missing_ok=True)
   sizes: set[tuple[int, int]] = set()
   for index in tqdm(todo, desc=f"{method.name} {images.split}", unit="img", disable=not progress):
     example_id = images.example_ids[index]

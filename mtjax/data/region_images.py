@@ -19,13 +19,16 @@ Sources (one split each; ``example_ids`` are the stable ids the pipeline reads m
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from mtjax import fileio
+from mtjax.data import files
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -74,8 +77,9 @@ def _to_uint8(array: np.ndarray, example_id: str, where: str, expected: str) -> 
   return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def nyuv2_images(data_dir: str | Path, split: str) -> Images:
-  """The images of NYUv2 in the MTAN layout, ``{data_dir}/{split}/image/{i}.npy``.
+def nyuv2_images(data_dir: str | os.PathLike, split: str) -> Images:
+  """The images of NYUv2 in the MTAN layout, ``{data_dir}/{split}/image/{i}.npy`` (``data_dir`` a
+  local path or a gs:// URL).
 
   Only the image folder is read (labels are not needed to export regions), one file per call.
 
@@ -84,11 +88,12 @@ def nyuv2_images(data_dir: str | Path, split: str) -> Images:
       ``read`` raises ``BadImageError`` for an unreadable file or one that is not float
       [H, W, 3] in [0, 1] (or uint8).
   """
-  folder = Path(data_dir) / split / "image"
-  layout = f"{Path(data_dir)}/{split}/image/{{0..N-1}}.npy, float32 [H, W, 3] in [0, 1] (MTAN)"
+  root = fileio.as_path(data_dir)
+  folder = root / split / "image"
+  layout = f"{root}/{split}/image/{{0..N-1}}.npy, float32 [H, W, 3] in [0, 1] (MTAN)"
   if not folder.is_dir():
     raise ExportError(f"NYUv2 image folder {folder} does not exist; expected {layout}")
-  names = [p.name for p in folder.glob("*.npy")]
+  names = [n for n in files.list_names(folder) if n.endswith(".npy")]
   indices = sorted(int(m.group(1)) for m in map(re.compile(r"(\d+)\.npy").fullmatch, names) if m)
   if not names or len(indices) != len(names) or indices != list(range(len(names))):
     odd = sorted(set(names) - {f"{i}.npy" for i in range(len(names))})[:3]
@@ -102,7 +107,7 @@ def nyuv2_images(data_dir: str | Path, split: str) -> Images:
 
   def read(index: int) -> np.ndarray:
     try:
-      array = np.load(describe(index), allow_pickle=False)
+      array = np.load(io.BytesIO((folder / f"{index}.npy").read_bytes()), allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
       raise BadImageError(
           f"image of example '{index}' ({describe(index)}) cannot be read ({e}); expected {layout}"
@@ -110,7 +115,7 @@ def nyuv2_images(data_dir: str | Path, split: str) -> Images:
     return _to_uint8(array, str(index), describe(index), layout)
 
   return Images(
-      source={"dataset": "nyuv2", "data_dir": str(Path(data_dir).resolve()), "split": split},
+      source={"dataset": "nyuv2", "data_dir": os.fspath(root), "split": split},
       split=split,
       example_ids=[str(i) for i in range(len(names))],
       describe=describe,
@@ -118,7 +123,7 @@ def nyuv2_images(data_dir: str | Path, split: str) -> Images:
   )
 
 
-def tfds_images(name: str, split: str, data_dir: str | Path | None = None) -> Images:
+def tfds_images(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Images:
   """The images of a TFDS dataset ``name`` (``"dataset"`` or ``"dataset/config"``), by its ``id``
   and ``image`` features, read by random access (``builder.as_data_source``, array_record).
 
@@ -189,14 +194,15 @@ def tfds_images(name: str, split: str, data_dir: str | Path | None = None) -> Im
   )
 
 
-def folder_images(directory: str | Path, split: str = "train") -> Images:
+def folder_images(directory: str | os.PathLike, split: str = "train") -> Images:
   """The images of a folder (``IMAGE_SUFFIXES``, not recursive), sorted by name; ids = stems.
+  ``directory`` is a local path or a gs:// URL.
 
   Raises:
     ExportError: the folder is missing, holds no image, or two files share a stem.
       ``read`` raises ``BadImageError`` for a file PIL cannot decode.
   """
-  folder = Path(directory)
+  folder = fileio.as_path(directory)
   if not folder.is_dir():
     raise ExportError(f"image folder {folder} does not exist")
   paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -211,7 +217,7 @@ def folder_images(directory: str | Path, split: str = "train") -> Images:
 
   def read(index: int) -> np.ndarray:
     try:
-      with Image.open(paths[index]) as image:
+      with files.open_image(paths[index], whole=True) as image:
         return np.asarray(image.convert("RGB"))
     except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
       raise BadImageError(
@@ -219,7 +225,7 @@ def folder_images(directory: str | Path, split: str = "train") -> Images:
       ) from e
 
   return Images(
-      source={"dataset": "folder", "data_dir": str(folder.resolve()), "split": split},
+      source={"dataset": "folder", "data_dir": os.fspath(folder), "split": split},
       split=split,
       example_ids=stems,
       describe=lambda index: str(paths[index]),
@@ -230,7 +236,7 @@ def folder_images(directory: str | Path, split: str = "train") -> Images:
 def source_images(
     source,
     dataset: str,
-    data_dir: str | Path,
+    data_dir: str | os.PathLike,
     split: str,
     *,
     provenance: dict[str, Any] | None = None,
@@ -287,7 +293,7 @@ def source_images(
   return Images(
       source={
           "dataset": dataset,
-          "data_dir": str(Path(data_dir).resolve()),
+          "data_dir": os.fspath(fileio.as_path(data_dir)),
           "split": split,
           **provenance,
       },
