@@ -414,8 +414,9 @@ def main():
           )
         rows.extend(case)
   if args.json:
-    with open(args.json, "w") as f:
-      json.dump(rows, f, indent=1)
+    from mtjax import fileio  # pylint: disable=g-import-not-at-top
+
+    fileio.write_atomic(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

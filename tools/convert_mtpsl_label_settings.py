@@ -56,13 +56,20 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import io
 import json
+import os
 import pickle
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from etils import epath
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run from a checkout, uninstalled.
+
+from mtjax import fileio  # pylint: disable=g-import-not-at-top  # noqa: E402
 
 # mtjax's PASCAL-Context task order: the columns of a converted PASCAL split.
 PASCAL_TASKS = ("semseg", "human_parts", "saliency", "normal", "edge")
@@ -112,9 +119,9 @@ class _SplitUnpickler(pickle.Unpickler):
     )
 
 
-def _load_pickled_npy(path: Path) -> object:
+def _load_pickled_npy(path: epath.Path) -> object:
   """The object of a 0-d object .npy, like ``np.load(allow_pickle=True).item()``, run safely."""
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
       shape, _, dtype = np.lib.format.read_array_header_1_0(f)
@@ -132,7 +139,7 @@ def _load_pickled_npy(path: Path) -> object:
   return value
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: epath.Path) -> object:
   """``torch.load(weights_only=True)`` allowing the NumPy string keys of DiffusionMTL's files."""
   try:
     import torch
@@ -144,7 +151,7 @@ def _torch_load(path: Path) -> object:
   safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5.
   try:
     if safe_globals is None:
-      return torch.load(path, map_location="cpu", weights_only=True)
+      return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
     scalar = _numpy_multiarray().scalar
     allowed = [
         scalar,  # As pickled under NumPy 2 (numpy._core.multiarray.scalar) ...
@@ -153,7 +160,7 @@ def _torch_load(path: Path) -> object:
         type(np.dtype("U1")),
     ]
     with safe_globals(allowed):
-      return torch.load(path, map_location="cpu", weights_only=True)
+      return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
   except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
     reason = next((line for line in lines if line.startswith("WeightsUnpickler")), lines[0])
@@ -163,7 +170,7 @@ def _torch_load(path: Path) -> object:
     ) from e
 
 
-def read_ids(path: Path) -> list[str]:
+def read_ids(path: epath.Path) -> list[str]:
   """The ids of an image-set file, one per line (blank lines skipped), in file order.
 
   Raises:
@@ -192,7 +199,7 @@ def read_ids(path: Path) -> list[str]:
   return ids
 
 
-def read_pascal_split(path: Path, data: object | None = None) -> dict[str, list[str]]:
+def read_pascal_split(path: epath.Path, data: object | None = None) -> dict[str, list[str]]:
   """Reads a PASCAL split (formats 2-4 of the module docstring) as MTPSL key -> list of ids.
 
   Args:
@@ -257,7 +264,7 @@ def read_pascal_split(path: Path, data: object | None = None) -> dict[str, list[
   return split
 
 
-def pascal_mask(split: Mapping[str, Sequence[str]], ids: Sequence[str], source: Path) -> np.ndarray:
+def pascal_mask(split: Mapping[str, Sequence[str]], ids: Sequence[str], source: epath.Path) -> np.ndarray:
   """float32 [len(ids), 5]: row i for ``ids[i]``, columns ``PASCAL_TASKS``.
 
   Raises:
@@ -285,11 +292,11 @@ def pascal_mask(split: Mapping[str, Sequence[str]], ids: Sequence[str], source: 
 
 
 def convert(
-    input_path: Path,
-    output_path: Path,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
     *,
     force: bool = False,
-    ids_path: Path | None = None,
+    ids_path: str | os.PathLike | None = None,
 ) -> np.ndarray:
   """Converts a split (any format of the module docstring) and writes float32 [N, K] .npy.
 
@@ -312,7 +319,7 @@ def convert(
       ``labels_weights`` file; ids of the split and the list not matching (see ``pascal_mask``).
     ImportError: a .pth input and PyTorch is not installed.
   """
-  input_path, output_path = Path(input_path), Path(output_path)
+  input_path, output_path = fileio.as_path(input_path), fileio.as_path(output_path)
   if not input_path.is_file():
     raise FileNotFoundError(
         f"{input_path} does not exist; expected an MTPSL / DiffusionMTL label-settings file "
@@ -325,7 +332,7 @@ def convert(
     )
   if output_path.suffix != ".npy":
     raise ValueError(f"output {output_path} must end in .npy.")
-  if output_path.resolve() == input_path.resolve():
+  if _same_file(output_path, input_path):
     raise ValueError(f"output {output_path} is the input file; choose another output path.")
   if output_path.exists() and not force:
     raise FileExistsError(f"{output_path} exists; pass --force to overwrite it.")
@@ -357,20 +364,28 @@ def convert(
           f"{input_path} is a PASCAL split keyed by image id: pass --ids PATH, the training ids "
           "in example order (ImageSets/Context/train.txt)."
       )
-    mask = pascal_mask(split, read_ids(Path(ids_path)), input_path)
-  np.save(output_path, mask)
+    mask = pascal_mask(split, read_ids(fileio.as_path(ids_path)), input_path)
+  buffer = io.BytesIO()
+  np.save(buffer, mask)
+  fileio.write_atomic(output_path, buffer.getvalue())
   return mask
+
+
+def _same_file(a: epath.Path, b: epath.Path) -> bool:
+  """Whether two paths name one file (local: after resolving links; URLs: as written)."""
+  if fileio.is_url(a) or fileio.is_url(b):
+    return os.fspath(a) == os.fspath(b)
+  return os.path.realpath(a) == os.path.realpath(b)
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
-      "input", type=Path, help="MTPSL .pth / PASCAL .npy, its .json copy, or DiffusionMTL .pth"
+      "input", help="MTPSL .pth / PASCAL .npy, its .json copy, or DiffusionMTL .pth"
   )
-  parser.add_argument("output", type=Path, help="output .npy file")
+  parser.add_argument("output", help="output .npy file (a local path or gs://...)")
   parser.add_argument(
       "--ids",
-      type=Path,
       default=None,
       help="PASCAL splits: the training ids in example order, one per line "
       "(ImageSets/Context/train.txt)",

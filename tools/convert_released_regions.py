@@ -20,6 +20,7 @@ expected otherwise. Nothing is written into ``--data-dir``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,20 +29,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run from a checkout, uninstalled.
 
+from mtjax import fileio  # pylint: disable=g-import-not-at-top
 from mtjax.data import region_export, regions  # pylint: disable=g-import-not-at-top
 
 METHOD = "rdc_released_sam"
 
 
-def read_released_map(path: Path) -> np.ndarray:
-  """uint8 [H, W]: the gray values of one released map, as RDC's loader computes them.
+def read_released_map(path: str | os.PathLike) -> np.ndarray:
+  """uint8 [H, W]: the gray values of one released map (a local path or a gs:// URL), as RDC's
+  loader computes them (``cv2.imread``'s decoding: ``cv2.imdecode`` with ``IMREAD_COLOR``).
 
   Raises:
     ValueError: the file is missing or not an image OpenCV reads.
   """
+  path = fileio.as_path(path)
   if not path.is_file():
     raise ValueError(f"released region map {path} does not exist; expected an 8-bit PNG there")
-  image = cv2.imread(str(path))
+  image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
   if image is None:
     raise ValueError(f"released region map {path} is not an image OpenCV can read")
   return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -59,7 +63,7 @@ def convert(data_dir: str, split: str, out: str, overwrite: bool = False) -> int
   """
   images = region_export.nyuv2_images(data_dir, split)
   height, width = images.read(0).shape[:2]
-  sam = Path(data_dir) / split / "sam"
+  sam = fileio.as_path(data_dir) / split / "sam"
   maps = []
   for k, example_id in enumerate(images.example_ids):  # Everything is checked before writing.
     path = sam / f"{example_id}.png"
@@ -76,7 +80,7 @@ def convert(data_dir: str, split: str, out: str, overwrite: bool = False) -> int
       {
           "method": METHOD,
           "parameters": {"gray_values": "cv2.imread + cv2.COLOR_RGB2GRAY", "id": "gray value"},
-          "source": {"dataset": "nyuv2", "data_dir": str(Path(data_dir).resolve()), "split": split},
+          "source": {"dataset": "nyuv2", "data_dir": os.fspath(fileio.as_path(data_dir)), "split": split},
           "image_size": [height, width],
       },
       overwrite=overwrite,

@@ -21,17 +21,20 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mtjax import fileio  # noqa: E402  pylint: disable=g-import-not-at-top
 from mtjax.models import hrnet, hrnet_import  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("src", help="PyTorch checkpoint (.pth, .pt, .bin, .safetensors)")
-  p.add_argument("dst", help="msgpack file to write (refused if it exists, unless --force)")
+  p.add_argument("src", help="PyTorch checkpoint (.pth, .pt, .bin, .safetensors; local or gs://)")
+  p.add_argument(
+      "dst", help="msgpack file to write, local or gs:// (refused if it exists, unless --force)"
+  )
   p.add_argument("--variant", default="hrnet_w18", choices=tuple(hrnet.VARIANTS))
   p.add_argument("--force", action="store_true")
   args = p.parse_args(argv)
-  if Path(args.dst).exists() and not args.force:
+  if fileio.as_path(args.dst).exists() and not args.force:
     print(f"convert_torch_weights: error: {args.dst} exists; pass --force", file=sys.stderr)
     return 2
   try:

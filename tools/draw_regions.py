@@ -10,6 +10,7 @@ Inputs are those of tools/export_regions.py (``--data-dir`` NYUv2, ``--tfds``, `
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import export_regions  # noqa: E402  pylint: disable=g-import-not-at-top
+from mtjax import fileio  # noqa: E402  pylint: disable=g-import-not-at-top
 from mtjax.data import regions  # noqa: E402  pylint: disable=g-import-not-at-top
 from mtjax.data.contact_sheet import instance_to_rgb  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -49,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--split", default="train")
   p.add_argument("--num", type=int, default=3, help="the first N examples with a map")
   p.add_argument("--scale", type=float, default=1.0, help="resize the sheet by this factor")
-  p.add_argument("--out", required=True, help="PNG to write (refused if it exists)")
+  p.add_argument("--out", required=True, help="PNG to write, local or gs:// (refused if it exists)")
   args = p.parse_args(argv)
-  if Path(args.out).exists():
+  if fileio.as_path(args.out).exists():
     p.error(f"{args.out} exists; remove it first")
   images = export_regions.make_images(args)
   rows = []
@@ -66,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
   sheet = Image.fromarray(np.concatenate(rows, axis=0))
   if args.scale != 1.0:
     sheet = sheet.resize((round(sheet.width * args.scale), round(sheet.height * args.scale)))
-  sheet.save(args.out)
+  png = io.BytesIO()
+  sheet.save(png, format="PNG")
+  fileio.write_atomic(args.out, png.getvalue())
   print(f"wrote {args.out}: {len(rows)} examples")
   return 0
 
