@@ -356,3 +356,41 @@ def test_region_export_reads_and_writes_a_bucket_in_shards_and_resumes(gcs, tmp_
         regions.read_map(tmp_path / f"{name}.png", name, (24, 32)),
         regions.read_map(tmp_path / "local" / "train" / f"{name}.png", name, (24, 32)),
     )
+
+
+def test_demo_with_its_generated_dataset_in_a_bucket_one_host_generates_the_next_copies(
+    gcs, tmp_path
+):
+  """configs/demo.py with dataset.data_dir in the bucket: the first host (its own HOME, so its own
+  local mirror) generates procedural_rooms/tiny and uploads it, dataset_info.json last; a second
+  host downloads it instead of generating, and trains on the same rooms."""
+  url, env = gcs
+  data_dir = f"gs://{gcs_emulator.BUCKET}/demo/tfds"
+  logs, rooms = [], []
+  for host in ("a", "b"):
+    host_env = dict(env, HOME=str(tmp_path / f"home_{host}"))
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mtjax.main", "--config=configs/demo.py",
+            f"--workdir=gs://{gcs_emulator.BUCKET}/demo/run_{host}",
+            f"--config.dataset.data_dir={data_dir}", "--config.dataset.builder_config=tiny",
+            "--config.model.filters=(8,8,16,16,16)", "--config.batch_size=4",
+            "--config.num_train_steps=1", "--config.steps_per_call=1",
+        ],
+        cwd=REPO, env=host_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    logs.append(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, logs[-1][-4000:]
+    mirror = tmp_path / f"home_{host}/.cache/mtjax/tfds/{gcs_emulator.BUCKET}/demo/tfds"
+    shards = sorted(mirror.glob("procedural_rooms/tiny/*/procedural_rooms-train.array_record*"))
+    assert shards, f"no local mirror under {mirror}"
+    rooms.append(b"".join(p.read_bytes() for p in shards))
+  assert "generating procedural_rooms/tiny" in logs[0] and "uploading" in logs[0]
+  assert "generating procedural_rooms/tiny" not in logs[1] and "copying" in logs[1], logs[1][-3000:]
+  assert rooms[0] == rooms[1]
+  names = gcs_emulator.list_objects(url, "demo/tfds/procedural_rooms/tiny/")
+  files = sorted(n.rsplit("/", 1)[1] for n in names if not n.endswith("/"))
+  assert "dataset_info.json" in files and any(".array_record-" in f for f in files), files
+  for host in ("a", "b"):
+    record = json.loads(gcs_emulator.read_object(url, f"demo/run_{host}/results.json"))
+    assert record["evaluations"][-1]["step"] == 1

@@ -136,22 +136,22 @@ def tfds_images(name: str, split: str, data_dir: str | os.PathLike | None = None
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  from mtjax.data.builders import procedural_rooms  # pylint: disable=g-import-not-at-top  # noqa: F401
+  from mtjax.data import procedural_source  # pylint: disable=g-import-not-at-top
 
   data_dir = None if data_dir in (None, "") else str(data_dir)
-  kwargs = {"file_format": "array_record"} if name.split("/")[0] == "procedural_rooms" else {}
+  dataset, _, config_name = name.partition("/")
   try:
-    builder = tfds.builder(name, data_dir=data_dir, **kwargs)
+    if dataset == "procedural_rooms":  # Generated if missing; a bucket's through a local mirror.
+      builder = procedural_source.prepared_builder(data_dir, config_name or "default")
+    else:
+      builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # TFDS raises its own DatasetNotFoundError and friends.
     raise ExportError(f"TFDS dataset {name!r} is not known to TFDS ({e})") from e
   if not builder.is_prepared():
-    if name.split("/")[0] != "procedural_rooms":
-      raise ExportError(
-          f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; run `tfds build {name}` "
-          "first (nothing is downloaded here)"
-      )
-    tfds.display_progress_bar(False)
-    builder.download_and_prepare()
+    raise ExportError(
+        f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; run `tfds build {name}` "
+        "first (nothing is downloaded here)"
+    )
   missing = {"id", "image"} - set(builder.info.features.keys())
   if missing:
     raise ExportError(
