@@ -11,7 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Data ----------------------------------------------------------------------------------
   config.dataset = ml_collections.ConfigDict()
-  config.dataset.name = "nyuv2"  # nyuv2: MTAN/MTPSL .npy layout (see README).
+  config.dataset.name = "nyuv2"  # nyuv2: MTAN/MTPSL .npy layout (docs/training.md).
   # nyuv2: the root holding {train,val}/{image,label,depth,normal}/{i}.npy. procedural_rooms: the
   # TFDS data_dir the generated dataset is built into ("" = TFDS's default).
   config.dataset.data_dir = ""
@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
   # of_first (an augmentation of the first view: MTPSL's and RDC's released loaders).
   config.augment.second_view = "independent"
 
-  # ---- Regions (region-aware regularizers; mtjax/data/regions.py, shared REGIONS.md) ---------
+  # ---- Regions (region-aware regularizers; mtjax/data/regions.py, docs/regions.md) ---------
   # Train batches get `regions` int32 [B, H, W] (-1 = none) unless the source is "none".
   config.regions = ml_collections.ConfigDict()
   config.regions.source = "none"  # none | instance | patch | semantic_gt | files
@@ -89,7 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weighting.history = 1  # LPS K, epochs between compared means (released: 1).
   config.weighting.min_weight = 0.05  # Ours: floor after the spread step (0: no clipping).
   config.weighting.normalize = True  # Ours: Σ_t w_t = T.
-  config.weighting.as_released = False  # lps: the released code's rule exactly (METHODS.md §2).
+  config.weighting.as_released = False  # lps: the released code's rule exactly (docs/methods.md).
   config.weighting.dwa_temperature = 2.0  # DWA's τ (Liu et al. 2019).
 
   # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------
@@ -106,7 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.regularizer.weight_ramp_epochs = 0
   config.regularizer.weight = 1.0  # λ (RDC Eq. 1: λ = 1).
   # RDC (Li et al., ECCV 2024; mtjax/regularizers/rdc.py). The paper gives no τ, a_θ shape or
-  # covariance shrinkage; those defaults are ours (README "Region-aware distribution contrast").
+  # covariance shrinkage; those defaults are ours (docs/methods.md).
   config.regularizer.contrast = "gaussian"  # gaussian | vector (region means) | pixel
   config.regularizer.distance = "w2"  # w2 | kl (gaussian contrast)
   config.regularizer.covariance = "full"  # full | diag (gaussian contrast)
@@ -193,8 +193,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_min = 1e-6
   config.seed = 0
   # Train steps per jitted call (calls.resolve_steps_per_call): "auto" = 8 on the CPU, where the
-  # steps of one call reuse XLA's temporaries instead of having the kernel zero them again (README
-  # "Benchmark"), and 1 on accelerators. Same updates; logging, evaluation and checkpoints still
+  # steps of one call reuse XLA's temporaries instead of having the kernel zero them again
+  # (docs/performance.md), and 1 on accelerators. Same updates; logging, evaluation and checkpoints still
   # happen at their exact steps.
   config.steps_per_call = ml_collections.FieldReference("auto", field_type=object)  # Or an int.
 

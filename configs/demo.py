@@ -3,7 +3,7 @@ SegNet-MTL, every task labelled. Generation, training and evaluation take minute
 
     python -m mtjax.main --config configs/demo.py --workdir runs/demo
 
-What it reaches, over seeds, and why these settings: README.md, "What the demo learns".
+What it reaches, over seeds, and why these settings: docs/results.md, "The demo".
 """
 
 from configs import default
@@ -16,7 +16,7 @@ def get_config():
   config.dataset.builder_config = "default"  # 1000 train / 200 validation at 96x128.
   config.dataset.eval_split = "validation"
   # Every task of every room: with onelabel (a third of the labels per task) the small model's
-  # normals do not beat the per-pixel prior within the demo's time (README).
+  # normals do not beat the per-pixel prior within the demo's time (docs/results.md).
   config.label_setting = "full"
   # No RandomScaleCrop: it divides depth by the zoom factor, a scale ambiguity that a small model
   # does not resolve in a few hundred steps. The horizontal flip stays.
@@ -24,7 +24,7 @@ def get_config():
   config.augment.flip = True
   # Narrow (8, 16, 32, 32, 32): on a 2-core CPU a batch-8 step takes ~220 ms, a batch-4 step of the
   # (16, 32, 64, 64, 64) model ~400 ms, so the same minutes see ~3.7x the images, which matters more
-  # to this demo than the width: every task ends further from the prior (README).
+  # to this demo than the width: every task ends further from the prior (docs/results.md).
   config.model.filters = (8, 16, 32, 32, 32)
   config.batch_size = 8  # 125 steps per epoch.
   config.learning_rate = 1e-3
@@ -40,7 +40,7 @@ def get_config():
   # runs the shared layers never learn n_x (a wall facing left or right), since the (1 - cos) loss
   # of the normalised output (|p| ~ 4) sends gradients ~4x smaller into them than depth's L1. 4x
   # gave every seed the good mode (normal mean 28.08 +- 0.58 deg over seeds 0-2 vs 34.53 +- 3.41)
-  # for a little semseg and depth (README; configs/experiments/demo_normals.py). The weights
+  # for a little semseg and depth (docs/results.md; configs/experiments/demo_normals.py). The weights
   # follow config.tasks: set config.weighting.name = "equal" if you change the tasks.
   config.weighting.name = "fixed"
   config.weighting.fixed_weights = (1.0, 1.0, 4.0)  # semseg, depth, normal

@@ -17,7 +17,7 @@ def get_config():
   # The three tasks weighted as in the demo (1, 1, 4). The edge term: MTI-Net trains NYUD with
   # semseg 1.0 : edge 50.0 (configs/nyud/hrnet18/mti_net+edges_normals.yml, edge_w 0.95). On the
   # demo's small model (seed 0, one run each) edge 50 gave odsF 56.1 but semseg mIoU 10.6 (18.4
-  # without edges); edge 5 gave odsF 33.9 with mIoU 18.2: the demo keeps the other tasks (README).
+  # without edges); edge 5 gave odsF 33.9 with mIoU 18.2: the demo keeps the other tasks (docs/results.md).
   config.weighting.fixed_weights = (1.0, 1.0, 4.0, 5.0)
   config.task_options.edge.pos_weight = 0.95
   config.task_options.edge.protocol = "mtinet_nyud"

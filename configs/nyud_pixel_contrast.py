@@ -1,5 +1,5 @@
 """NYUv2 onelabel with the contrastive multi-task regularization of Yang, Ye, Xu (AAAI 2023) on
-SegNet-MTL, as reconstructed in mtjax/regularizers/pixel_contrast.py (METHODS.md §4; the paper's
+SegNet-MTL, as reconstructed in mtjax/regularizers/pixel_contrast.py (docs/methods.md; the paper's
 values are not retrievable, the defaults in configs/default.py are ours).
 
     python -m mtjax.main --config configs/nyud_pixel_contrast.py --workdir runs/nyud_pc \

@@ -1,6 +1,6 @@
 """NYUv2 onelabel with MTPSL's cross-task consistency (Li, Liu, Bilen, CVPR 2022) on SegNet-MTL, as
 MTPSL's `nyu_mtl_xtc.py` (VICO-UoE/MTPSL) runs it: configs/nyud.py plus the xtc regularizer
-(mtjax/regularizers/xtc.py; METHODS.md §3) with
+(mtjax/regularizers/xtc.py; docs/methods.md) with
 
 * the mapping network (64, 128, 256, 512, 512), 2-2-3-3-3 FiLM convs (14,819,328 params), weight
   2.0 (``--con-weight``), its convs in the model's optimizer (lines 74-79);

@@ -5,7 +5,7 @@ step by step (`per_step_metrics`).
 Why several steps per call: XLA:CPU maps a call's temporaries afresh and the kernel zeroes each page
 at its first touch (on the 2-core dev CPU 0.45 s of one core per GiB at 3 GiB, 0.75 s at 11 GiB;
 SegNet-MTL at 288x384, batch 8: 11 GiB, 16 of the step's 59 s of thread time); the steps of one call
-reuse them (README "Benchmark").
+reuse them (docs/performance.md).
 """
 
 from collections.abc import Callable, Mapping, Sequence

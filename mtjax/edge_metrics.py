@@ -1,6 +1,6 @@
 """Boundary detection odsF / oisF / AP by the BSDS protocol, on host (NumPy / SciPy).
 
-Reference: shared/reference/DATA_AND_METRICS.md, section "Metrics for the PASCAL and NYUD-MT tasks"
+Reference: docs/metrics.md, section "Metrics for the PASCAL and NYUD-MT tasks"
 (edge odsF, the MTI / MT-CP variant, pyEdgeEval). Tags: [SEISM] = jponttuset/seism as set up in
 prismformore/Boundary-Detection-Evaluation-Tools (BDET) for InvPT / TaskPrompter / DMTL; [MTI] =
 SimonVandenhende/Multi-Task-Learning-PyTorch evaluation/eval_edge.py and
@@ -20,7 +20,7 @@ image has no gt or no prediction) and pools those counts. AP = the mean of P int
 over R at 0, 0.01, ..., 1 where defined (``interp1``), summed and divided by 100.
 
 Speed (how one image is evaluated fast: ``mtjax.edge_counts``), measured with
-tools/benchmark_metrics.py on 654 synthetic 480 x 640 maps, mtinet_nyud, a 2-core dev machine:
+tools/benchmark_metrics.py on 654 synthetic 480 x 640 maps, mtinet_nyud, a 2-core AMD EPYC CPU:
 241 s with ``num_workers=2``, 0.66 s per image in one process; pyEdgeEval's evaluation of the
 same maps: ~64 s per image.
 

@@ -1,6 +1,6 @@
 """Streaming dense-prediction metrics: additive states on device, final numbers on host.
 
-Reference: shared/reference/DATA_AND_METRICS.md, section "Metrics — exact definitions".
+Reference: docs/metrics.md (every definition, and the protocols of each paper).
 
 A metric *state* is a flat dict of arrays (sums, counts, a confusion matrix, a histogram) computed per
 batch by ``segmentation_state`` / ``depth_state`` / ``normals_state`` (each wrapped in ``jax.jit`` with
@@ -44,7 +44,7 @@ HIGHER_IS_BETTER = {
 }
 
 # MTPSL single-task (STL) SegNet results on NYUv2 per label setting: mIoU %, depth abs_err m, normal
-# mean angle °. Source: DATA_AND_METRICS.md "Metrics — exact definitions" (Δm references).
+# mean angle °. Source: docs/metrics.md (Δm references).
 MTPSL_NYUV2_STL_REFERENCES = {
     "full": {
         "semseg": {"miou": 37.4474},
@@ -67,7 +67,7 @@ MTPSL_NYUV2_STL_REFERENCES = {
 MIN_DEPTH_PREDICTION = 1e-9
 
 # MTPSL's Cityscapes STL baselines (SegNet, 7 classes, 128x256), mIoU % and abs_err in the stored
-# disparity units: MTPSL paper Table 3 / DATA_AND_METRICS.md "Metrics — exact definitions".
+# disparity units: MTPSL paper Table 3 / docs/metrics.md.
 MTPSL_CITYSCAPES_STL_REFERENCES = {
     "full": {"semseg": {"miou": 74.07}, "depth": {"abs_err": 0.0124}},
     "onelabel": {"semseg": {"miou": 70.04}, "depth": {"abs_err": 0.0140}},
@@ -118,7 +118,7 @@ def segmentation_state(pred_ids, labels, num_classes):
   Raises:
     ValueError: shapes differ, a non-integer dtype, or num_classes < 1.
 
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (confusion matrix).
+  Reference: docs/metrics.md (confusion matrix).
   """
   pred_ids, labels = jnp.asarray(pred_ids), jnp.asarray(labels)
   _check_same_shape("pred_ids", pred_ids, "labels", labels)
@@ -157,7 +157,7 @@ def depth_state(pred, gt):
   Raises:
     ValueError: shapes differ or the trailing dimension is not 1.
 
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (depth).
+  Reference: docs/metrics.md (depth).
   """
   pred, gt = jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32)
   _check_same_shape("pred", pred, "gt", gt, last_dim=1)
@@ -205,7 +205,7 @@ def normals_state(pred, gt, *, num_bins=NORMAL_HISTOGRAM_BINS, normalize=True):
   Raises:
     ValueError: shapes differ, the trailing dimension is not 3, or num_bins < 1.
 
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (normals).
+  Reference: docs/metrics.md (normals).
   """
   pred, gt = jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32)
   _check_same_shape("pred", pred, "gt", gt, last_dim=3)
@@ -248,7 +248,7 @@ def merge(a, b):
   Raises:
     ValueError: the two structures (dict keys) differ.
 
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (accumulate over the whole split).
+  Reference: docs/metrics.md (accumulate over the whole split).
   """
   ta, tb = jax.tree.structure(a), jax.tree.structure(b)
   if ta != tb:
@@ -289,7 +289,7 @@ def finalize(state):
     ValueError: the keys match no state kind, the confusion matrix is not square, or the normal
       histogram total differs from "count".
 
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions".
+  Reference: docs/metrics.md.
   """
   keys = frozenset(state)
   s = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
@@ -341,7 +341,7 @@ def finalize_all(states):
   """``finalize`` for each task: {task_name: state} -> {task_name: {metric: float}}.
 
   An absent task (no valid pixel) maps to {}. Raises ValueError as ``finalize`` does.
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions".
+  Reference: docs/metrics.md.
   """
   return {task: finalize(state) for task, state in states.items()}
 
@@ -364,7 +364,7 @@ def delta_m(results, references, directions=HIGHER_IS_BETTER):
   Raises:
     ValueError: a used metric has no direction, or its reference value is 0.
 
-  Reference: DATA_AND_METRICS.md "Metrics — exact definitions" (Δm).
+  Reference: docs/metrics.md (Δm).
   """
   gains = []
   for task, ref_metrics in references.items():
@@ -437,7 +437,7 @@ def delta_m_as_released(results, references, directions=HIGHER_IS_BETTER):
 
 # ------------------------------------------------------------------------------------------------
 # PASCAL-Context multi-task metrics: saliency (a binary map) and human parts.
-# Reference: DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks". Source commits read:
+# Reference: docs/metrics.md. Source commits read:
 # MTI = SimonVandenhende/Multi-Task-Learning-PyTorch @ed3d9ac, MTCP = Klodivio355/MT-CP @08c068e,
 # ASTMT = facebookresearch/astmt @4d5d9bf, ATRC = brdav/atrc @76d8055,
 # INV = prismformore/Multi-Task-Transformer @870c6be.
@@ -611,7 +611,7 @@ def saliency_state(prob, gt, *, protocol="pooled"):
     ValueError: an unknown protocol; prob not floating or gt not real numeric; shapes differ, have
       fewer than 3 dimensions, or a trailing dimension other than 1.
 
-  Reference: DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks" (saliency maxF).
+  Reference: docs/metrics.md (saliency maxF).
   """
   spec = _saliency_protocol(protocol)
   prob, gt = jnp.asarray(prob), jnp.asarray(gt)
@@ -708,7 +708,7 @@ def finalize_saliency(state, protocol="pooled"):
     ValueError: an unknown protocol, keys that are not this protocol's state, or per-threshold
       arrays whose shape is not [len(thresholds)].
 
-  Reference: DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks" (saliency maxF); the
+  Reference: docs/metrics.md (saliency maxF); the
   protocol's ``reference``.
   """
   spec = _saliency_protocol(protocol)
@@ -780,7 +780,7 @@ def parts_state(pred_ids, labels, num_classes):
     ValueError: shapes differ or have fewer than 2 dimensions, a non-integer dtype, or
       num_classes < 2.
 
-  Reference: DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks" (human parts mIoU).
+  Reference: docs/metrics.md (human parts mIoU).
   """
   pred_ids, labels = jnp.asarray(pred_ids), jnp.asarray(labels)
   _check_same_shape("pred_ids", pred_ids, "labels", labels)
@@ -825,7 +825,7 @@ def finalize_parts(state):
   Raises:
     ValueError: keys other than {"confusion", "image_count"} or a non-square confusion matrix.
 
-  Reference: DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks" (human parts mIoU).
+  Reference: docs/metrics.md (human parts mIoU).
   """
   if frozenset(state) != _PARTS_KEYS:
     raise ValueError(f"parts state keys {sorted(state)}: expected {sorted(_PARTS_KEYS)}.")

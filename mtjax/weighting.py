@@ -23,7 +23,7 @@ mean averages over the examples labelled for it only. A task with no labelled ex
 epoch keeps its previous mean; until every task has a mean in each epoch the rule needs, the
 weights do not change.
 
-**LPS** (shared/reference/METHODS.md §2, reconstructed; Eq. 3–7). With L̄_t^(e) the epoch-mean of
+**LPS** (docs/methods.md, "Task weightings", reconstructed; Eq. 3–7). With L̄_t^(e) the epoch-mean of
 f(ℓ_t) (f the log projection, Eq. 3, η = 1e-6) and L̄^(e) = Σ_t L̄_t^(e), at the end of epoch e ≥ K:
 
     ŵ_t = (L̄_t^(e) / L̄_t^(e−K)) / (L̄^(e) / L̄^(e−K))       a task falling slower than the total gets ŵ_t > 1
@@ -237,7 +237,7 @@ def loss_prioritization(
     normalize: bool | None = True,
     as_released: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-  """MT-CP's Loss Prioritization Scheme (Fontana et al., WACV 2025; METHODS.md §2; Eq. 3–6).
+  """MT-CP's Loss Prioritization Scheme (Fontana et al., WACV 2025; docs/methods.md; Eq. 3–6).
 
   Args:
     num_tasks: T.

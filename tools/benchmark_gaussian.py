@@ -6,7 +6,7 @@
 One image pair: two feature maps [B, H, W, D] (default 72x96, stride 4 of 288x384) and one region
 map with R regions; per map, ``region_gaussians``; then the R x R squared W2 distances between the
 two maps' regions and the InfoNCE over them (region i of one map against every region of the
-other, positive i; METHODS.md §1); gradients with respect to both feature maps. Each case runs in
+other, positive i; docs/methods.md); gradients with respect to both feature maps. Each case runs in
 its own subprocess, so that its peak memory is its own: ``peak MiB`` is the growth of the process's
 maximum resident set over the case (inputs, compilation, the timed steps). For mtjax, ``XLA temp
 MiB`` is the compiled program's scratch memory (``memory_analysis``). A case runs in ``--rounds``

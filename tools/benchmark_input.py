@@ -1,7 +1,7 @@
 """Images/s of the tf.data training pipeline alone (no model), as a run of the dataset's config
 reads it: its tasks, canvas and augmentation, every label used (label setting "full").
 
-    python tools/benchmark_input.py --dataset nyuv2 --data_dir ../shared/data/nyuv2_mini
+    python tools/benchmark_input.py --dataset nyuv2 --data_dir /path/to/nyuv2
     python tools/benchmark_input.py --dataset procedural_rooms [--data_dir ~/tensorflow_datasets]
     python tools/benchmark_input.py --dataset nyudmt --data_dir data/NYUD_MT
     python tools/benchmark_input.py --dataset pascal_context --synthetic 48 --batch_size 8

@@ -17,8 +17,8 @@ compiled side by side and timed interleaved, and the RDC overhead is printed as 
 
  The state is donated
 and the batch is sharded over all local devices, exactly as in training (`mtjax.train`). Reference on
-the 2-core CPU of the dev machines: a PyTorch eager SegNet-MTL step (Adam, 3 losses) at 288x384,
-batch 2, takes 4.4-5.4 s (shared/reference/PERFORMANCE.md).
+a 2-core AMD EPYC CPU: a PyTorch eager SegNet-MTL step (Adam, 3 losses) at 288x384,
+batch 2, takes 4.4-5.4 s (docs/performance.md).
 """
 
 import argparse

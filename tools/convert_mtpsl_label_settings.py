@@ -17,8 +17,7 @@ apart by the file suffix and content:
    unpickles it allowing only the NumPy array / string constructors such a file needs, so a
    tampered file cannot run code.
 
-3. The same dict as JSON, ``.json`` (task -> list of id strings; what ``../shared/data/
-   mtpsl_label_settings/pascal_*.json`` ships).
+3. The same dict as JSON, ``.json`` (task -> list of id strings), e.g. ``pascal_onelabel.json``.
 
 4. DiffusionMTL PASCAL-Context, ``.pth`` (prismformore/DiffusionMTL ``data/ssl_mapping/pascal/
    new_{onelabel,randomlabels}.pth``, built from format 2 by its ``get_task_mapping.ipynb``): a
@@ -30,7 +29,7 @@ PASCAL splits (2-4) are keyed by image id, so they need ``--ids PATH``: the trai
 list in example order, one id per line (the dataset's ``ImageSets/Context/train.txt``, 4998 ids).
 Row i of the output is the i-th id of that file; the columns follow mtjax's PASCAL task order
 ``PASCAL_TASKS`` = (semseg, human_parts, saliency, normal, edge) (``normals`` -> ``normal``,
-``sal`` -> ``saliency``). Published counts (shared/reference/DATA_AND_METRICS.md, "Partial-label
+``sal`` -> ``saliency``). Published counts (docs/metrics.md, "Partial-label
 splits"): onelabel 999 / 999 / 1000 / 1000 / 1000 for human_parts / edge / semseg / normals / sal,
 disjoint, union = the 4998 train ids; randomlabels 847 / 2557 / 2450 / 2480 / 2445, 1-4 tasks per
 image, every image labelled for at least one task.

@@ -44,7 +44,7 @@ def overlay_row(image: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--regions", required=True, help="region directory (REGIONS.md)")
+  p.add_argument("--regions", required=True, help="region directory (docs/regions.md)")
   p.add_argument("--data-dir")
   p.add_argument("--tfds")
   p.add_argument("--images")

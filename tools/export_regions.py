@@ -1,4 +1,4 @@
-"""Exports region maps ahead of training, in the format of shared/reference/REGIONS.md.
+"""Exports region maps ahead of training, in the format of docs/regions.md.
 
     # SAM (pip install -e ".[sam]"), NYUv2 in the MTAN layout, official ViT-H weights:
     python tools/export_regions.py --method sam --checkpoint sam_vit_h_4b8939.pth \
@@ -151,7 +151,7 @@ def load_sam(model_type: str, checkpoint: str | os.PathLike, device: str):
 
 @dataclasses.dataclass
 class Sam:
-  """The SAM method: ``SamAutomaticMaskGenerator`` masks, painted smaller-wins (REGIONS.md).
+  """The SAM method: ``SamAutomaticMaskGenerator`` masks, painted smaller-wins (docs/regions.md).
 
   Generator defaults are segment_anything's (tuned for ViT-H). Raises as ``load_sam``.
   """
@@ -261,7 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   )
   out = p.add_argument_group("output")
   out.add_argument(
-      "--out", required=True, help="region directory (REGIONS.md): a local path or gs://BUCKET/..."
+      "--out", required=True, help="region directory (docs/regions.md): a local path or gs://BUCKET/..."
   )
   out.add_argument("--limit", type=int, help="only the first N examples of the split")
   out.add_argument("--num-shards", type=int, default=1)

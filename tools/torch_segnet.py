@@ -2,7 +2,7 @@
 the side-by-side speed comparison of ``tools/benchmark_train_step.py --compare-torch``.
 
 Needs torch only (no torchvision): ``pip install torch==2.13.0`` (the CPU wheel) or the
-``[hrnet]`` / ``[sam]`` extras. Shared/reference/DATA_AND_METRICS.md, "SegNet-MTL architecture".
+``[hrnet]`` / ``[sam]`` extras. docs/metrics.md, "SegNet-MTL architecture".
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class SegNetMTL(nn.Module):
 
 def mtpsl_loss(out, semseg, depth, normal):
   """MTPSL's three losses: cross-entropy (ignore −1), L1 over valid depth, 1 − cos over valid
-  normals (DATA_AND_METRICS.md "Losses")."""
+  normals (docs/metrics.md)."""
   loss = F.nll_loss(out["semseg"], semseg, ignore_index=-1)
   valid = (depth != 0).float()
   loss = loss + ((out["depth"] - depth).abs() * valid).sum() / valid.sum().clamp(min=1)

@@ -1,10 +1,10 @@
-"""What makes the demo's normals robust across seeds (issue 7): the demo (its normal term weighted
+"""What makes the demo's normals robust across seeds: the demo (its normal term weighted
 4x) against the same config with equal task weights, the demo before this change.
 
     python -m mtjax.experiments --grid configs/experiments/demo_normals.py \
         --workdir runs/experiments/demo_normals --by_step
 
-With equal weights the normals are bimodal over seeds (README, "What the demo learns"): in the
+With equal weights the normals are bimodal over seeds (docs/results.md, "The demo"): in the
 failing seeds the decoder's 8 shared channels carry no linear trace of n_x (a wall facing left or
 right), and the normal head's output norm |p| is ~4 at the end, so the (1 − cos) loss of the
 normalised output sends gradients ~4x smaller into the shared layers than an output of unit norm

@@ -1,4 +1,4 @@
-"""Mixed precision on the demo (issue 14): configs/demo.py in float32 and with
+"""Mixed precision on the demo: configs/demo.py in float32 and with
 ``config.compute_dtype = "bfloat16"`` (convolutions and activations in bfloat16; parameters,
 optimizer state, BatchNorm statistics, softmax, losses and metrics in float32), three seeds each.
 

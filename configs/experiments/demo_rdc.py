@@ -1,4 +1,4 @@
-"""Supervised onelabel vs region-aware distribution contrast on the demo (issue 9's comparison).
+"""Supervised onelabel vs region-aware distribution contrast on the demo.
 
     python -m mtjax.experiments --grid configs/experiments/demo_rdc.py \
         --workdir runs/experiments/demo_rdc [--seeds=0,1,2] [--only=rdc]

@@ -1,5 +1,5 @@
-"""The regularizers of partially labelled multi-task learning on the demo, onelabel (issue 12's
-comparison): supervised only, MTPSL's cross-task consistency, pixel contrast and RDC.
+"""The regularizers of partially labelled multi-task learning on the demo, onelabel: supervised
+only, MTPSL's cross-task consistency, pixel contrast and RDC.
 
     python -m mtjax.experiments --grid configs/experiments/demo_regularizers.py \
         --workdir runs/experiments/demo_regularizers [--seeds=0,1,2] [--only=xtc]

@@ -1,4 +1,4 @@
-"""Task weightings on the demo, every task labelled (issue 11's comparison; MT-CP Table 4's rows).
+"""Task weightings on the demo, every task labelled (MT-CP Table 4's rows).
 
     python -m mtjax.experiments --grid configs/experiments/demo_weighting.py \
         --workdir runs/experiments/demo_weighting [--seeds=0,1,2] [--only=lps]

@@ -1,7 +1,7 @@
 """Joint geometric augmentation of one dense multi-task example (TensorFlow ops for tf.data maps).
 
-Reference: shared/reference/DATA_AND_METRICS.md, "Augmentation (MTPSL NYUv2)"; MTPSL
-``dataset/nyuv2ssl.py`` ``RandomScaleCrop`` (credited to lorenmt/mtan issue 34).
+Reference: docs/metrics.md, "Augmentation (MTPSL NYUv2)"; MTPSL
+``dataset/nyuv2ssl.py`` ``RandomScaleCrop`` (credited to lorenmt/mtan issue #34).
 
 An example is a dict of unbatched tensors: ``image`` float32 [H, W, 3] in [0, 1]; optionally
 ``regions`` int32 [H, W] and the ground truth of any registered task (``mtjax.tasks``) under its
@@ -158,7 +158,7 @@ def centre_zoom(
   warps the original image about its centre with ``cv2.warpAffine`` before ``FixedResize``;
   here the zoom follows the canvas resize (``mtjax.data.geometry``), and the window is
   pixel-aligned (at most half a pixel from MTI-Net's centre). Reference: MTI-Net
-  ``data/custom_transforms.py`` ``ScaleNRotate``; DATA_AND_METRICS "NYUD-MT" (augmentation).
+  ``data/custom_transforms.py`` ``ScaleNRotate``; docs/datasets.md (augmentation).
 
   Args, Returns, Raises: as ``random_scale_crop``.
   """
@@ -213,7 +213,7 @@ def random_flip(
   """Horizontal flip with probability 0.5; each task's channels are multiplied by its record's
   ``flip_sign`` (normals: x negated).
 
-  Reference: DATA_AND_METRICS.md "Augmentation (MTPSL NYUv2)" (flip exists in MTPSL's unused
+  Reference: docs/metrics.md (flip exists in MTPSL's unused
   loader; MT-CP uses p = 0.5).
 
   Args:
@@ -260,7 +260,7 @@ def random_scale_pad(
   regions −1). ``box`` becomes the crop's place on the canvas. ATRC's ``cat_max_ratio`` re-draws
   (a crop whose largest class covers >= 75 % is re-drawn up to 10 times) are not made.
   Reference: ATRC ``src/data/transforms.py``; InvPT ``InvPT/data/transforms.py``;
-  DATA_AND_METRICS "NYUD-MT" (augmentation, ATRC / InvPT).
+  docs/datasets.md (augmentation, ATRC / InvPT).
 
   Args:
     example: maps at the canvas size and ``box`` int32 [4].
@@ -317,7 +317,7 @@ def photometric_distortion(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   the others or after them, p 0.5); saturation × U(0.5, 1.5) in HSV; hue + randint(−18, 17) /
   180 of the circle (OpenCV's 0..180 hue units). Values are clipped to [0, 1] after each op; the
   reference works on uint8-rounded float arrays, this on float32 (no rounding between ops).
-  Reference: ATRC ``src/data/transforms.py``; DATA_AND_METRICS "NYUD-MT" (augmentation, step 4).
+  Reference: ATRC ``src/data/transforms.py``; docs/datasets.md (augmentation, step 4).
 
   Args:
     image: float32 [H, W, 3] in [0, 1].
@@ -383,7 +383,7 @@ def augment(
     ``photometric_distortion`` of the image.
 
   The steps use independent sub-seeds of ``seed`` (``tf.random.split``). ``scales=(1.0,)``
-  makes the zooms the identity and they are skipped. References: DATA_AND_METRICS.md
+  makes the zooms the identity and they are skipped. References: docs/metrics.md
   "Augmentation (MTPSL NYUv2)", "NYUD-MT" (augmentation).
 
   Args:

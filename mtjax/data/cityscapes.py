@@ -1,6 +1,6 @@
 """Cityscapes in the MTAN preprocessed 128x256 layout (used by MTPSL, JTR), read from its ``.npy``.
 
-Layout (shared/reference/DATA_AND_METRICS.md, "Cityscapes, MTAN preprocessed 128x256"):
+Layout (docs/metrics.md, "Cityscapes, MTAN preprocessed 128x256"):
 ``root/{split}/{image,label_7,depth}/{i}.npy`` for i = 0..N-1, 128x256 (2975 train / 500 val);
 ``label_2`` and ``label_19`` folders may also be present and are ignored.
 
@@ -72,7 +72,7 @@ class CityscapesSplit:
   ``0.npy .. N-1.npy`` with the same N > 0, and every file has shape image ``[H, W, 3]``,
   label_7 ``[H, W]``, depth ``[H, W, 1]``, where H, W come from ``image/0.npy`` (128x256 for
   the published data), and a float dtype (label_7: float or signed integer). Nothing is written.
-  Reference: shared/reference/DATA_AND_METRICS.md, "Cityscapes, MTAN preprocessed 128x256";
+  Reference: docs/metrics.md, "Cityscapes, MTAN preprocessed 128x256";
   MTPSL ``dataset/cityscapesssl.py`` (see the module docstring for what is verified).
 
   Args:

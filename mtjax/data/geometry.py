@@ -2,7 +2,7 @@
 
 The tf.data pipeline batches examples of one shape, but NYUD-MT and PASCAL-Context images come in
 their own sizes (PASCAL: at most 500 px a side). The field fits them to a canvas in two ways
-(docs: DATA_AND_METRICS "NYUD-MT", "PASCAL-Context"):
+(docs: docs/datasets.md):
 
 - ``resize`` (MTI-Net, MT-CP ``FixedResize``): training examples are resized to the canvas
   (image cubic, ids / depth / binary maps nearest, normals cubic (MTI-Net) or nearest (MT-CP) then

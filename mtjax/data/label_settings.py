@@ -1,8 +1,8 @@
 """Partial-label settings: which task ground truths each training example may use.
 
 Reference: MTPSL (Li et al., "Learning Multiple Dense Prediction Tasks from Partially Annotated
-Data", CVPR 2022) ``data/*_settings/{onelabel,randomlabels}.pth``; shared/data/README.md,
-"mtpsl_label_settings".
+Data", CVPR 2022) ``data/*_settings/{onelabel,randomlabels}.pth``; docs/datasets.md,
+"Partial labels".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """NYUD-MT (NYUDv2 multi-task: 40-class semseg, depth, normals, edges), read from any of its three
 public archives, each in its own on-disk format.
 
-Layout (shared/reference/DATA_AND_METRICS.md, "NYUD-MT")::
+Layout (docs/metrics.md, "NYUD-MT")::
 
   data_dir/gt_sets/{split}.txt          one id a line (795 train / 654 val, e.g. "0001")
   data_dir/images/{id}.{ext}            RGB
@@ -40,7 +40,7 @@ the code, not stated there; nothing here was checked against the archives themse
   (``fblib/dataloaders/nyud.py:188-193``); this reader maps it as the others (0 -> −1, c -> c − 1,
   40 classes), so archive astmt gives the same task as the other two.
 - Depth: ``np.load`` cast to float32 (MTI ``:204``; INV ``:201-202``), ``loadmat(...)['depth']``
-  (ASTMT ``:201``); metres (DATA_AND_METRICS: a user in INV issue #25), 0 = invalid
+  (ASTMT ``:201``); metres (docs/metrics.md: a user in INV issue #25), 0 = invalid
   (MTI ``data/custom_transforms.py:264-265``, ``evaluation/eval_depth.py:39``). The npy is 2-D
   [h, w] in both npy archives (derived: ATRC ``src/data/nyud.py:203-204`` and INV ``:201-202``
   add the channel axis before ``PadImage``, which needs [h, w, C]; MTI ``evaluation/
@@ -95,7 +95,7 @@ _FOLDERS = {
     "normal": "normals",
     "edge": "edge",
 }
-# Archive -> kind -> extension (DATA_AND_METRICS "NYUD-MT"; module docstring).
+# Archive -> kind -> extension (docs/datasets.md; module docstring).
 _FORMATS = {
     "mtinet": {"image": "jpg", "semseg": "png", "depth": "npy", "normal": "npy", "edge": "npy"},
     "atrc": {"image": "png", "semseg": "png", "depth": "npy", "normal": "png", "edge": "png"},

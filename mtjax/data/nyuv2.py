@@ -1,7 +1,7 @@
 """NYUv2 in the MTAN / MTPSL preprocessed layout, read directly from its ``.npy`` files, on a local
 disk or in a bucket (``gs://``; ``mtjax.fileio``).
 
-Layout (shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL preprocessed"):
+Layout (docs/metrics.md, "NYUv2, MTAN/MTPSL preprocessed"):
 ``root/{split}/{image,label,depth,normal}/{i}.npy`` for i = 0..N-1, 288x384 (795 train / 654 val).
 """
 
@@ -39,7 +39,7 @@ class NYUv2Split:
   four modality folders exist, each holds exactly ``0.npy .. N-1.npy`` with the same N > 0, and
   every file is float32/float64 with shape image ``[H, W, 3]``, label ``[H, W]``, depth
   ``[H, W, 1]``, normal ``[H, W, 3]``, where H, W come from ``image/0.npy`` (288x384 for the
-  published data). Reference: shared/reference/DATA_AND_METRICS.md, "NYUv2, MTAN/MTPSL
+  published data). Reference: docs/metrics.md, "NYUv2, MTAN/MTPSL
   preprocessed"; MTPSL ``dataset/nyuv2ssl.py``.
 
   Args:

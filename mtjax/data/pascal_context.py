@@ -1,7 +1,7 @@
 """PASCAL-Context multi-task (PASCAL_MT), read directly from the archive's own files.
 
-Layout under ``data_dir`` (the ``PASCAL_MT`` folder of ``PASCAL_MT.tgz``; shared/reference/
-DATA_AND_METRICS.md, "PASCAL-Context multi-task"), one file per id and task:
+Layout under ``data_dir`` (the ``PASCAL_MT`` folder of ``PASCAL_MT.tgz``; docs/datasets.md,
+"PASCAL-Context multi-task"), one file per id and task:
 
   ImageSets/Context/{split}.txt        the split's ids, one a line (e.g. ``2008_000002``)
   JPEGImages/{id}.jpg                  the image

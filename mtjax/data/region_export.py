@@ -1,7 +1,7 @@
 """Exporting region maps ahead of training: the superpixel method and the resumable, shardable
 export loop that ``tools/export_regions.py`` runs for every method.
 
-The format is ``mtjax.data.regions`` (shared/reference/REGIONS.md); this module only decides which
+The format is ``mtjax.data.regions`` (docs/regions.md); this module only decides which
 maps to compute and writes them through it. Nothing here imports torch: the SAM method lives in
 ``tools/export_regions.py`` and reaches the loop through the ``Method`` protocol below.
 
@@ -93,7 +93,7 @@ class Superpixels:
   or SLIC, renumbered by area (``regions.renumber_by_area``).
 
   Defaults are ours, chosen for NYUv2's 288x384 frames so that a frame gets tens of regions of
-  the size of objects and surfaces, like SAM's (README, "Region maps"): ``felzenszwalb`` with
+  the size of objects and surfaces, like SAM's (docs/regions.md): ``felzenszwalb`` with
   ``scale`` 300, ``sigma`` 0.8 (scikit-image's), ``min_size`` 100 pixels; ``slic`` with
   ``n_segments`` 64, ``compactness`` 10, ``sigma`` 0.8.
 
@@ -339,7 +339,7 @@ def export(
   Args:
     images: the split (``nyuv2_images``, ``tfds_images``, ``folder_images``, ``source_images``).
     method: the exporter (``Superpixels``, or the SAM method of ``tools/export_regions.py``).
-    out: the region directory (REGIONS.md), a local path or a gs:// URL, created if missing.
+    out: the region directory (docs/regions.md), a local path or a gs:// URL, created if missing.
     limit: export only the first ``limit`` examples of the split (before sharding).
     num_shards, shard_index: this process's share (``select``).
     overwrite: recompute existing maps, and accept a directory of other parameters.

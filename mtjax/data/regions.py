@@ -3,7 +3,7 @@ sources of training batches, and the relabelling before the train step.
 
 Region-aware distribution contrast (Li et al., ECCV 2024) compares per-region feature Gaussians;
 its regions come from SAM masks exported ahead of time (``tools/``, PyTorch), or need no export
-(instance ids, a patch grid, ground-truth classes). Reference: shared/reference/REGIONS.md.
+(instance ids, a patch grid, ground-truth classes). Reference: docs/regions.md.
 
 **On disk** (format ``"mtjax-regions/1"``; exporters number their regions with ``paint_masks`` or
 ``renumber_by_area`` and write them with ``write_manifest`` and ``write_map``
@@ -67,7 +67,7 @@ MAX_FILE_ID = 65_535
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LAYOUT = (
     "REGION_DIR/{split}/{example_id}.png: single-channel 16-bit PNG of the image's size, "
-    "0 = no region, 1..N = regions (shared/reference/REGIONS.md)"
+    "0 = no region, 1..N = regions (docs/regions.md)"
 )
 
 
@@ -147,7 +147,7 @@ def renumber_by_area(labels: np.ndarray) -> np.ndarray:
   """Labels → file values: 0 stays "no region", the other labels become 1..N by decreasing area.
 
   Equal areas keep the order of their labels (the smaller label gets the smaller id). Every id
-  1..N has at least one pixel. This is the numbering every exporter writes (REGIONS.md).
+  1..N has at least one pixel. This is the numbering every exporter writes (docs/regions.md).
 
   Args:
     labels: integer [H, W]; 0 (or any negative value) = no region, any positive value a region
@@ -184,7 +184,7 @@ def paint_masks(masks: np.ndarray) -> np.ndarray:
   Masks are painted from the largest to the smallest, so the smaller mask wins where masks
   overlap (equal areas: the later mask wins); then ``renumber_by_area`` numbers the painted
   regions 1..N by their painted areas. A mask wholly covered by smaller ones disappears.
-  Reference: shared/reference/REGIONS.md, "On disk".
+  Reference: docs/regions.md, "On disk".
 
   Args:
     masks: bool [M, H, W] (M may be 0).
@@ -370,7 +370,7 @@ class WithRegionMaps:
 def relabel_by_area(
     ids: np.ndarray, max_regions: int, min_pixels: int = 1, loss_stride: int = 1
 ) -> np.ndarray:
-  """Region ids → 0..R−1 by decreasing area, −1 elsewhere (REGIONS.md "In the pipeline").
+  """Region ids → 0..R−1 by decreasing area, −1 elsewhere (docs/regions.md).
 
   Areas are pixel counts of ``ids[o::s, o::s]`` (s = ``loss_stride``, o = s // 2: the pixels a
   stride-s loss sees by nearest sampling). Regions with fewer than ``min_pixels`` counted pixels

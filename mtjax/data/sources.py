@@ -13,7 +13,7 @@ from mtjax.data import cityscapes, nyudmt, nyuv2, pascal_context, procedural_sou
 DATASETS = ("nyuv2", "procedural_rooms", "nyudmt", "pascal_context", "cityscapes")
 # The canvas of the variable-size datasets by geometry (config.dataset.size = () picks it):
 # MTI-Net / MT-CP resize NYUD-MT to 480x640 and PASCAL to 512x512; InvPT pads NYUD-MT to 448x576
-# and PASCAL to 512x512 (DATA_AND_METRICS "NYUD-MT", "PASCAL-Context").
+# and PASCAL to 512x512 (docs/datasets.md).
 DEFAULT_SIZES = {
     ("nyudmt", "resize"): (480, 640),
     ("nyudmt", "pad"): (448, 576),

@@ -1,4 +1,4 @@
-"""Models: SegNet-MTL (MTAN / MTPSL), HRNet-MTL and their layers (see DATA_AND_METRICS.md); the
+"""Models: SegNet-MTL (MTAN / MTPSL), HRNet-MTL and their layers (see docs/metrics.md); the
 features they expose to regularizers (``features``); ``create_model``, the network a config names.
 """
 

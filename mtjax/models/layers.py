@@ -9,7 +9,7 @@ variable layout of ``flax.linen.BatchNorm`` (params ``scale``, ``bias``; batch_s
 
 Reference: MTAN ``SegNet`` (lorenmt/mtan; ``nn.Conv2d(k=3, padding=1)``, ``nn.BatchNorm2d``,
 ``nn.MaxPool2d(2, 2, return_indices=True)``, ``nn.MaxUnpool2d(2, 2)``);
-shared/reference/DATA_AND_METRICS.md "SegNet-MTL architecture"; PERFORMANCE.md.
+docs/metrics.md "SegNet-MTL architecture"; docs/performance.md.
 """
 
 from __future__ import annotations

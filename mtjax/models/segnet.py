@@ -1,7 +1,7 @@
 """SegNet-MTL: the multi-task SegNet of MTAN / MTPSL ("split" architecture) in Flax linen.
 
 Reference: lorenmt/mtan ``SegNet`` (model_segnet_split.py) as used by VICO-UoE/MTPSL;
-shared/reference/DATA_AND_METRICS.md "SegNet-MTL architecture" and "Parameter counts"
+docs/metrics.md "SegNet-MTL architecture" and "Parameter counts"
 (13 classes, standard width: 25,055,185 parameters, 14,336 BatchNorm running-stat values).
 
 Speed on the 2-core CPU (jitted fwd + bwd + Adam, 288x384, batch 2, CE + L1 + (1 - cos) loss,
@@ -13,10 +13,10 @@ large temporaries (1.1 M page faults per step). Starting the process with GLIBC_
 the glibc.malloc tunables arena_max=1, mmap_max=0, trim_threshold=68719476736 (colon-separated)
 keeps freed memory for reuse: "auto" then takes 5.0-5.4 s (PyTorch 3.6 s with the same setting).
 Without any setting, the trainer runs 8 steps per jitted call on the CPU (config.steps_per_call),
-so the zeroing happens once per call, not once per step (README "Benchmark").
+so the zeroing happens once per call, not once per step (docs/performance.md).
 2x2 max-pool / max-unpool as fused elementwise selects instead of reduce_window and
 select-and-scatter (layers.max_pool_2x2), and the kernel gradient of convs whose widths differ
-as nine matmuls: 7.09 -> 6.62 s per step together (README "Benchmark", A/B in one process).
+as nine matmuls: 7.09 -> 6.62 s per step together (docs/performance.md, A/B in one process).
 """
 
 from __future__ import annotations
@@ -94,8 +94,7 @@ class SegNetMTL(nn.Module):
     ValueError: input not 4-D, H or W not divisible by 2 ** len(filters), unknown or no task,
       or unknown conv_impl.
 
-  Reference: lorenmt/mtan ``SegNet`` (split), VICO-UoE/MTPSL; DATA_AND_METRICS.md "SegNet-MTL
-  architecture": 25,055,185 params and 14,336 BatchNorm running-stat values at 13 classes.
+  Reference: lorenmt/mtan ``SegNet`` (split), VICO-UoE/MTPSL; docs/metrics.md: 25,055,185 params and 14,336 BatchNorm running-stat values at 13 classes.
   """
 
   num_classes: int = 13

@@ -1,6 +1,6 @@
 """Region Gaussians and the distances between Gaussians: squared 2-Wasserstein (W2) and KL.
 
-Region-aware distribution contrast (Li et al., ECCV 2024, Sec. 3; shared/reference/METHODS.md §1)
+Region-aware distribution contrast (Li et al., ECCV 2024, Sec. 3; docs/methods.md, "Region-aware distribution contrast")
 models the mapped features of each region as a Gaussian N(μ, Σ) and compares two regions by the
 squared 2-Wasserstein distance (Eq. 5):
 
@@ -30,7 +30,7 @@ matmul plus the nuclear norm of M. Two ways to get the nuclear norm (``sqrt_meth
   rounding, but a batched small-matrix eigensolver is slow on every backend; the reference.
 
 ``"auto"`` picks ``"newton_schulz"`` on every backend: measured fastest on the CPU
-(tools/benchmark_gaussian.py, README "Gaussian ops").
+(tools/benchmark_gaussian.py, docs/performance.md).
 
 **Gradients** (custom VJPs, finite wherever the inputs are finite):
 
@@ -444,7 +444,7 @@ def pairwise_wasserstein2(
 
 
 def kl_divergence(mean_a: Array, cov_a: Array, mean_b: Array, cov_b: Array) -> Array:
-  """KL(a ‖ b) between Gaussians (the paper's distance ablation, METHODS.md §1 step 3).
+  """KL(a ‖ b) between Gaussians (the paper's distance ablation, docs/methods.md step 3).
 
   ½ [Tr(Σ_b⁻¹ Σ_a) + (μ_b − μ_a)ᵀ Σ_b⁻¹ (μ_b − μ_a) − D + ln det Σ_b − ln det Σ_a], via Cholesky
   factors (full) or elementwise (diagonal). Not symmetric.

@@ -1,7 +1,7 @@
 """Region moments: the mean, covariance and pixel count of the features in each region.
 
 The Gaussians of region-aware distribution contrast (Li et al., ECCV 2024, Sec. 3;
-shared/reference/METHODS.md §1, step 2); ``mtjax.ops.gaussian`` re-exports ``region_gaussians``
+docs/methods.md, "Region-aware distribution contrast", step 2); ``mtjax.ops.gaussian`` re-exports ``region_gaussians``
 beside the distances between the Gaussians. Pure jnp, usable under ``jit``, ``vmap`` and ``grad``
 (a hand-written VJP: JAX's own gradient of the one-hot contraction was ~14x slower).
 
@@ -42,7 +42,7 @@ def region_gaussians(
     eps: float = 1e-4,
     spatial_dims: int = 2,
 ) -> tuple[Array, Array, Array]:
-  """Mean, covariance and pixel count of the features in each region (METHODS.md §1, step 2).
+  """Mean, covariance and pixel count of the features in each region (docs/methods.md, step 2).
 
   μ_r = (1/n_r) Σ_{p ∈ r} f_p and Σ_r = (1/n_r) Σ_{p ∈ r} (f_p − μ_r)(f_p − μ_r)ᵀ + εI (the
   maximum-likelihood covariance with shrinkage ε; two-pass: the pixels are centred on their own

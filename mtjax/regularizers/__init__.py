@@ -33,7 +33,7 @@ class Regularizer:
     init: (rng, image_shape (H, W)) -> params (a pytree of float32 arrays).
     loss: (params, predictions, batch, rng, features) -> (float32 scalar, logs {name: float32
       scalar}); pure and jit-safe, computed on the global batch. ``features`` are the model's
-      (``mtjax.models.segnet.features``; {} unless ``needs_features``).
+      (``mtjax.models.features``; {} unless ``needs_features``).
     param_groups: params -> a pytree of the same structure whose leaves name each leaf's optimizer
       group (a key of ``learning_rates``).
     learning_rates: group -> peak learning rate (the model's decay schedule scales it).

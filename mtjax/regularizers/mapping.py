@@ -1,6 +1,6 @@
 """The task-pair-conditioned mapping network a_θ that region-aware distribution contrast (Li et al.,
-ECCV 2024; METHODS.md §1 step 1) and MTPSL's cross-task consistency (Li, Liu, Bilen, CVPR 2022;
-METHODS.md §3) both configure: one implementation.
+ECCV 2024; docs/methods.md step 1) and MTPSL's cross-task consistency (Li, Liu, Bilen, CVPR 2022;
+docs/methods.md) both configure: one implementation.
 
 Structure (MTPSL's ``Mapfns`` / ``SegNet_enc``): a task-specific input layer (3x3 conv C_task -> f[0],
 normalisation, ReLU), then a shared encoder of stages; stage i is ``convs_per_stage[i]`` FiLM convs

@@ -1,5 +1,5 @@
 """Contrastive multi-task regularization (Yang, Ye, Xu, AAAI 2023; seed 000), as
-shared/reference/METHODS.md §4 reconstructs it (no code was released; every knob's default is ours).
+docs/methods.md, "The baselines" reconstructs it (no code was released; every knob's default is ours).
 
 For each target task t and each example, a source task s ≠ t is drawn at random among the tasks
 **labelled for that example** (none: the example adds nothing for t). The target's decoder feature

@@ -1,4 +1,4 @@
-"""Region-aware distribution contrast, RDC (Li et al., ECCV 2024; shared/reference/METHODS.md §1).
+"""Region-aware distribution contrast, RDC (Li et al., ECCV 2024; docs/methods.md, "Region-aware distribution contrast").
 
 For an example with labelled tasks S and unlabelled tasks U, and each directed pair (s ∈ S, t ∈ U)
 (every ordered pair s ≠ t when the example has every task labelled), the mapping network a_θ
@@ -20,7 +20,7 @@ map against the ground-truth map at the same pixels, negatives the sampled pixel
 cosine / τ; our reconstruction); ``distance`` ``w2`` | ``kl`` (KL(p_t ‖ p_s)); ``covariance``
 ``full`` | ``diag``; ``extraction`` ``region`` (the batch's ``regions`` map) | ``patch`` (a fixed grid).
 
-Inputs of a_θ (MTPSL's, METHODS.md §3; ``encode_ground_truth``, ``encode_prediction``): semseg
+Inputs of a_θ (MTPSL's, docs/methods.md; ``encode_ground_truth``, ``encode_prediction``): semseg
 ground truth one-hot with ignore pixels all-zero, the semseg prediction as a straight-through hard
 one-hot (of a Gumbel-softmax sample by default, as MTPSL); depth divided by the map's max |depth|;
 normals (n + 1) / 2.

@@ -1,4 +1,4 @@
-"""MTPSL's cross-task consistency, "xtc" (Li, Liu, Bilen, CVPR 2022; shared/reference/METHODS.md §3):
+"""MTPSL's cross-task consistency, "xtc" (Li, Liu, Bilen, CVPR 2022; docs/methods.md, "The baselines"):
 the baseline the region-aware distribution contrast paper compares against.
 
 For each example and each directed pair (s labelled, t unlabelled; every ordered pair s ≠ t for an

@@ -131,7 +131,7 @@ def partial_label_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """MTPSL's partially supervised loss: only each example's labelled tasks count.
 
-  L = (1/B) Σ_b Σ_t m[b, t] · L_t(pred_b, gt_b)   (DATA_AND_METRICS.md "Losses", MTPSL's normalisation)
+  L = (1/B) Σ_b Σ_t m[b, t] · L_t(pred_b, gt_b)   (docs/metrics.md, MTPSL's normalisation)
 
   Args:
     predictions: task name -> model output [B, H, W, ...] (see `Task`).

@@ -2,8 +2,7 @@
 
 Ground truth float32 [B, H, W, 1], 0 = invalid. The head's output is the depth itself (linear); the
 loss is MTPSL's L1 over valid pixels; the metrics are abs_err, rel_err, rmse and δ<1.25 pooled over
-the split (``mtjax.metrics.depth_state``). Reference: DATA_AND_METRICS.md "Losses (MTPSL)",
-"Metrics — exact definitions", "Augmentation (MTPSL NYUv2)".
+the split (``mtjax.metrics.depth_state``). Reference: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ Array = jax.Array
 
 # What a zoom by s does to the stored value: metric depth comes s times closer (× 1/s, MTPSL's
 # NYUv2 loader); disparity grows s times (× s; MTPSL divides Cityscapes disparity by s too, which
-# is physically backwards: DATA_AND_METRICS.md "Augmentation").
+# is physically backwards: docs/metrics.md).
 SCALE_POWERS = {"metres": -1.0, "disparity": 1.0}
 
 

@@ -2,8 +2,7 @@
 
 Ground truth float32 [B, H, W, 1]: 1 = boundary, 0 = not, 255 = ignore. Loss: class-balanced binary
 cross-entropy (``binary.balanced_bce``) with positive weight 0.95 as ATRC and InvPT / TaskPrompter
-use for NYUD-MT and PASCAL-Context (ATRC's NYUD config: 0.8; DATA_AND_METRICS.md "NYUD-MT",
-"PASCAL-Context"). Metric: odsF and oisF by the BSDS protocol (``mtjax.edge_metrics``), counted per
+use for NYUD-MT and PASCAL-Context (ATRC's NYUD config: 0.8; docs/datasets.md). Metric: odsF and oisF by the BSDS protocol (``mtjax.edge_metrics``), counted per
 image on the host at every threshold and pooled over the split; the protocol (maximum matching
 distance, thresholds, NMS) is a named option, ``edge_metrics.PROTOCOLS``.
 """
@@ -37,7 +36,7 @@ def edge(
       ``num_workers``: None serial, -1 one per CPU core).
 
   The matching distance is a fraction of the array's diagonal: evaluate maps at the image's
-  original size, not padded (a reader that pads must crop first; DATA_AND_METRICS.md).
+  original size, not padded (a reader that pads must crop first; docs/metrics.md).
 
   Raises:
     ValueError: an unknown protocol or a bad pos_weight.

@@ -1,7 +1,7 @@
 """``human_parts``: PASCAL-Part human parts, 7 classes including background.
 
 Ground truth int32 [B, H, W]: 0 background, 1 head, 2 torso, 3 upper arms, 4 lower arms (and
-hands), 5 upper legs, 6 lower legs (and feet); −1 = ignore (DATA_AND_METRICS.md "PASCAL-Context").
+hands), 5 upper legs, 6 lower legs (and feet); −1 = ignore (docs/datasets.md).
 Loss: cross-entropy with ignore, as semseg. Metric: mIoU pooled over the images the PASCAL
 multi-task evaluators count (``mtjax.metrics.parts_state``: images without a person are skipped),
 every class counting (an absent class scores 0).

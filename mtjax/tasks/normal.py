@@ -4,8 +4,7 @@ Ground truth float32 [B, H, W, 3], all-zero = invalid. That is also how a datase
 reaches the task: a reader zeroes the normals it does not keep (PASCAL-Context keeps its distilled
 normals only on 170 classes), so the task needs no other input, and needs no depth. The head's output
 is L2-normalised; the loss is MTPSL's 1 − cosine; the metrics are the pooled angle statistics of
-``mtjax.metrics.normals_state``. Reference: DATA_AND_METRICS.md "Losses (MTPSL)", "Metrics — exact
-definitions", "PASCAL-Context multi-task" (normals).
+``mtjax.metrics.normals_state``. Reference: docs/datasets.md (normals).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Ground truth float32 [B, H, W, 1]: 1 = salient, 0 = not, 255 = ignore (PASCAL-Co
 maps: png / 255 > 0.5). Loss: binary cross-entropy (``binary.balanced_bce``; plain by default,
 HED-balanced as MTI-Net / InvPT with ``pos_weight="auto"``). Metrics: maxF and the mIoU of the
 binarised map (``mtjax.metrics.saliency_state``), computed one of the field's three ways
-(``metrics.SALIENCY_PROTOCOLS``; DATA_AND_METRICS.md "Metrics for the PASCAL and NYUD-MT tasks").
+(``metrics.SALIENCY_PROTOCOLS``; docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Ground truth int32 [B, H, W], class ids in [0, C), −1 = ignore. The head predicts log-probabilities
 [B, H, W, C] (log-softmax of the logits); the loss is MTPSL's cross-entropy ignoring −1; the metric a
 confusion matrix pooled over the split (``mtjax.metrics.segmentation_state``) giving mIoU and pixel
-accuracy. Reference: DATA_AND_METRICS.md "Losses (MTPSL)", "Metrics — exact definitions".
+accuracy. Reference: docs/metrics.md.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
     c = self.builder_config
     total = c.num_train + c.num_validation + c.num_test
     workers = min(os.cpu_count() or 1, max(total // 16, 1))
-    # ~0.1 s per 96x128 room on one core of our dev machines (AMD EPYC, AVX2).
+    # ~0.1 s per 96x128 room on one core of an AMD EPYC (AVX2).
     minutes = total * 0.1 * (c.height * c.width) / (96 * 128) / workers / 60
     logging.info(
         "generating procedural_rooms/%s: %s rooms at %dx%d, nothing is downloaded, into %s; "
