@@ -20,6 +20,15 @@ import orbax.checkpoint as ocp
 
 from mtjax import fileio
 
+__all__ = [
+    "DELTA_M",
+    "close",
+    "create_manager",
+    "restore_latest",
+    "save",
+]
+
+
 DELTA_M = "delta_m"
 
 

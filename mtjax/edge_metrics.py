@@ -66,6 +66,16 @@ from mtjax.ops.boundaries import (  # noqa: F401  (re-exported)
     thin_flat,
 )
 
+__all__ = [
+    "edge_pr_curve",
+    "edge_state",
+    "empty_edge_state",
+    "finalize_edges",
+    "merge_edge_states",
+    "shutdown_pools",
+]
+
+
 # ----------------------------------------------------------------------------------------------
 # Batches, pooling, finalize.
 

@@ -49,6 +49,31 @@ from mtjax import fileio, metrics
 from mtjax import results as results_lib
 from mtjax import tasks as tasks_lib
 
+__all__ = [
+    "DEFAULT_DELTA_M_METRICS",
+    "DEFAULT_METRICS",
+    "FAILURE_FILE",
+    "Grid",
+    "Run",
+    "common_steps",
+    "gradient_summary",
+    "gradient_table",
+    "load_grid",
+    "main",
+    "make_grid",
+    "markdown_table",
+    "paired_t_test",
+    "paired_table",
+    "report",
+    "run_config",
+    "run_grid",
+    "run_state",
+    "run_workdir",
+    "select",
+    "summarize",
+]
+
+
 FAILURE_FILE = "failure.json"
 # The field's headline metrics (MTPSL's tables), and the triple Δm is measured on.
 DEFAULT_METRICS = (

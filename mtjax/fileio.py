@@ -25,6 +25,16 @@ from typing import Any
 
 from etils import epath
 
+__all__ = [
+    "as_path",
+    "is_url",
+    "read_bytes",
+    "read_text",
+    "read_versioned_json",
+    "write_atomic",
+]
+
+
 PathLike = str | os.PathLike
 
 

@@ -24,6 +24,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "AS_RELEASED",
+    "HIGHER_IS_BETTER",
+    "MIN_DEPTH_PREDICTION",
+    "MTPSL_CITYSCAPES_STL_REFERENCES",
+    "MTPSL_NYUV2_STL_REFERENCES",
+    "NORMAL_HISTOGRAM_BINS",
+    "RDC_RELEASED_STL_REFERENCES",
+    "SALIENCY_IGNORE",
+    "SALIENCY_MIOU_THRESHOLD",
+    "SALIENCY_PROTOCOLS",
+    "STL_REFERENCES",
+    "SaliencyProtocol",
+    "delta_m",
+    "delta_m_as_released",
+    "depth_state",
+    "finalize",
+    "finalize_all",
+    "finalize_parts",
+    "finalize_saliency",
+    "finalize_semseg_as_released",
+    "merge",
+    "normals_state",
+    "parts_state",
+    "saliency_state",
+    "segmentation_state",
+]
+
+
 # Direction of every metric ``finalize`` reports: True = higher is better (s_t = +1 in Δm).
 HIGHER_IS_BETTER = {
     "miou": True,

@@ -35,6 +35,20 @@ import ml_collections
 
 from mtjax import fileio
 
+__all__ = [
+    "EXECUTION_KEYS",
+    "FILENAME",
+    "FORMAT",
+    "add_evaluation",
+    "config_hash",
+    "final_evaluation",
+    "path",
+    "read",
+    "start",
+    "write",
+]
+
+
 FORMAT = "mtjax.results/1"
 FILENAME = "results.json"
 

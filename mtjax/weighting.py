@@ -60,6 +60,28 @@ import jax
 import jax.numpy as jnp
 import optax
 
+__all__ = [
+    "BUILDERS",
+    "ConstantWeightsState",
+    "ETA",
+    "EpochHistoryState",
+    "NAMES",
+    "UncertaintyState",
+    "Weighting",
+    "constant",
+    "create",
+    "current_weights",
+    "dynamic_weight_average",
+    "kendall_uncertainty",
+    "log_variances",
+    "loss_prioritization",
+    "no_params",
+    "project",
+    "uncertainty",
+    "weighted_sum",
+]
+
+
 ETA = 1e-6  # Eq. 3's η.
 
 

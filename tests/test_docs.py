@@ -76,3 +76,14 @@ def test_api_reference_builds(tmp_path):
   assert build_api_docs.main(["--out", str(tmp_path / "api")]) == 0
   pages = {p.relative_to(tmp_path / "api").as_posix() for p in (tmp_path / "api").rglob("*.html")}
   assert "mtjax/ops/gaussian.html" in pages and "mtjax/weighting.html" in pages, sorted(pages)
+
+
+def test_public_modules_declare_all_and_every_name_exists():
+  import importlib
+
+  for name in build_api_docs.PUBLIC_MODULES:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported, f"{name} has no __all__"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert not missing, (name, missing)

@@ -60,6 +60,28 @@ from PIL import Image
 
 from mtjax import fileio
 
+__all__ = [
+    "FORMAT",
+    "MAX_FILE_ID",
+    "RELABELS",
+    "RegionSpec",
+    "SOURCES",
+    "WithRegionMaps",
+    "check_map_header",
+    "keep_ids",
+    "map_path",
+    "paint_masks",
+    "patch_regions",
+    "read_manifest",
+    "read_map",
+    "relabel_by_area",
+    "renumber_by_area",
+    "semantic_regions",
+    "write_manifest",
+    "write_map",
+]
+
+
 FORMAT = "mtjax-regions/1"
 SOURCES = ("none", "instance", "patch", "semantic_gt", "files")
 RELABELS = ("area", "none")

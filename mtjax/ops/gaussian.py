@@ -64,6 +64,18 @@ from jax import lax
 
 from mtjax.ops.region_moments import COVARIANCES, region_gaussians  # noqa: F401 (public API)
 
+__all__ = [
+    "COVARIANCES",
+    "SQRT_METHODS",
+    "kl_divergence",
+    "pairwise_kl_divergence",
+    "pairwise_wasserstein2",
+    "region_gaussians",
+    "sqrtm_psd",
+    "wasserstein2",
+]
+
+
 Array = jax.Array
 
 SQRT_METHODS = ("auto", "eigh", "newton_schulz")

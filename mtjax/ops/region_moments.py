@@ -24,6 +24,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+__all__ = [
+    "COVARIANCES",
+    "region_gaussians",
+]
+
+
 Array = jax.Array
 
 COVARIANCES = ("full", "diag")

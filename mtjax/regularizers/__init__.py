@@ -19,6 +19,18 @@ from mtjax.models.features import feature_shapes as model_feature_shapes
 from mtjax.models.features import stride_and_channels
 from mtjax.regularizers import mapping, pixel_contrast, rdc, rdc_released, xtc
 
+__all__ = [
+    "NAMES",
+    "Regularizer",
+    "create",
+    "mapping",
+    "pixel_contrast",
+    "rdc",
+    "rdc_released",
+    "xtc",
+]
+
+
 NAMES = ("none", "rdc", "xtc", "pixel_contrast")
 
 

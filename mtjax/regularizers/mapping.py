@@ -35,6 +35,27 @@ from flax import linen as nn
 from mtjax import tasks as tasks_lib
 from mtjax.models import layers
 
+__all__ = [
+    "FiLMConv",
+    "FiLMEncoder",
+    "MapNorm",
+    "SlotSettings",
+    "all_pairs",
+    "encode_ground_truth",
+    "encode_prediction",
+    "input_channels",
+    "map_norm",
+    "mapped_features",
+    "mapped_slots",
+    "max_directed_pairs",
+    "num_pairs",
+    "output_stride",
+    "pair_row",
+    "pair_slots",
+    "pair_validity",
+]
+
+
 Array = jax.Array
 
 

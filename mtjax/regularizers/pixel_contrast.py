@@ -38,6 +38,15 @@ import jax.numpy as jnp
 from mtjax import tasks as tasks_lib
 from mtjax.regularizers import mapping
 
+__all__ = [
+    "PairProjectors",
+    "PixelContrastSettings",
+    "init_params",
+    "pixel_contrast_loss",
+    "settings_from_config",
+]
+
+
 Array = jax.Array
 
 

@@ -45,6 +45,22 @@ import numpy as np
 from mtjax.ops import gaussian
 from mtjax.regularizers import mapping
 
+__all__ = [
+    "CONTRASTS",
+    "DISTANCES",
+    "EXTRACTIONS",
+    "MODES",
+    "RDCSettings",
+    "VECTOR_SIMILARITIES",
+    "contrast_loss",
+    "info_nce",
+    "patch_ids",
+    "rdc_loss",
+    "region_ids_at_stride",
+    "settings_from_config",
+]
+
+
 Array = jax.Array
 
 MODES = ("paper", "as_released")

@@ -37,6 +37,24 @@ import jax.numpy as jnp
 
 from mtjax.ops.region_moments import region_gaussians
 
+__all__ = [
+    "BANK_SIZE",
+    "CON_WEIGHT",
+    "LOSS_EPS",
+    "MIN_PIXELS",
+    "NUM_VALUES",
+    "SQRTM_OFFSET",
+    "TEMPERATURE",
+    "contrast",
+    "frechet_distance",
+    "init_bank",
+    "init_state",
+    "region_statistics",
+    "released_rdc_loss",
+    "released_weight",
+]
+
+
 Array = jax.Array
 
 BANK_SIZE = 1000  # ``Region_Contra_Loss.bankR_cnt``.

@@ -30,6 +30,14 @@ import jax.numpy as jnp
 
 from mtjax.regularizers import mapping
 
+__all__ = [
+    "XTCSettings",
+    "cosine_distance",
+    "settings_from_config",
+    "xtc_loss",
+]
+
+
 Array = jax.Array
 
 
