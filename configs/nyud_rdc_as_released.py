@@ -1,7 +1,7 @@
 """RDC as its code was released (HereNowL/Region-aware-Distribution-Contrast, commit a6fa360), NYUv2
 onelabel: what ``nyu_mtl_region_cons_gaussian.py`` trains, where mtjax can express it.
 
-    python tools/convert_released_regions.py --data-dir /path/to/nyuv2 --split train \
+    python tools/convert_released_regions.py --data_dir /path/to/nyuv2 --split train \
         --out data/nyuv2_regions/released
     python -m mtjax.main --config configs/nyud_rdc_as_released.py --workdir runs/nyud_rdc_released \
         --config.dataset.data_dir=/path/to/nyuv2 \

@@ -87,3 +87,33 @@ def test_public_modules_declare_all_and_every_name_exists():
     assert exported, f"{name} has no __all__"
     missing = [n for n in exported if not hasattr(module, n)]
     assert not missing, (name, missing)
+
+
+CLIS = sorted(
+    [f"tools/{p.name}" for p in (ROOT / "tools").glob("*.py") if "ArgumentParser(" in p.read_text()]
+) + ["mtjax.data.contact_sheet", "mtjax.main", "mtjax.experiments", "mtjax.baselines"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_every_command_line_tool_says_what_it_is_for_with_an_example_and_one_flag_style(cli):
+  import os
+  import subprocess
+
+  command = [sys.executable, cli] if cli.endswith(".py") else [sys.executable, "-m", cli]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(
+      [*command, "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
+  # argparse exits 0 after --help; absl (mtjax.main, experiments, baselines) exits 1.
+  assert proc.returncode == (
+      0 if cli.endswith(".py") or "contact_sheet" in cli else 1
+  ), proc.stderr[-2000:]
+  text = proc.stdout
+  module = ROOT / cli if cli.endswith(".py") else ROOT / (cli.replace(".", "/") + ".py")
+  first_line = module.read_text().split('"""', 2)[1].strip().splitlines()[0]
+  assert first_line in text, (cli, first_line)  # What it is for.
+  name = cli if cli.endswith(".py") else f"-m {cli}"
+  assert f"python {name}" in text, f"{cli} --help shows no example line `python {name} ...`"
+  if cli.endswith(".py"):  # argparse: every flag in one style, --words_with_underscores.
+    hyphenated = sorted(set(re.findall(r"--[a-z0-9]+-[a-z0-9-]+", text)))
+    assert not hyphenated, (cli, hyphenated)

@@ -95,8 +95,8 @@ def test_renumber_by_area_ties_background_and_too_many_regions():
 @pytest.mark.parametrize("algorithm", ["felzenszwalb", "slic"])
 def test_superpixel_export_on_real_frames_then_resume_skips_everything(tmp_path, algorithm, capsys):
   out = tmp_path / "regions"
-  argv = ["--method=superpixel", f"--superpixel={algorithm}", f"--data-dir={MINI}", f"--out={out}"]
-  assert export_regions.main([*argv, "--no-progress"]) == 0
+  argv = ["--method=superpixel", f"--superpixel={algorithm}", f"--data_dir={MINI}", f"--out={out}"]
+  assert export_regions.main([*argv, "--no_progress"]) == 0
   num = len(list((MINI / "train" / "image").glob("*.npy")))
   paths = sorted((out / "train").glob("*.png"))
   assert [p.stem for p in paths] == sorted(str(i) for i in range(num))
@@ -113,7 +113,7 @@ def test_superpixel_export_on_real_frames_then_resume_skips_everything(tmp_path,
 
   mtimes = [p.stat().st_mtime_ns for p in paths]
   capsys.readouterr()
-  assert export_regions.main([*argv, "--no-progress"]) == 0
+  assert export_regions.main([*argv, "--no_progress"]) == 0
   printed = capsys.readouterr().out
   assert "wrote 0 maps" in printed and f"{num} existed" in printed
   assert [p.stat().st_mtime_ns for p in paths] == mtimes
@@ -139,7 +139,7 @@ def test_shards_split_the_export_and_merge_the_manifest(tmp_path):
   manifest = regions.read_manifest(out)
   assert manifest["counts"] == {"train": 5} and manifest["timing"]["train"]["images"] == 5
   with pytest.raises(
-      region_export.ExportError, match=r"--shard-index must be in \[0, --num-shards\)"
+      region_export.ExportError, match=r"--shard_index must be in \[0, --num_shards\)"
   ):
     region_export.export(
         region_export.nyuv2_images(MINI, "train"),
@@ -153,7 +153,7 @@ def test_shards_split_the_export_and_merge_the_manifest(tmp_path):
 @needs_mini
 def test_changed_parameters_are_refused_unless_overwrite(tmp_path, capsys):
   out = tmp_path / "regions"
-  base = ["--method=superpixel", f"--data-dir={MINI}", f"--out={out}", "--limit=2", "--no-progress"]
+  base = ["--method=superpixel", f"--data_dir={MINI}", f"--out={out}", "--limit=2", "--no_progress"]
   assert export_regions.main(base) == 0
   before = (out / "train" / "0.png").read_bytes()
   capsys.readouterr()
@@ -169,7 +169,7 @@ def test_changed_parameters_are_refused_unless_overwrite(tmp_path, capsys):
   other = tmp_path / "other"
   other.mkdir()
   (other / "manifest.json").write_text(json.dumps({"format": "someone-else/3"}))
-  assert export_regions.main(["--method=superpixel", f"--data-dir={MINI}", f"--out={other}"]) == 2
+  assert export_regions.main(["--method=superpixel", f"--data_dir={MINI}", f"--out={other}"]) == 2
   assert "someone-else/3" in capsys.readouterr().err
 
 
@@ -181,11 +181,11 @@ def test_bad_images_are_named_and_skip_bad_lists_them(tmp_path, capsys):
     Image.fromarray(rng.integers(0, 256, (24, 32, 3), np.uint8)).save(images / f"{name}.png")
   (images / "b.jpg").write_bytes(b"not a jpeg at all")
   out = tmp_path / "regions"
-  argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no-progress"]
+  argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no_progress"]
   assert export_regions.main(argv) == 2
   err = capsys.readouterr().err
-  assert "'b'" in err and str(images / "b.jpg") in err and "--skip-bad" in err
-  assert export_regions.main([*argv, "--skip-bad"]) == 1
+  assert "'b'" in err and str(images / "b.jpg") in err and "--skip_bad" in err
+  assert export_regions.main([*argv, "--skip_bad"]) == 1
   err = capsys.readouterr().err
   assert "unreadable images" in err and "b:" in err
   assert sorted(p.name for p in (out / "train").glob("*.png")) == ["a.png", "c.png"]
@@ -199,7 +199,7 @@ def test_a_killed_writers_temporaries_are_removed_and_its_map_computed(tmp_path,
   for name in ("a", "b"):
     Image.fromarray(rng.integers(0, 256, (24, 32, 3), np.uint8)).save(images / f"{name}.png")
   out = tmp_path / "regions"
-  argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no-progress"]
+  argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no_progress"]
   assert export_regions.main(argv) == 0
   # As a writer killed before its rename leaves them: "b" has no map, a temporary, and "a.png"'s
   # temporary of another name stays beside a finished map (not removed: "a" is not recomputed).
@@ -257,8 +257,8 @@ def test_unwritable_output_and_bad_flags(tmp_path, capsys):
 
 def test_tfds_input_keys_maps_by_the_id_feature(tmp_path):
   out = tmp_path / "regions"
-  argv = ["--method=superpixel", "--tfds=procedural_rooms/tiny", f"--data-dir={tmp_path / 'tfds'}"]
-  assert export_regions.main([*argv, f"--out={out}", "--limit=3", "--no-progress"]) == 0
+  argv = ["--method=superpixel", "--tfds=procedural_rooms/tiny", f"--data_dir={tmp_path / 'tfds'}"]
+  assert export_regions.main([*argv, f"--out={out}", "--limit=3", "--no_progress"]) == 0
   assert sorted(p.stem for p in (out / "train").glob("*.png")) == [
       f"train_{i:07d}" for i in range(3)
   ]
@@ -272,7 +272,7 @@ def test_tfds_input_keys_maps_by_the_id_feature(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-_SAM_KNOBS = ["--points-per-side=4", "--pred-iou-thresh=0", "--stability-score-thresh=0"]
+_SAM_KNOBS = ["--points_per_side=4", "--pred_iou_thresh=0", "--stability_score_thresh=0"]
 
 
 def _tiny_sam(*args, timeout=300):
@@ -296,11 +296,11 @@ def test_sam_export_end_to_end(tmp_path, tiny_checkpoint):
   argv = [
       "--method=sam",
       f"--checkpoint={tiny_checkpoint}",
-      "--model-type=vit_tiny",
+      "--model_type=vit_tiny",
       *_SAM_KNOBS,
-      f"--data-dir={MINI}",
+      f"--data_dir={MINI}",
       f"--out={out}",
-      "--no-progress",
+      "--no_progress",
   ]
   proc = _tiny_sam(*argv, "--limit=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -316,11 +316,11 @@ def test_sam_export_end_to_end(tmp_path, tiny_checkpoint):
   assert manifest["counts"] == {"train": 2} and manifest["seconds_per_image"] > 0
 
   # Resume: the two maps are skipped, the third is computed. points_per_batch is not a parameter.
-  proc = _tiny_sam(*argv, "--limit=3", "--points-per-batch=2")
+  proc = _tiny_sam(*argv, "--limit=3", "--points_per_batch=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "wrote 1 maps" in proc.stdout and "2 existed" in proc.stdout
   # Changed generator parameters are refused.
-  proc = _tiny_sam(*argv, "--limit=3", "--pred-iou-thresh=0.5")
+  proc = _tiny_sam(*argv, "--limit=3", "--pred_iou_thresh=0.5")
   assert proc.returncode == 2 and "pred_iou_thresh: 0.0 vs 0.5" in proc.stderr
 
 
@@ -329,13 +329,13 @@ def test_sam_checkpoint_errors(tmp_path, tiny_checkpoint):
   images = tmp_path / "images"
   images.mkdir()
   Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(images / "x.png")
-  base = ["--method=sam", f"--images={images}", f"--out={tmp_path / 'r'}", "--model-type=vit_tiny"]
+  base = ["--method=sam", f"--images={images}", f"--out={tmp_path / 'r'}", "--model_type=vit_tiny"]
   proc = _tiny_sam(*base, f"--checkpoint={tmp_path / 'none.pth'}")
   assert proc.returncode == 2 and "does not exist" in proc.stderr
   # A checkpoint of another model: the tiny SAM loaded as its wider, 2-block sibling.
-  proc = _tiny_sam(*base, f"--checkpoint={tiny_checkpoint}", "--model-type=vit_tiny_wide")
+  proc = _tiny_sam(*base, f"--checkpoint={tiny_checkpoint}", "--model_type=vit_tiny_wide")
   assert proc.returncode == 2
-  assert "does not match --model-type vit_tiny_wide" in proc.stderr
+  assert "does not match --model_type vit_tiny_wide" in proc.stderr
   assert "missing keys ['image_encoder.blocks.1." in proc.stderr
   assert "image_encoder.blocks.0.attn.qkv.bias (48,) vs (96,)" in proc.stderr
   garbage = tmp_path / "garbage.pth"
@@ -362,11 +362,11 @@ def test_a_killed_sam_export_leaves_no_truncated_map_and_a_rerun_completes_it(
       str(ROOT / "tests" / "tiny_sam.py"),
       "--method=sam",
       f"--checkpoint={tiny_checkpoint}",
-      "--model-type=vit_tiny",
+      "--model_type=vit_tiny",
       *_SAM_KNOBS,
-      f"--data-dir={MINI}",
+      f"--data_dir={MINI}",
       f"--out={out}",
-      "--no-progress",
+      "--no_progress",
   ]
   proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   deadline = time.monotonic() + 120
@@ -401,7 +401,7 @@ def test_training_on_exported_maps(tmp_path):
   out = tmp_path / "regions"
   assert (
       export_regions.main(
-          ["--method=superpixel", f"--data-dir={MINI}", f"--out={out}", "--no-progress"]
+          ["--method=superpixel", f"--data_dir={MINI}", f"--out={out}", "--no_progress"]
       )
       == 0
   )

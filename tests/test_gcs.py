@@ -329,7 +329,7 @@ def test_region_export_reads_and_writes_a_bucket_in_shards_and_resumes(gcs, tmp_
   bucket = f"gs://{gcs_emulator.BUCKET}/export"
 
   def export(images, out, *flags):
-    argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no-progress"]
+    argv = ["--method=superpixel", f"--images={images}", f"--out={out}", "--no_progress"]
     proc = subprocess.run(
         [sys.executable, "tools/export_regions.py", *argv, *flags],
         cwd=REPO,
@@ -343,7 +343,7 @@ def test_region_export_reads_and_writes_a_bucket_in_shards_and_resumes(gcs, tmp_
 
   export(photos, tmp_path / "local")
   for shard in (0, 1):
-    export(f"{bucket}/photos", f"{bucket}/regions", "--num-shards=2", f"--shard-index={shard}")
+    export(f"{bucket}/photos", f"{bucket}/regions", "--num_shards=2", f"--shard_index={shard}")
   assert "wrote 0 maps" in export(f"{bucket}/photos", f"{bucket}/regions")
   # Objects, not the folder markers ("dir/") TensorFlow's mkdir writes: no probe, no temporary.
   names = [n for n in gcs_emulator.list_objects(url, "export/regions/") if not n.endswith("/")]

@@ -282,19 +282,19 @@ def test_released_maps_convert_and_the_released_config_trains(data_dir, tmp_path
       colour = np.repeat(gray[..., None], 3, -1)  # A gray PNG saved as RGB: cvtColor keeps it.
       cv2.imwrite(str(root / split / "sam" / f"{i}.png"), colour)
   out = tmp_path / "regions"
-  assert convert_released_regions.main(["--data-dir", str(root), "--out", str(out)]) == 0
+  assert convert_released_regions.main(["--data_dir", str(root), "--out", str(out)]) == 0
   from mtjax.data import regions  # pylint: disable=g-import-not-at-top
 
   ids = regions.read_map(regions.map_path(out, "train", "0"), "0", (32, 64))
   assert set(np.unique(ids)) <= {0, 40, 80, 255}
   assert (
       convert_released_regions.main(
-          ["--data-dir", str(root), "--split", "val", "--out", str(tmp_path / "val_maps")]
+          ["--data_dir", str(root), "--split", "val", "--out", str(tmp_path / "val_maps")]
       )
       == 0
   )
   (root / "train" / "sam" / "3.png").unlink()
-  assert convert_released_regions.main(["--data-dir", str(root), "--out", str(tmp_path / "x")]) == 1
+  assert convert_released_regions.main(["--data_dir", str(root), "--out", str(tmp_path / "x")]) == 1
 
   config = nyud_rdc_as_released.get_config()
   config.dataset.data_dir = str(root)

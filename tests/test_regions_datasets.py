@@ -59,11 +59,11 @@ def _export_argv(name, data_dir, out):
   argv = [
       "--method=superpixel",
       f"--dataset={name}",
-      f"--data-dir={data_dir}",
+      f"--data_dir={data_dir}",
       f"--out={out}",
       f"--scale={SUPERPIXELS['scale']}",
-      f"--min-size={SUPERPIXELS['min_size']}",
-      "--no-progress",
+      f"--min_size={SUPERPIXELS['min_size']}",
+      "--no_progress",
   ]
   if size is not None:
     argv += ["--size", str(size[0]), str(size[1]), f"--geometry={geometry}"]
@@ -166,12 +166,12 @@ def test_maps_of_another_fitting_are_refused_and_flags_checked(tmp_path, capsys)
   assert export_regions.main([*resized, "--overwrite"]) == 0
   assert json.loads((out / "manifest.json").read_text())["source"]["geometry"] == "resize"
 
-  base = ["--method=superpixel", f"--out={tmp_path / 'other'}", "--no-progress"]
+  base = ["--method=superpixel", f"--out={tmp_path / 'other'}", "--no_progress"]
   cases = {
-      ("--dataset=cityscapes", f"--data-dir={data_dir}", "--geometry=pad"): "takes no --geometry",
-      ("--dataset=pascal_context", f"--data-dir={data_dir}", "--archive=atrc"): "no --archive",
-      ("--dataset=nyudmt",): "needs --data-dir",
-      ("--dataset=nyudmt", f"--data-dir={data_dir}"): "NYUD-MT split file",
+      ("--dataset=cityscapes", f"--data_dir={data_dir}", "--geometry=pad"): "takes no --geometry",
+      ("--dataset=pascal_context", f"--data_dir={data_dir}", "--archive=atrc"): "no --archive",
+      ("--dataset=nyudmt",): "needs --data_dir",
+      ("--dataset=nyudmt", f"--data_dir={data_dir}"): "NYUD-MT split file",
       ("--dataset=nyudmt", f"--images={data_dir}"): "--images takes no",
   }
   for flags, message in cases.items():
@@ -182,8 +182,8 @@ def test_maps_of_another_fitting_are_refused_and_flags_checked(tmp_path, capsys)
 def test_dataset_nyuv2_is_data_dir_alone(tmp_path):
   data_dir = make_nyuv2_layout(tmp_path / "data", splits={"train": 2})
   for out, flags in (("a", []), ("b", ["--dataset=nyuv2"])):
-    argv = ["--method=superpixel", f"--data-dir={data_dir}", f"--out={tmp_path / out}", *flags]
-    assert export_regions.main([*argv, "--no-progress"]) == 0
+    argv = ["--method=superpixel", f"--data_dir={data_dir}", f"--out={tmp_path / out}", *flags]
+    assert export_regions.main([*argv, "--no_progress"]) == 0
   for example_id in ("0", "1"):
     a, b = ((tmp_path / out / "train" / f"{example_id}.png").read_bytes() for out in ("a", "b"))
     assert a == b

@@ -1,13 +1,13 @@
 """A tiny, randomly initialised SAM built from segment_anything's own modules, for exporter tests.
 
 ``register()`` adds it to ``segment_anything.sam_model_registry`` as ``"vit_tiny"`` so that
-``tools/export_regions.py --model-type vit_tiny`` builds it. Run as a script, it registers the
+``tools/export_regions.py --model_type vit_tiny`` builds it. Run as a script, it registers the
 model and then runs the exporter's ``main`` on the remaining arguments; ``--save PATH`` saves a
 checkpoint instead. Tests run it as a subprocess: torchvision segfaults when it is imported into
 a process that has imported TensorFlow (as pytest workers have), and a subprocess can be killed.
 
     python tests/tiny_sam.py --save tiny.pth
-    python tests/tiny_sam.py --method sam --checkpoint tiny.pth --model-type vit_tiny ...
+    python tests/tiny_sam.py --method sam --checkpoint tiny.pth --model_type vit_tiny ...
 """
 
 from __future__ import annotations

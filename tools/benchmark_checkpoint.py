@@ -69,7 +69,9 @@ def time_saves(
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--config", default="configs/nyud.py", help="config file (get_config())")
   parser.add_argument("--saves", type=int, default=4, help="saves per mode (>= 1)")
   parser.add_argument("--height", type=int, default=288)

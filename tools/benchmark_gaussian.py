@@ -303,7 +303,7 @@ def cpu_model() -> str:
 
 def main():
   parser = argparse.ArgumentParser(
-      description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument("--regions", default="16,32,64", help="R values")
   parser.add_argument("--dims", default="16,32,64", help="D values")

@@ -280,9 +280,7 @@ def write_synthetic(
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      epilog=__doc__.split("\n\n", 1)[1],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   p.add_argument("--dataset", default="nyuv2", choices=tuple(CONFIGS), help="default: nyuv2")
   p.add_argument(

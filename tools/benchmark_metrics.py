@@ -68,8 +68,9 @@ def _pyedgeeval_counts(prob, gt, protocol):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--images", type=int, default=654, help="number of images (NYUD val: 654)")
   parser.add_argument("--height", type=int, default=480)
   parser.add_argument("--width", type=int, default=640)

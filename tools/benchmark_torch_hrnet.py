@@ -54,7 +54,9 @@ class HRNetMTL(nn.Module):
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--model", default="hrnet_w18", choices=("hrnet_w18", "hrnet_w18_small_v2"))
   p.add_argument("--batch_size", type=int, default=2)
   p.add_argument("--height", type=int, default=288)

@@ -4,7 +4,7 @@
 
 Prints one line per measured call and a summary: median ms/step and images/s, and the CPU. Each
 call runs ``--steps_per_call`` train steps (``config.steps_per_call``; "auto", as in training: 8 on
-the CPU, 1 elsewhere; ms/step = the call's time / its steps). With ``--compare-torch`` the same
+the CPU, 1 elsewhere; ms/step = the call's time / its steps). With ``--compare_torch`` the same
 SegNet-MTL in PyTorch eager (tools/torch_segnet.py) is timed in the same process, interleaved with
 the JAX calls (as many PyTorch steps per round as JAX steps), and the speed ratio printed. With
 ``--weighting lps`` (or another task weighting) the equal-weight step and the weighted one are
@@ -30,7 +30,7 @@ import time
 import jax
 import numpy as np
 
-if {"--compare-torch", "--compare_torch"} & set(sys.argv):
+if {"--compare_torch", "--compare_torch"} & set(sys.argv):
   # PyTorch first: its CUDA wheels (the [sam] / [hrnet] extras) crash when imported into a process
   # that already holds TensorFlow, and the JAX side imports TensorFlow (tf.data).
   import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
@@ -78,7 +78,7 @@ def base_config(args):
 
 def main():
   parser = argparse.ArgumentParser(
-      description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument("--batch_size", type=int, default=2, help="global batch size")
   parser.add_argument("--height", type=int, default=288)
@@ -92,7 +92,7 @@ def main():
   )
   parser.add_argument("--filters", default="64,128,256,512,512", help="SegNet channel widths")
   parser.add_argument(
-      "--compare-torch",
+      "--compare_torch",
       "--compare_torch",
       dest="compare_torch",
       action="store_true",
@@ -167,7 +167,7 @@ def main():
   runs = {"jax": [compiled, state, batch, [], steps_per_call]}
   if args.compare_torch:
     if args.model != "segnet_mtl":
-      parser.error("--compare-torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
+      parser.error("--compare_torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
     runs["torch"] = torch_run(args, config, steps_per_call)
   time_interleaved(runs, args.steps, log_key="loss")
   jax_ms = float(np.median(runs["jax"][3])) * 1e3

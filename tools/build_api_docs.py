@@ -67,10 +67,11 @@ def broken_references(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      epilog="example: python tools/build_api_docs.py --out docs/_build/api",
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument("--out", default="docs/_build/api", help="output folder (default %(default)s)")
+  parser.add_argument(
+      "--out", default="docs/_build/api", help="output folder (default %(default)s)"
+  )
   args = parser.parse_args(argv)
   import pdoc  # pylint: disable=g-import-not-at-top
 

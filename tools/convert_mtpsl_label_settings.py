@@ -263,7 +263,9 @@ def read_pascal_split(path: epath.Path, data: object | None = None) -> dict[str,
   return split
 
 
-def pascal_mask(split: Mapping[str, Sequence[str]], ids: Sequence[str], source: epath.Path) -> np.ndarray:
+def pascal_mask(
+    split: Mapping[str, Sequence[str]], ids: Sequence[str], source: epath.Path
+) -> np.ndarray:
   """float32 [len(ids), 5]: row i for ``ids[i]``, columns ``PASCAL_TASKS``.
 
   Raises:
@@ -378,7 +380,9 @@ def _same_file(a: epath.Path, b: epath.Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument(
       "input", help="MTPSL .pth / PASCAL .npy, its .json copy, or DiffusionMTL .pth"
   )

@@ -1,6 +1,6 @@
 """Converts RDC's released SAM region maps (8-bit gray PNGs) into mtjax's region format.
 
-    python tools/convert_released_regions.py --data-dir /path/to/nyuv2 --split train \
+    python tools/convert_released_regions.py --data_dir /path/to/nyuv2 --split train \
         --out /path/to/nyuv2_regions/released
 
 RDC's code (HereNowL/Region-aware-Distribution-Contrast a6fa360, ``dataset/nyuv2ssl.py`` lines
@@ -14,7 +14,7 @@ is in a region) in the format of ``mtjax.data.regions``, one map per example of 
 ``config.regions.max_regions = 256`` (``configs/nyud_rdc_as_released.py``).
 
 Exit status 0 when every map was converted; 1 with one message naming the file and what was
-expected otherwise. Nothing is written into ``--data-dir``.
+expected otherwise. Nothing is written into ``--data_dir``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,11 @@ def convert(data_dir: str, split: str, out: str, overwrite: bool = False) -> int
       {
           "method": METHOD,
           "parameters": {"gray_values": "cv2.imread + cv2.COLOR_RGB2GRAY", "id": "gray value"},
-          "source": {"dataset": "nyuv2", "data_dir": os.fspath(fileio.as_path(data_dir)), "split": split},
+          "source": {
+              "dataset": "nyuv2",
+              "data_dir": os.fspath(fileio.as_path(data_dir)),
+              "split": split,
+          },
           "image_size": [height, width],
       },
       overwrite=overwrite,
@@ -92,11 +96,9 @@ def convert(data_dir: str, split: str, out: str, overwrite: bool = False) -> int
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      epilog=__doc__.split("\n\n", 1)[1],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  p.add_argument("--data-dir", required=True, help="NYUv2 root (MTAN layout) with {split}/sam/")
+  p.add_argument("--data_dir", required=True, help="NYUv2 root (MTAN layout) with {split}/sam/")
   p.add_argument("--split", default="train", help="default: train")
   p.add_argument("--out", required=True, help="the region directory to write")
   p.add_argument("--overwrite", action="store_true", help="replace another method's manifest")

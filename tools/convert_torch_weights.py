@@ -26,7 +26,9 @@ from mtjax.models import hrnet, hrnet_import  # noqa: E402  pylint: disable=g-im
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("src", help="PyTorch checkpoint (.pth, .pt, .bin, .safetensors; local or gs://)")
   p.add_argument(
       "dst", help="msgpack file to write, local or gs:// (refused if it exists, unless --force)"

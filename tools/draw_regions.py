@@ -1,10 +1,10 @@
 """Draws exported region maps over their images, to inspect an export: one row per example,
 image | regions (a colour per region, blended) | boundaries.
 
-    python tools/draw_regions.py --regions regions/nyuv2_fz --data-dir data/nyuv2 --split train \
+    python tools/draw_regions.py --regions regions/nyuv2_fz --data_dir data/nyuv2 --split train \
         --num 3 --out sheet.png [--scale 0.5]
 
-Inputs are those of tools/export_regions.py (``--data-dir`` NYUv2, ``--tfds``, ``--images``).
+Inputs are those of tools/export_regions.py (``--data_dir`` NYUv2, ``--tfds``, ``--images``).
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ def overlay_row(image: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--regions", required=True, help="region directory (docs/regions.md)")
-  p.add_argument("--data-dir")
+  p.add_argument("--data_dir")
   p.add_argument("--tfds")
   p.add_argument("--images")
   p.add_argument("--split", default="train")

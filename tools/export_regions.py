@@ -2,18 +2,18 @@
 
     # SAM (pip install -e ".[sam]"), NYUv2 in the MTAN layout, official ViT-H weights:
     python tools/export_regions.py --method sam --checkpoint sam_vit_h_4b8939.pth \
-        --model-type vit_h --data-dir data/nyuv2 --split train --out regions/nyuv2_sam
+        --model_type vit_h --data_dir data/nyuv2 --split train --out regions/nyuv2_sam
     # Weight-free superpixels (scikit-image):
-    python tools/export_regions.py --method superpixel --data-dir data/nyuv2 --split train \
+    python tools/export_regions.py --method superpixel --data_dir data/nyuv2 --split train \
         --out regions/nyuv2_fz
     # NYUD-MT / PASCAL-Context / Cityscapes: the images the training pipeline sees (the canvas of
     # configs/nyudmt.py, configs/pascal_context.py: resize to 480x640, 512x512):
-    python tools/export_regions.py --method superpixel --dataset nyudmt --data-dir data/NYUD_MT \
+    python tools/export_regions.py --method superpixel --dataset nyudmt --data_dir data/NYUD_MT \
         --out regions/nyudmt_fz
     python tools/export_regions.py --method superpixel --dataset pascal_context \
-        --data-dir data/PASCAL_MT --geometry pad --out regions/pascal_pad_fz
+        --data_dir data/PASCAL_MT --geometry pad --out regions/pascal_pad_fz
     python tools/export_regions.py --method superpixel --dataset cityscapes \
-        --data-dir data/cityscapes --out regions/cityscapes_fz
+        --data_dir data/cityscapes --out regions/cityscapes_fz
     # The generated dataset, or a folder of images:
     python tools/export_regions.py --method superpixel --tfds procedural_rooms --split train --out R
     python tools/export_regions.py --method superpixel --images photos/ --out R
@@ -24,12 +24,12 @@ the training role): NYUD-MT and PASCAL-Context images are fitted to the canvas b
 (resize | pad, as ``config.dataset.geometry``) at ``--size H W`` (default: the dataset's canvas of
 that geometry, ``sources.DEFAULT_SIZES``), NYUD-MT read from archive ``--archive``. Train with the
 same ``config.dataset.geometry`` / ``size`` / ``archive``: maps made for one fitting are wrong for
-another (the manifest records it, and a directory of another fitting is refused). ``--data-dir``
+another (the manifest records it, and a directory of another fitting is refused). ``--data_dir``
 without ``--dataset`` (or ``--tfds``) is NYUv2 in the MTAN layout (``--dataset nyuv2``).
 
 Training reads the maps with ``config.regions.source = "files"``, ``config.regions.dir = OUT``.
 
-``--num-shards K --shard-index i`` splits one export over K processes or hosts (one GPU each:
+``--num_shards K --shard_index i`` splits one export over K processes or hosts (one GPU each:
 ``CUDA_VISIBLE_DEVICES=i``) writing the same ``--out``; finished maps are skipped, so rerunning
 an interrupted export completes it. ``--overwrite`` recomputes every map of the run and accepts a
 directory exported with other parameters (to resume an interrupted ``--overwrite`` run, rerun
@@ -38,13 +38,13 @@ without it). The loop, sources and superpixels: ``mtjax.data.region_export``; th
 
 SAM (Kirillov et al., ICCV 2023) runs here through ``segment_anything``'s
 ``SamAutomaticMaskGenerator``; its masks overlap and are painted largest first, so the smaller
-mask wins (``regions.paint_masks``). ``--model-type`` is a key of
+mask wins (``regions.paint_masks``). ``--model_type`` is a key of
 ``segment_anything.sam_model_registry`` (vit_h, vit_l, vit_b). The checkpoint must be the state
 dict of that model (the official ``sam_vit_{h,l,b}_*.pth`` files are); its SHA-256 goes to the
 manifest. ``points_per_batch`` and ``--device`` change speed and memory, not the maps, and are not
 compared between runs.
 
-Exit status: 0 done; 1 images were skipped as unreadable (``--skip-bad``; listed); 2 an error
+Exit status: 0 done; 1 images were skipped as unreadable (``--skip_bad``; listed); 2 an error
 (the message says what was wrong and what was expected).
 """
 
@@ -110,7 +110,7 @@ def load_sam(model_type: str, checkpoint: str | os.PathLike, device: str):
   torch, segment_anything = _import_sam()
   registry = segment_anything.sam_model_registry
   if model_type not in registry:
-    raise ExportError(f"--model-type {model_type!r} is not one of {sorted(registry)}")
+    raise ExportError(f"--model_type {model_type!r} is not one of {sorted(registry)}")
   checkpoint = fileio.as_path(checkpoint)
   if not checkpoint.is_file():
     raise ExportError(
@@ -141,7 +141,7 @@ def load_sam(model_type: str, checkpoint: str | os.PathLike, device: str):
     guess = _EMBED_DIM_TO_TYPE.get(int(embed.shape[0])) if embed is not None else None
     hint = f" It looks like a {guess} checkpoint." if guess and guess != model_type else ""
     raise ExportError(
-        f"SAM checkpoint {checkpoint} does not match --model-type {model_type}: "
+        f"SAM checkpoint {checkpoint} does not match --model_type {model_type}: "
         f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys "
         f"{unexpected[:3]}, {len(shapes)} shape mismatches (checkpoint vs model) {shapes[:3]}.{hint}"
     )
@@ -180,7 +180,7 @@ class Sam:
         import cv2  # pylint: disable=g-import-not-at-top  # noqa: F401
       except ImportError as e:
         raise ExportError(
-            f"--min-mask-region-area > 0 needs OpenCV (segment_anything's postprocessing): "
+            f"--min_mask_region_area > 0 needs OpenCV (segment_anything's postprocessing): "
             f"{SAM_EXTRA} installs opencv-python-headless"
         ) from e
     self._torch = torch
@@ -223,18 +223,18 @@ class Sam:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   p.add_argument("--method", required=True, choices=("sam", "superpixel"))
   src = p.add_argument_group("input (one of)")
   src.add_argument(
       "--dataset",
       choices=DATASETS,
-      help="a dataset in its on-disk layout under --data-dir, read as the training pipeline reads "
-      "it (default with --data-dir alone: nyuv2)",
+      help="a dataset in its on-disk layout under --data_dir, read as the training pipeline reads "
+      "it (default with --data_dir alone: nyuv2)",
   )
   src.add_argument(
-      "--data-dir",
+      "--data_dir",
       help="the dataset root (--dataset; alone: NYUv2, MTAN layout); with --tfds: the TFDS data dir",
   )
   src.add_argument("--tfds", metavar="NAME[/CONFIG]", help="a TFDS dataset, e.g. procedural_rooms")
@@ -261,31 +261,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   )
   out = p.add_argument_group("output")
   out.add_argument(
-      "--out", required=True, help="region directory (docs/regions.md): a local path or gs://BUCKET/..."
+      "--out",
+      required=True,
+      help="region directory (docs/regions.md): a local path or gs://BUCKET/...",
   )
   out.add_argument("--limit", type=int, help="only the first N examples of the split")
-  out.add_argument("--num-shards", type=int, default=1)
-  out.add_argument("--shard-index", type=int, default=0)
+  out.add_argument("--num_shards", type=int, default=1)
+  out.add_argument("--shard_index", type=int, default=0)
   out.add_argument("--overwrite", action="store_true")
-  out.add_argument("--skip-bad", action="store_true", help="skip unreadable images, list them")
-  out.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+  out.add_argument("--skip_bad", action="store_true", help="skip unreadable images, list them")
+  out.add_argument("--no_progress", action="store_true", help="no tqdm bar")
   sam = p.add_argument_group("--method sam")
   sam.add_argument("--checkpoint", help="SAM state dict (.pth)")
-  sam.add_argument("--model-type", default="vit_h", help="vit_h | vit_l | vit_b")
-  sam.add_argument("--points-per-side", type=int, default=32)
-  sam.add_argument("--pred-iou-thresh", type=float, default=0.88)
-  sam.add_argument("--stability-score-thresh", type=float, default=0.95)
-  sam.add_argument("--box-nms-thresh", type=float, default=0.7)
-  sam.add_argument("--min-mask-region-area", type=int, default=0)
-  sam.add_argument("--crop-n-layers", type=int, default=0)
-  sam.add_argument("--points-per-batch", type=int, default=64)
+  sam.add_argument("--model_type", default="vit_h", help="vit_h | vit_l | vit_b")
+  sam.add_argument("--points_per_side", type=int, default=32)
+  sam.add_argument("--pred_iou_thresh", type=float, default=0.88)
+  sam.add_argument("--stability_score_thresh", type=float, default=0.95)
+  sam.add_argument("--box_nms_thresh", type=float, default=0.7)
+  sam.add_argument("--min_mask_region_area", type=int, default=0)
+  sam.add_argument("--crop_n_layers", type=int, default=0)
+  sam.add_argument("--points_per_batch", type=int, default=64)
   sam.add_argument("--device", help="cuda if available, else cpu")
   sp = p.add_argument_group("--method superpixel (defaults: mtjax.data.region_export.Superpixels)")
   sp.add_argument("--superpixel", default="felzenszwalb", choices=("felzenszwalb", "slic"))
   sp.add_argument("--scale", type=float, default=300.0, help="felzenszwalb")
   sp.add_argument("--sigma", type=float, default=0.8, help="felzenszwalb and slic")
-  sp.add_argument("--min-size", type=int, default=100, help="felzenszwalb, pixels")
-  sp.add_argument("--n-segments", type=int, default=64, help="slic")
+  sp.add_argument("--min_size", type=int, default=100, help="felzenszwalb, pixels")
+  sp.add_argument("--n_segments", type=int, default=64, help="slic")
   sp.add_argument("--compactness", type=float, default=10.0, help="slic")
   return p.parse_args(argv)
 
@@ -338,7 +340,7 @@ def dataset_images(args: argparse.Namespace) -> region_export.Images:
         provenance["archive"] = config.dataset.archive
     source = sources.create_source(config, args.split)
   except (OSError, ValueError) as e:  # The readers name the path and the layout they expect.
-    raise ExportError(f"--dataset {args.dataset} --data-dir {args.data_dir}: {e}") from e
+    raise ExportError(f"--dataset {args.dataset} --data_dir {args.data_dir}: {e}") from e
   return region_export.source_images(
       source, args.dataset, args.data_dir, args.split, provenance=provenance
   )
@@ -346,12 +348,12 @@ def dataset_images(args: argparse.Namespace) -> region_export.Images:
 
 def make_images(args: argparse.Namespace) -> region_export.Images:
   """The input the flags name. ``args`` may lack the ``--dataset`` flags (tools/draw_regions.py
-  has only --data-dir, --tfds, --images, --split): they default to None."""
+  has only --data_dir, --tfds, --images, --split): they default to None."""
   defaults = {"dataset": None, "geometry": None, "size": None, "archive": None}
   args = argparse.Namespace(**{**defaults, **vars(args)})
   if args.images is not None:
     if args.tfds is not None or args.data_dir is not None or args.dataset is not None:
-      raise ExportError("--images takes no --tfds, --dataset or --data-dir: give one input")
+      raise ExportError("--images takes no --tfds, --dataset or --data_dir: give one input")
     return region_export.folder_images(args.images, args.split)
   if args.tfds is not None:
     if args.dataset is not None:
@@ -359,9 +361,9 @@ def make_images(args: argparse.Namespace) -> region_export.Images:
     return region_export.tfds_images(args.tfds, args.split, args.data_dir)
   if args.data_dir is None:
     if args.dataset is not None:
-      raise ExportError(f"--dataset {args.dataset} needs --data-dir (the dataset root)")
+      raise ExportError(f"--dataset {args.dataset} needs --data_dir (the dataset root)")
     raise ExportError(
-        "give an input: --dataset NAME --data-dir DIR, --data-dir (NYUv2, MTAN layout), "
+        "give an input: --dataset NAME --data_dir DIR, --data_dir (NYUv2, MTAN layout), "
         "--tfds NAME or --images DIR"
     )
   if args.dataset is None:

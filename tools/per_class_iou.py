@@ -121,7 +121,9 @@ def format_table(scored: dict) -> str:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("workdirs", nargs="+", help="run workdirs (each with results.json)")
   parser.add_argument("--json", help="also write every run's numbers to this JSON file")
   args = parser.parse_args(argv)

@@ -1,5 +1,5 @@
 """SegNet-MTL (MTAN / MTPSL "split") in PyTorch eager, the architecture of mtjax.models.segnet, for
-the side-by-side speed comparison of ``tools/benchmark_train_step.py --compare-torch``.
+the side-by-side speed comparison of ``tools/benchmark_train_step.py --compare_torch``.
 
 Needs torch only (no torchvision): ``pip install torch==2.13.0`` (the CPU wheel) or the
 ``[hrnet]`` / ``[sam]`` extras. docs/metrics.md, "SegNet-MTL architecture".

@@ -52,7 +52,9 @@ def contact_sheet(examples: list[dict]) -> np.ndarray:
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--out", required=True, help="PNG path to write")
   parser.add_argument("--num", type=int, default=4, help="examples (rows)")
   parser.add_argument("--split", default="train", choices=procedural_rooms.SPLITS)

@@ -313,7 +313,7 @@ def select(num_examples: int, limit: int | None, num_shards: int, shard_index: i
   """
   if num_shards < 1 or not 0 <= shard_index < num_shards:
     raise ExportError(
-        f"--shard-index must be in [0, --num-shards) and --num-shards >= 1; got shard "
+        f"--shard_index must be in [0, --num_shards) and --num_shards >= 1; got shard "
         f"{shard_index} of {num_shards}"
     )
   if limit is not None and limit < 1:
@@ -384,7 +384,7 @@ def export(
       image = images.read(index)
     except BadImageError as e:
       if not skip_bad:
-        raise ExportError(f"{e} (pass --skip-bad to skip unreadable images)") from e
+        raise ExportError(f"{e} (pass --skip_bad to skip unreadable images)") from e
       report.bad.append((example_id, str(e)))
       continue
     ids = method(image)
