@@ -98,3 +98,34 @@ def test_shifted_window_mask_and_relative_index_match_their_definitions():
   assert mask.shape == (4, 16, 16)
   np.testing.assert_array_equal(mask[0], 0)  # The top-left window holds one region.
   assert (mask[3] == swin.MASK_VALUE).any() and (np.diag(mask[3]) == 0).all()
+
+
+def test_swin_without_patch_embedding_equals_transformers_encoder_on_a_feature_map():
+  """MT-CP's per-task decoders: a Swin run on the trunk's map as tokens (depths (1, 2, 1), no
+  patch embedding, stage norms), against transformers' SwinEncoder called on the same tokens."""
+  settings = swin.SwinSettings(embed_dim=32, depths=(1, 2, 1), num_heads=(2, 2, 2), window_size=7)
+  model = _reference(settings)
+  rng = np.random.default_rng(2)
+  tokens = rng.normal(size=(2, 18, 23, 32)).astype(np.float32)  # A stride-4 map of 72x92.
+  with torch.no_grad():
+    out = model.swin.encoder(
+        torch.from_numpy(tokens.reshape(2, -1, 32)),
+        (18, 23),
+        always_partition=True,
+        output_hidden_states=True,
+        output_hidden_states_before_downsampling=True,
+    )
+    expected = [
+        model.hidden_states_norms[f"stage{i + 1}"](h.permute(0, 2, 3, 1)).numpy()
+        for i, h in enumerate(out.reshaped_hidden_states[1:])
+    ]
+  state = {k: v.numpy() for k, v in model.state_dict().items() if "embeddings" not in k}
+  flax_model = swin.SwinBackbone(settings, patch_embedding=False)
+  expected_params = jax.eval_shape(flax_model.init, jax.random.key(0), tokens)["params"]
+  assert "patch_embeddings" not in expected_params and "embeddings_norm" not in expected_params
+  params = swin_import.convert_state_dict(state, settings, prefix="", patch_embedding=False)
+  got = jax.jit(flax_model.apply)(params, tokens)
+  for ours, theirs in zip(got, expected, strict=True):
+    np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4 * np.abs(theirs).max(), rtol=0)
+  with pytest.raises(ValueError, match="takes 32 channels, got 3"):
+    flax_model.init(jax.random.key(0), tokens[..., :3])

@@ -200,36 +200,50 @@ class SwinBackbone(nn.Module):
     out_norms: LayerNorm each stage's output (``SwinBackbone``'s ``hidden_states_norms``, which
       Mask2Former uses); False: the raw stage outputs (``SwinModel``'s hidden states).
     always_partition: see the module docstring (True for ``SwinBackbone``).
+    patch_embedding: embed image patches first; False: the input is already a map of
+      ``embed_dim`` channels, taken as the tokens (MT-CP's per-task decoders run their Swin's
+      ``forward2`` so on the trunk's stride-4 map: the patch embedding they build is never applied).
   """
 
   settings: SwinSettings = SwinSettings()
   out_norms: bool = True
   always_partition: bool = True
+  patch_embedding: bool = True
 
   @nn.compact
   def __call__(self, images) -> list[jax.Array]:
     """Feature maps of the stages.
 
     Args:
-      images: float [B, H, W, 3] (any normalisation; Mask2Former expects ImageNet's mean / std).
+      images: float [B, H, W, 3] (any normalisation; Mask2Former expects ImageNet's mean / std);
+        without ``patch_embedding`` a map [B, h, w, embed_dim].
 
     Returns:
-      one float [B, h_i, w_i, C · 2^i] per stage (h_0 = ⌈H / patch_size⌉, then halved, rounded up).
+      one float [B, h_i, w_i, C · 2^i] per stage (h_0 = ⌈H / patch_size⌉ or h, then halved,
+      rounded up).
 
     Raises:
-      ValueError: ``depths`` and ``num_heads`` of different lengths.
+      ValueError: ``depths`` and ``num_heads`` of different lengths; without
+        ``patch_embedding``, an input whose channels are not ``embed_dim``.
     """
     s = self.settings
     if len(s.depths) != len(s.num_heads):
       raise ValueError(f"Swin depths {s.depths} and num_heads {s.num_heads} differ in length")
-    p = s.patch_size
-    b, height, width, _ = images.shape
-    images = jnp.pad(images, ((0, 0), (0, (-height) % p), (0, (-width) % p), (0, 0)))
-    x = nn.Conv(s.embed_dim, (p, p), strides=(p, p), padding="VALID", name="patch_embeddings")(
-        images
-    )
-    height, width = x.shape[1], x.shape[2]
-    x = nn.LayerNorm(epsilon=1e-5, name="embeddings_norm")(x.reshape(b, height * width, -1))
+    b, height, width, channels = images.shape
+    if self.patch_embedding:
+      p = s.patch_size
+      images = jnp.pad(images, ((0, 0), (0, (-height) % p), (0, (-width) % p), (0, 0)))
+      x = nn.Conv(s.embed_dim, (p, p), strides=(p, p), padding="VALID", name="patch_embeddings")(
+          images
+      )
+      height, width = x.shape[1], x.shape[2]
+      x = nn.LayerNorm(epsilon=1e-5, name="embeddings_norm")(x.reshape(b, height * width, -1))
+    elif channels != s.embed_dim:
+      raise ValueError(
+          f"a Swin without patch embedding takes {s.embed_dim} channels, got {channels}"
+      )
+    else:
+      x = images.reshape(b, height * width, channels)
     outputs = []
     for i, (depth, heads) in enumerate(zip(s.depths, s.num_heads)):
       dim = s.embed_dim * 2**i

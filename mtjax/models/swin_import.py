@@ -70,7 +70,11 @@ def flax_path(key: str) -> tuple[str, ...] | None:
 
 
 def convert_state_dict(
-    state_dict: Mapping[str, np.ndarray], settings: swin.SwinSettings, *, prefix: str = ""
+    state_dict: Mapping[str, np.ndarray],
+    settings: swin.SwinSettings,
+    *,
+    prefix: str = "",
+    patch_embedding: bool = True,
 ) -> dict:
   """Flax ``{"params": ...}`` of ``SwinBackbone(settings)`` from a Hugging Face state dict.
 
@@ -80,6 +84,7 @@ def convert_state_dict(
     prefix: the backbone's prefix: ``""`` for a ``SwinBackbone`` state dict,
       ``"model.pixel_level_module.encoder."`` inside a Mask2Former checkpoint. A ``swin.`` after it
       (transformers 5 nests ``SwinModel`` there) is optional.
+    patch_embedding: as ``SwinBackbone``'s (False: no embedding parameters are expected).
 
   Returns:
     ``{"params": nested dict}``, float32.
@@ -88,8 +93,8 @@ def convert_state_dict(
     ValueError: a key under ``prefix`` of no Swin parameter, a parameter missing, or a shape that
       differs from ``settings``' (each named, a few of each).
   """
-  images = np.zeros((1, 32, 32, 3), np.float32)
-  expected = state_dict_lib.expected_shapes(
-      lambda: swin.SwinBackbone(settings).init(jax.random.key(0), images)
-  )
+  channels = 3 if patch_embedding else settings.embed_dim
+  images = np.zeros((1, 32, 32, channels), np.float32)
+  model = swin.SwinBackbone(settings, patch_embedding=patch_embedding)
+  expected = state_dict_lib.expected_shapes(lambda: model.init(jax.random.key(0), images))
   return state_dict_lib.assemble(state_dict, prefix, flax_path, expected, f"Swin {settings}")
