@@ -1,0 +1,50 @@
+"""MT-CP's Coherence Fusion Module (Fontana et al., WACV 2025; ``GAAF_module2`` in
+Klodivio355/MT-CP ``models/utils.py``): a task's map refined by the other tasks' maps.
+
+With S the task's map and A_1 … A_{T−1} the other tasks' (each [B, H, W, C]):
+
+    s   = BN(CBAM(S))
+    g_k = A_k · σ(conv1x1(A_k))                            a sigmoid gate per other task
+    f   = ReLU(conv1x1([g_1, …, g_{T−1}]))                 (T − 1) C channels
+    θ   = ReLU(BN(CBAM(f))),  φ = ReLU(BN(CBAM'(f)))       two views of the fused others
+    W   = softmax_rows(θ φᵀ)                               [B, HW, HW], pixel affinities
+    out = BN(CBAM''(W s))
+
+The released module also builds two 1x1 convs (``conv2``, ``conv3``) that its forward never
+applies; they are not built here (``MTCP`` reports them). The affinity is HW x HW: 19,200² per
+image for a stride-4 map of 480x640.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mtjax.models import cbam
+
+__all__ = ["CoherenceFusion"]
+
+
+class CoherenceFusion(nn.Module):
+  """(S [B, H, W, C], others: T − 1 maps [B, H, W, C]) -> [B, H, W, C] (module docstring)."""
+
+  @nn.compact
+  def __call__(self, task_map, others, *, train: bool = False):
+    bn = lambda name: nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name
+    )
+    c = task_map.shape[-1]
+    s = bn("cbam_sem_norm")(cbam.CBAM(name="cbam_sem")(task_map, train=train))
+    gated = [
+        a * jax.nn.sigmoid(nn.Conv(c, (1, 1), name=f"gate{k + 1}")(a)) for k, a in enumerate(others)
+    ]
+    fused_in = jnp.concatenate(gated, axis=-1)
+    fused = nn.relu(nn.Conv(fused_in.shape[-1], (1, 1), name="conv1")(fused_in))
+    theta = nn.relu(bn("cbam_dep_norm")(cbam.CBAM(name="cbam_dep")(fused, train=train)))
+    phi = nn.relu(bn("cbam_dep2_norm")(cbam.CBAM(name="cbam_dep2")(fused, train=train)))
+    b, h, w, _ = task_map.shape
+    theta, phi = theta.reshape(b, h * w, -1), phi.reshape(b, h * w, -1)
+    affinity = jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", theta, phi), axis=-1)
+    out = jnp.einsum("bpq,bqc->bpc", affinity, s.reshape(b, h * w, c)).reshape(b, h, w, c)
+    return bn("shared_dep2_norm")(cbam.CBAM(name="shared_dep2")(out, train=train))
