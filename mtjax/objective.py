@@ -9,7 +9,8 @@ weighting's log projection or the identity, w_t the weighting's current weights 
 With equal weights and no projection the first term is MTPSL's (1/B) Σ_b Σ_t m[b, t] L_t. The
 heads are the model's final predictions and, when the model returns them under
 `"deep_supervision"` (a sequence of dicts shaped like the predictions), its intermediate ones,
-with the same weights. `train.train_step` differentiates `objective` once, with respect to the
+with the same task weights, each head's terms times its `"weight"` (a Python float in the head's
+dict; 1 when absent; MT-CP's released loop halves its intermediate heads). `train.train_step` differentiates `objective` once, with respect to the
 model's, the regularizer's and the weighting's parameters together.
 
 A regularizer with `views == 2` (MTPSL's xtc) sees a second augmented view: the batch's `view2/*`
@@ -35,8 +36,8 @@ DEEP_SUPERVISION = "deep_supervision"
 
 def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_state=None):
   """The forward pass and the loss terms before weighting: (task_sums float32 [K, T] over the K
-  heads, task_counts [T], B, the regularizer's (loss, logs, new state) or None, the model's
-  mutable updates)."""
+  heads, head_weights float32 [K], task_counts [T], B, the regularizer's (loss, logs, new state)
+  or None, the model's mutable updates)."""
   model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
   views = 1 if regularizer is None else regularizer.views
   needs_features = regularizer is not None and regularizer.needs_features
@@ -60,6 +61,7 @@ def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_st
     reg_batch = {k: v for k, v in batch.items() if not k.startswith("view2/")}
     reg_batch.update({k[len("view2/") :]: v for k, v in batch.items() if k.startswith("view2/")})
   heads = [predictions, *predictions.pop(DEEP_SUPERVISION, ())]
+  head_weights = jnp.asarray([float(head.get("weight", 1.0)) for head in heads], jnp.float32)
   terms = [partial_label_terms(head, batch, tasks) for head in heads]
   sums = jnp.stack([s for s, _, _ in terms])
   counts, batch_size = terms[0][1], terms[0][2]
@@ -70,7 +72,7 @@ def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_st
       reg = regularizer.loss(*args, state=reg_state)
     else:
       reg = (*regularizer.loss(*args), reg_state)
-  return sums, counts, batch_size, reg, updates
+  return sums, head_weights, counts, batch_size, reg, updates
 
 
 def objective(
@@ -110,7 +112,7 @@ def objective(
     (a weighting's `update` arguments); new_reg_state the regularizer's state after the batch
     (``reg_state`` unchanged for a stateless one).
   """
-  sums, counts, batch_size, reg, updates = _terms(
+  sums, head_weights, counts, batch_size, reg, updates = _terms(
       params,
       batch_stats,
       batch,
@@ -121,7 +123,7 @@ def objective(
       reg_state=reg_state,
   )
   loss, task_losses, used = task_weighting.combine(
-      sums, counts, batch_size, params["weighting"], task_weights
+      sums, counts, batch_size, params["weighting"], task_weights, head_weights
   )
   logs = {f"loss/{task.name}": sums[0, t] / batch_size for t, task in enumerate(tasks)}
   logs.update({f"weight/{task.name}": used[t] for t, task in enumerate(tasks)})
@@ -168,7 +170,7 @@ def term_gradient_norms(
 
   def forward(model_params):
     p = {**params, "model": model_params}
-    sums, counts, batch_size, reg, _ = _terms(
+    sums, head_weights, counts, batch_size, reg, _ = _terms(
         p,
         batch_stats,
         batch,
@@ -179,11 +181,13 @@ def term_gradient_norms(
         reg_state=reg_state,
     )
     reg_loss = jnp.zeros((), jnp.float32) if reg is None else reg[0]
-    return (sums, reg_loss), (counts, batch_size)
+    return (sums, reg_loss), (counts, batch_size, head_weights)
 
-  (sums, _), vjp, (counts, batch_size) = jax.vjp(forward, params["model"], has_aux=True)
+  (sums, _), vjp, (counts, batch_size, head_weights) = jax.vjp(
+      forward, params["model"], has_aux=True
+  )
   combine = lambda x: task_weighting.combine(
-      x, counts, batch_size, params["weighting"], task_weights
+      x, counts, batch_size, params["weighting"], task_weights, head_weights
   )[0]
   c = jax.grad(combine)(sums)  # [K, T]
   weight = 0.0 if regularizer is None else regularizer.weight

@@ -437,9 +437,10 @@ class Weighting:
       batch_size: int,
       params: dict,
       weights: jax.Array,
+      head_weights: jax.Array | None = None,
   ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The weighted multi-task loss of one batch (module docstring; MT-CP Eq. 7's sum): the
-    per-task terms Σ_heads (n_t / B) f(ℓ_t), combined by ``combine_fn``.
+    per-task terms Σ_heads v_k (n_t / B) f(ℓ_t), combined by ``combine_fn``.
 
     Args:
       task_sums: float32 [T], or [K, T] for K prediction heads (the final one first, then the
@@ -448,6 +449,8 @@ class Weighting:
       batch_size: B (the global batch, padding included, as MTPSL's normalisation).
       params: the weighting's params (``init_params``).
       weights: float32 [T], ``current_weights`` of the optimizer state.
+      head_weights: float32 [K], v_k, each head's factor (None: all 1; MT-CP halves its
+        deep-supervision heads).
 
     Returns:
       (loss, task_means, weights_used): float32 scalar, summed over heads; ℓ_t float32 [T] of
@@ -455,10 +458,11 @@ class Weighting:
     """
     task_sums = jnp.atleast_2d(task_sums)
     means = task_sums / jnp.maximum(task_counts, 1.0)
+    v = jnp.ones(task_sums.shape[:1], jnp.float32) if head_weights is None else head_weights
     if self.log_scale:
-      terms = jnp.sum(task_counts / batch_size * project(means, True), axis=0)
+      terms = jnp.sum(v[:, None] * (task_counts / batch_size * project(means, True)), axis=0)
     else:  # (n_t / B) ℓ_t, computed as MTPSL does: the same floats as the unweighted loss.
-      terms = jnp.sum(task_sums, axis=0) / batch_size
+      terms = jnp.sum(v[:, None] * task_sums, axis=0) / batch_size
     loss, used = self.combine_fn(terms, params, weights)
     return loss, means[0], used
 

@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.model.filters=(8,8,16,16,16)", "--config.log_every_steps=1"]
 
 
-def run_main(workdir, *overrides, config="configs/nyud.py"):
+def run_main(workdir, *overrides, config="configs/nyud.py", env=None):
   cmd = [
       sys.executable,
       "-m",
@@ -24,7 +24,7 @@ def run_main(workdir, *overrides, config="configs/nyud.py"):
       f"--workdir={workdir}",
       *overrides,
   ]
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 

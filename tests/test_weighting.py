@@ -326,20 +326,24 @@ def test_lps_in_training_logs_weights_and_resumes_mid_epoch_exactly(data_dir, tm
     np.testing.assert_array_equal(a, b)
 
 
-def test_deep_supervision_heads_share_the_weights():
+@pytest.mark.parametrize("head_weight", [None, 0.5])
+def test_deep_supervision_heads_share_the_weights(head_weight):
   import flax.linen as nn
 
   from mtjax import objective, tasks
 
   class TwoHeads(nn.Module):
     """Depth only: a final and an intermediate prediction, with a BatchNorm to be a SegNet-like
-    module (the objective updates batch_stats)."""
+    module (the objective updates batch_stats); the intermediate head's "weight" if given."""
 
     @nn.compact
     def __call__(self, x, train):
       h = nn.BatchNorm(use_running_average=not train)(x)[..., :1]
       final = {"depth": nn.Dense(1)(h)}
-      return {**final, objective.DEEP_SUPERVISION: ({"depth": 2.0 * final["depth"]},)}
+      deep = {"depth": 2.0 * final["depth"]}
+      if head_weight is not None:
+        deep["weight"] = head_weight
+      return {**final, objective.DEEP_SUPERVISION: (deep,)}
 
   model = TwoHeads()
   x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
@@ -369,7 +373,10 @@ def test_deep_supervision_heads_share_the_weights():
       np.asarray(tasks.depth_loss(head["depth"], batch["depth"]))
       for head in (preds, preds[objective.DEEP_SUPERVISION][0])
   ]
-  expected = sum(0.7 * np.log(l.mean() + 1 + 1e-6) for l in per_example)  # n/B = 1.
+  factors = (1.0, 1.0 if head_weight is None else head_weight)
+  expected = sum(  # n/B = 1; the head's factor multiplies its projected term.
+      v * 0.7 * np.log(l.mean() + 1 + 1e-6) for v, l in zip(factors, per_example)
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   np.testing.assert_allclose(means, [per_example[0].mean()], rtol=1e-5)
   np.testing.assert_allclose(logs["weight/depth"], 0.7)

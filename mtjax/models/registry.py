@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mtjax import tasks
-from mtjax.models import hrnet, hrnet_import, segnet
+from mtjax.models import hrnet, hrnet_import, mtcp, segnet
 
 COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 
@@ -20,7 +20,9 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
 
   `config.model.name`: "segnet_mtl" (`segnet.SegNetMTL`, widths `config.model.filters`) or an HRNet
   variant (`hrnet.VARIANTS`; inputs normalised with ImageNet statistics when
-  `config.model.normalize_input` is "imagenet", or "auto" with a pretrained backbone).
+  `config.model.normalize_input` is "imagenet", or "auto" with a pretrained backbone), or
+  "mtcp" (`mtcp.MTCP`, MT-CP's model; its sizes `config.model.mtcp`, the released ones when
+  absent: `mtcp.settings_from_config`).
 
   Raises:
     ValueError: unknown model name, compute dtype or normalize_input.
@@ -54,9 +56,16 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
         bn_momentum=float(config.model.get("bn_momentum", 0.1)),
         fuse_upsampling=config.model.get("fuse_upsampling", "nearest"),
     )
+  if config.model.name == "mtcp":
+    return mtcp.MTCP(
+        num_classes=config.dataset.num_classes,
+        tasks=tasks.from_config(config),
+        settings=mtcp.settings_from_config(config.model.get("mtcp")),
+        normalize_input=config.model.normalize_input in ("auto", "imagenet"),
+    )
   raise ValueError(
       f"config.model.name={config.model.name!r}: expected one of "
-      f"{('segnet_mtl', *hrnet.VARIANTS)}"
+      f"{('segnet_mtl', *hrnet.VARIANTS, 'mtcp')}"
   )
 
 

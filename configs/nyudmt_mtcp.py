@@ -1,0 +1,49 @@
+"""MT-CP (Fontana et al., WACV 2025) on NYUD-MT: its model (`mtjax/models/mtcp.py`: the
+Mask2Former trunk of facebook/mask2former-swin-small-ade-semantic, per-task Swin decoders,
+Coherence Fusion, Trace-Back, deep supervision at ½) on semseg, depth and normals at 480x640 (edges
+off, as the released `configs/nyud/MT_simple_final.yml`), LPS with the released NYUD spread 7.5.
+
+    python -m mtjax.main --config configs/nyudmt_mtcp.py --workdir runs/nyudmt_mtcp \
+        --config.dataset.data_dir=/path/to/NYUD_MT
+
+Not yet as released (see docs/methods.md, "MT-CP's model"): the optimiser (released: AdamW 5e-5,
+weight decay 1e-4, polynomial decay 0.9, 100 epochs, batch 2; here configs/default.py's Adam
+1e-4 with step decay), the trunk's pretrained weights (convert a local Hugging Face checkpoint
+with mtjax.models.mask2former_import), and LPS as released (weights computed, not applied).
+"""
+
+import ml_collections
+
+from configs import nyudmt
+
+
+def get_config():
+  config = nyudmt.get_config()
+  config.tasks = ("semseg", "depth", "normal")
+  config.weighting.fixed_weights = (1.0, 1.0, 1.0)
+  config.weighting.name = "lps"
+  config.weighting.spread = 7.5  # The released NYUD config's.
+  config.model.name = "mtcp"
+  # The released model's sizes (mtjax.models.mtcp.settings_from_config lists every field).
+  config.model.mtcp = ml_collections.ConfigDict(
+      {
+          "swin_embed_dim": 96,
+          "swin_depths": (2, 2, 18, 2),
+          "swin_num_heads": (3, 6, 12, 24),
+          "swin_window_size": 7,
+          "feature_size": 256,
+          "mask_feature_size": 256,
+          "encoder_layers": 6,
+          "hidden_dim": 256,
+          "num_queries": 100,
+          "decoder_layers": 10,
+          "num_labels": 150,
+          "width": 256,
+          "decoder_depths": (1, 2, 1),
+          "decoder_num_heads": (2, 2, 2),
+          "head_upsample": {"semseg": 2, "depth": 2, "normal": 1},
+          "deep_supervision_weight": 0.5,
+      }
+  )
+  config.model.normalize_input = "imagenet"
+  return config
