@@ -31,6 +31,8 @@ command exits non-zero when any run of the grid is not done (after printing the 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import importlib.util
 import json
 import math
@@ -212,11 +214,26 @@ def run_workdir(root: str, name: str, seed: int) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _defaults() -> dict | None:
+  """configs/default.py's config as a dict (the keys a record older than them is read with), or
+  None outside a checkout that has it."""
+  try:
+    default = importlib.import_module("configs.default")
+  except ImportError:
+    return None
+  return default.get_config().to_dict()
+
+
 def run_state(name: str, seed: int, workdir: str, config: ml_collections.ConfigDict) -> Run:
-  """What `workdir` holds of run (name, seed) of `config` (see `Run`); reads, never writes."""
+  """What `workdir` holds of run (name, seed) of `config` (see `Run`); reads, never writes.
+
+  A record written before a key was added to configs/default.py is read with that key's default
+  (``results.read``'s ``defaults``), so adding an option that keeps the old behaviour does not
+  turn finished runs into conflicts."""
   expected = results_lib.config_hash(config)
   try:
-    record = results_lib.read(workdir)
+    record = results_lib.read(workdir, defaults=_defaults())
   except ValueError as e:
     return Run(name, seed, workdir, "conflict", message=str(e))
   if record is not None and record["config_hash"] != expected:

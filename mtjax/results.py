@@ -69,12 +69,27 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()
 
 
-def _rehashed(record: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+  """``stored`` (a run's config as JSON) with every key it lacks taken from ``defaults``
+  (recursively): the config a run recorded before those keys existed ran under, given the rule
+  that a key is added to configs/default.py with a default that keeps the old behaviour."""
+  out = dict(stored)
+  for key, value in defaults.items():
+    if key not in out:
+      out[key] = value
+    elif isinstance(value, Mapping) and isinstance(out[key], Mapping):
+      out[key] = with_defaults(out[key], value)
+  return out
+
+
+def _rehashed(record: dict[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
   """`record` with the hash of its stored config recomputed by today's `config_hash` (and every
-  evaluation that carried the stored hash given the new one): a record written while an
-  execution key still entered the hash reads as one written today."""
+  evaluation that carried the stored hash given the new one), the keys it lacks filled from
+  ``defaults`` first: a record written while an execution key still entered the hash, or before
+  a key was added to configs/default.py, reads as one written today."""
   old = record.get("config_hash")
-  new = config_hash(ml_collections.ConfigDict(record["config"]))
+  stored = record["config"] if defaults is None else with_defaults(record["config"], defaults)
+  new = config_hash(ml_collections.ConfigDict(stored))
   if old == new:
     return record
   evaluations = [
@@ -89,8 +104,10 @@ def path(workdir: str) -> str:
   return os.fspath(fileio.as_path(workdir) / FILENAME)
 
 
-def read(workdir: str) -> dict[str, Any] | None:
-  """The run record of `workdir`, or None when it has no results.json yet.
+def read(workdir: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+  """The run record of `workdir`, or None when it has no results.json yet; its hash as
+  `_rehashed` says (``defaults``: configs/default.py's config as a dict, to fill the keys a
+  record written before they existed lacks).
 
   Raises:
     ValueError: the file exists but is not JSON of format `FORMAT` (named, with what was found).
@@ -99,7 +116,7 @@ def read(workdir: str) -> dict[str, Any] | None:
     record = fileio.read_versioned_json(path(workdir), FORMAT, "a run record")
   except FileNotFoundError:
     return None
-  return _rehashed(record) if "config" in record else record
+  return _rehashed(record, defaults) if "config" in record else record
 
 
 def write(workdir: str, record: Mapping[str, Any]) -> None:

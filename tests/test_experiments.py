@@ -1,5 +1,6 @@
 """The experiment harness: grids of configs × seeds, resumable runs, mean ± std tables, Δm."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -405,3 +406,35 @@ def test_execution_keys_leave_a_runs_identity_unchanged(tmp_path):
     run = experiments.run_state("x", 0, workdir, run_config)
     assert run.status == "done", (name, run.message)
     assert results.read(workdir)["config_hash"] == results.config_hash(run_config)
+
+
+def test_a_key_added_to_the_defaults_keeps_finished_runs_finished(tmp_path):
+  """A run recorded before a key existed in configs/default.py is read with that key's default:
+  still done when today's config has the default, a conflict when it has another value."""
+  config = default.get_config()
+  stored = json.loads(config.to_json(sort_keys=True))
+  del stored["model"]["bn_momentum"]  # As if recorded before the key was added.
+  canonical = ml_collections.ConfigDict(stored).to_json(sort_keys=True)
+  stamp = hashlib.sha256(canonical.encode()).hexdigest()
+  record = {
+      "format": results.FORMAT,
+      "config_hash": stamp,
+      "config": stored,
+      "num_train_steps": 4,
+      "evaluations": [
+          {"step": 4, "config_hash": stamp, "time": 0.0, "metrics": {"semseg": {"miou": 1.0}}}
+      ],
+  }
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / results.FILENAME).write_text(json.dumps(record))
+  run = experiments.run_state("x", 0, str(workdir), experiments.run_config(config, 0))
+  assert run.status == "done", run.message
+  other = ml_collections.ConfigDict(config.to_dict())
+  other.model.bn_momentum = 0.5
+  run = experiments.run_state("x", 0, str(workdir), experiments.run_config(other, 0))
+  assert run.status == "conflict"
+  assert results.with_defaults({"a": {"b": 1}}, {"a": {"b": 2, "c": 3}, "d": 4}) == {
+      "a": {"b": 1, "c": 3},
+      "d": 4,
+  }
