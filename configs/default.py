@@ -191,6 +191,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_schedule = "step"
   config.lr_restart_epochs = 10
   config.lr_min = 1e-6
+  # "poly": lr · (1 − epoch / num_epochs)^lr_poly_power, set at the start of each epoch (MTI-Net's
+  # and MT-CP's adjust_learning_rate).
+  config.lr_poly_power = 0.9
+  # "adam" (PyTorch's defaults, as MTPSL) or "adamw" (decoupled weight decay, PyTorch's AdamW, as
+  # MT-CP), with weight_decay on every model parameter.
+  config.optimizer = "adam"
+  config.weight_decay = 0.0
   config.seed = 0
   # Train steps per jitted call (calls.resolve_steps_per_call): "auto" = 8 on the CPU, where the
   # steps of one call reuse XLA's temporaries instead of having the kernel zero them again

@@ -6,10 +6,11 @@ off, as the released `configs/nyud/MT_simple_final.yml`), LPS with the released 
     python -m mtjax.main --config configs/nyudmt_mtcp.py --workdir runs/nyudmt_mtcp \
         --config.dataset.data_dir=/path/to/NYUD_MT
 
-Not yet as released (see docs/methods.md, "MT-CP's model"): the optimiser (released: AdamW 5e-5,
-weight decay 1e-4, polynomial decay 0.9, 100 epochs, batch 2; here configs/default.py's Adam
-1e-4 with step decay), the trunk's pretrained weights (convert a local Hugging Face checkpoint
-with mtjax.models.mask2former_import), and LPS as released (weights computed, not applied).
+The released recipe: AdamW 5e-5 with weight decay 1e-4 on every parameter, polynomial decay
+0.9 per epoch over 100 epochs, batch 2 (`MT_simple_final.yml`, `utils/common_config.py`). Not yet
+as released (see docs/methods.md, "MT-CP's model"): the trunk's pretrained weights (convert a
+local Hugging Face checkpoint with mtjax.models.mask2former_import) and LPS as released (weights
+computed, not applied).
 """
 
 import ml_collections
@@ -23,6 +24,9 @@ def get_config():
   config.weighting.fixed_weights = (1.0, 1.0, 1.0)
   config.weighting.name = "lps"
   config.weighting.spread = 7.5  # The released NYUD config's.
+  config.optimizer, config.learning_rate, config.weight_decay = "adamw", 5e-5, 1e-4
+  config.lr_schedule, config.lr_poly_power, config.num_epochs = "poly", 0.9, 100.0
+  config.batch_size = 2
   config.model.name = "mtcp"
   # The released model's sizes (mtjax.models.mtcp.settings_from_config lists every field).
   config.model.mtcp = ml_collections.ConfigDict(

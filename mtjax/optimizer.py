@@ -1,6 +1,6 @@
-"""The optimizer of a run: Adam (PyTorch's defaults, as MTPSL) over the model's, the
-regularizer's and the task weighting's parameters, each group on its learning-rate schedule, then
-the task weighting's transform (``mtjax.weighting``)."""
+"""The optimizer of a run: Adam (PyTorch's defaults, as MTPSL), or AdamW for the model (MT-CP),
+over the model's, the regularizer's and the task weighting's parameters, each group on its
+learning-rate schedule, then the task weighting's transform (``mtjax.weighting``)."""
 
 import jax
 import ml_collections
@@ -15,7 +15,8 @@ def create_optimizer(
     regularizer: regularizers.Regularizer | None = None,
     task_weighting: weighting.Weighting | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """Adam with `schedule.learning_rate_schedule` on the tree ``{"model", "regularizer",
+  """Adam (or `config.optimizer = "adamw"` with `config.weight_decay` for the model's params)
+  with `schedule.learning_rate_schedule` on the tree ``{"model", "regularizer",
   "weighting"}`` (``mtjax.train.trainable``).
 
   The model (and the weighting's params) train at `config.learning_rate`, each of the
@@ -35,12 +36,19 @@ def create_optimizer(
     An optax transform whose `update` needs the keyword args `task_losses`, `task_counts`.
 
   Raises:
-    ValueError: from `schedule.learning_rate_schedule` on a bad schedule config.
+    ValueError: an unknown `config.optimizer`; from `schedule.learning_rate_schedule` on a bad
+      schedule config.
   """
   if task_weighting is None:
     task_weighting = weighting.create(config, len(config.tasks), steps_per_epoch)
   model_schedule = schedule.learning_rate_schedule(config, steps_per_epoch)
-  transforms = {"model": optax.adam(model_schedule)}
+  name = config.get("optimizer", "adam")
+  if name == "adam":
+    transforms = {"model": optax.adam(model_schedule)}
+  elif name == "adamw":  # PyTorch's AdamW: p ← p − lr (adam(g) + weight_decay p), every param.
+    transforms = {"model": optax.adamw(model_schedule, weight_decay=config.weight_decay)}
+  else:
+    raise ValueError(f"config.optimizer={name!r}: expected 'adam' or 'adamw'")
   group_fn = lambda reg_params: {}
   if regularizer is not None:
     film_step = int(config.regularizer.get("film_lr_step_epochs", 0))

@@ -39,7 +39,7 @@ def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int
   return max(1, round(config.num_epochs * steps_per_epoch(config, num_examples)))
 
 
-SCHEDULES = ("step", "cosine_warm_restarts")
+SCHEDULES = ("step", "cosine_warm_restarts", "poly")
 
 
 def learning_rate_schedule(
@@ -56,9 +56,13 @@ def learning_rate_schedule(
     (``nyu_mtl_region_cons_gaussian.py`` line 122, ``scheduler.step()`` after each epoch): in
     epoch e = floor(k / steps_per_epoch), lr = lr_min + (learning_rate − lr_min) · (1 +
     cos(π · (e mod T_0) / T_0)) / 2.
+  * ``poly``: MTI-Net's and MT-CP's polynomial decay, set at the start of each epoch
+    (``utils/common_config.py`` ``adjust_learning_rate``): in epoch e, lr = learning_rate ·
+    (1 − e / num_epochs)^lr_poly_power (0.9 in both).
 
   Raises:
-    ValueError: an unknown schedule, a negative decay epoch, or T_0 < 1.
+    ValueError: an unknown schedule, a negative decay epoch, T_0 < 1, or for ``poly`` a
+      non-positive ``num_epochs``.
   """
   name = config.get("lr_schedule", "step")
   if name not in SCHEDULES:
@@ -75,6 +79,17 @@ def learning_rate_schedule(
       return floor + (peak - floor) * (1.0 + jnp.cos(jnp.pi * phase)) / 2.0
 
     return cosine
+  if name == "poly":
+    total, power = float(config.num_epochs), float(config.get("lr_poly_power", 0.9))
+    if total <= 0:
+      raise ValueError(f"config.num_epochs={total}: the poly schedule needs a positive length")
+    peak = config.learning_rate
+
+    def poly(step):
+      epoch = (jnp.asarray(step) // steps_per_epoch).astype(jnp.float32)
+      return peak * jnp.maximum(1.0 - epoch / total, 0.0) ** power
+
+    return poly
   epochs = tuple(float(e) for e in config.lr_decay_epochs)
   if any(e < 0 for e in epochs):
     raise ValueError(f"config.lr_decay_epochs={epochs}: expected epochs >= 0")

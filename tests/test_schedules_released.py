@@ -131,3 +131,55 @@ def test_nyud_xtc_epoch_boundaries_are_mtpsl_xtc_scripts():
       [1e-3, 5e-4, 2.5e-4, 1e-3 / 64],
   )
   assert config.augment.second_view == "of_first"
+
+
+def test_poly_schedule_is_mt_cps_per_epoch_decay():
+  config = default.get_config()
+  config.lr_schedule, config.learning_rate, config.num_epochs = "poly", 5e-5, 100.0
+  spe = 4
+  lr = schedule.learning_rate_schedule(config, spe)
+  got = np.array([[lr(e * spe + i) for i in range(spe)] for e in range(100)])
+  want = 5e-5 * (1.0 - np.arange(100) / 100.0) ** 0.9  # adjust_learning_rate, epoch by epoch.
+  np.testing.assert_allclose(got, np.repeat(want[:, None], spe, 1), rtol=1e-5)
+  config.num_epochs = 0.0
+  with pytest.raises(ValueError, match="poly schedule needs a positive length"):
+    schedule.learning_rate_schedule(config, spe)
+
+
+_ADAMW = """
+import json, sys, torch
+lr, wd, grads = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+p = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
+opt = torch.optim.AdamW([p], lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
+out = []
+for g in grads:
+  p.grad = torch.tensor(g, dtype=torch.float64)
+  opt.step()
+  out.append(p.detach().tolist())
+print(json.dumps(out))
+"""
+
+
+def test_adamw_equals_pytorch_adamw_and_unknown_optimizers_are_named():
+  grads = [[0.1, -0.2, 0.3], [0.5, 0.1, -0.4], [-0.3, 0.2, 0.1], [0.05, -0.5, 0.2]]
+  proc = subprocess.run(
+      [sys.executable, "-c", _ADAMW, "0.01", "0.1", json.dumps(grads)],
+      capture_output=True, text=True, timeout=300, check=True,
+  )  # fmt: skip
+  want = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+  config = default.get_config()
+  config.optimizer, config.weight_decay, config.learning_rate = "adamw", 0.1, 0.01
+  tx = optimizer.create_optimizer(config, steps_per_epoch=10)
+  params = {"model": {"w": jnp.array([0.5, -1.0, 2.0])}, "regularizer": {}, "weighting": {}}
+  state = tx.init(params)
+  got = []
+  for g in grads:
+    grad = {"model": {"w": jnp.array(g)}, "regularizer": {}, "weighting": {}}
+    ones = jnp.ones(len(config.tasks))
+    updates, state = tx.update(grad, state, params, task_losses=ones, task_counts=ones)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    got.append(np.asarray(params["model"]["w"]))
+  np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-7)
+  config.optimizer = "sgd"
+  with pytest.raises(ValueError, match="config.optimizer='sgd'"):
+    optimizer.create_optimizer(config, steps_per_epoch=10)
