@@ -90,6 +90,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.weighting.min_weight = 0.05  # Ours: floor after the spread step (0: no clipping).
   config.weighting.normalize = True  # Ours: Σ_t w_t = T.
   config.weighting.as_released = False  # lps: the released code's rule exactly (docs/methods.md).
+  # False: the weights are computed (and logged as train/weight/<task>) but the loss sums the terms
+  # unweighted, as MT-CP's released loop does (its weighted total is overwritten).
+  config.weighting.apply_weights = True
   config.weighting.dwa_temperature = 2.0  # DWA's τ (Liu et al. 2019).
 
   # ---- Regularizer (mtjax/regularizers; the objective is L_sup + weight * L_reg) -----------------

@@ -7,10 +7,11 @@ off, as the released `configs/nyud/MT_simple_final.yml`), LPS with the released 
         --config.dataset.data_dir=/path/to/NYUD_MT
 
 The released recipe: AdamW 5e-5 with weight decay 1e-4 on every parameter, polynomial decay
-0.9 per epoch over 100 epochs, batch 2 (`MT_simple_final.yml`, `utils/common_config.py`). Not yet
-as released (see docs/methods.md, "MT-CP's model"): the trunk's pretrained weights (convert a
-local Hugging Face checkpoint with mtjax.models.mask2former_import) and LPS as released (weights
-computed, not applied).
+0.9 per epoch over 100 epochs, batch 2 (`MT_simple_final.yml`, `utils/common_config.py`). LPS as
+released: its rule, the weights computed and not applied (`--config.weighting.as_released=false
+--config.weighting.apply_weights=true`: the paper's). Not yet as released (see docs/methods.md,
+"MT-CP's model"): the trunk's pretrained weights (convert a local Hugging Face checkpoint with
+mtjax.models.mask2former_import).
 """
 
 import ml_collections
@@ -23,6 +24,8 @@ def get_config():
   config.tasks = ("semseg", "depth", "normal")
   config.weighting.fixed_weights = (1.0, 1.0, 1.0)
   config.weighting.name = "lps"
+  # LPS as released: its rule (raw losses, K = 1), the weights computed and not applied.
+  config.weighting.as_released, config.weighting.apply_weights = True, False
   config.weighting.spread = 7.5  # The released NYUD config's.
   config.optimizer, config.learning_rate, config.weight_decay = "adamw", 5e-5, 1e-4
   config.lr_schedule, config.lr_poly_power, config.num_epochs = "poly", 0.9, 100.0

@@ -572,7 +572,8 @@ NAMES = tuple(BUILDERS)  # The built-in weightings.
 def create(config, num_tasks: int, steps_per_epoch: int) -> Weighting:
   """The weighting of ``config.weighting`` (``name``, a key of ``BUILDERS``, and the options its
   builder reads: ``fixed_weights``, ``spread``, ``history``, ``min_weight``, ``normalize``,
-  ``as_released``, ``dwa_temperature``).
+  ``as_released``, ``dwa_temperature``), its weights applied to the loss unless
+  ``apply_weights`` is False (``computed_not_applied``).
 
   Raises:
     ValueError: an unknown name or an invalid option (from the builders and transforms).
@@ -580,4 +581,21 @@ def create(config, num_tasks: int, steps_per_epoch: int) -> Weighting:
   w = config.weighting
   if w.name not in BUILDERS:
     raise ValueError(f"config.weighting.name must be one of {tuple(BUILDERS)}, got {w.name!r}")
-  return BUILDERS[w.name](w, num_tasks, steps_per_epoch)
+  built = BUILDERS[w.name](w, num_tasks, steps_per_epoch)
+  if w.get("apply_weights", True):
+    return built
+  return dataclasses.replace(built, combine_fn=computed_not_applied(built.combine_fn))
+
+
+def computed_not_applied(combine_fn: CombineFn) -> CombineFn:
+  """``combine_fn`` with the weights computed but not applied: the loss combines the terms with
+  weights 1, and the computed weights are returned (and logged) as they are. MT-CP's released
+  training loop (``losses/loss_schemes.py`` ``MultiTaskLoss.forward``) computes its weighted
+  total and then overwrites it with the unweighted sum (``config.weighting.apply_weights =
+  False``)."""
+
+  def combine(terms, params, weights):
+    loss, _ = combine_fn(terms, params, jnp.ones_like(weights))
+    return loss, weights
+
+  return combine

@@ -92,6 +92,7 @@ def test_configs_build_the_released_model(name, tasks, upsample, spread):
   config = importlib.import_module(f"configs.{name}").get_config()
   assert tuple(config.tasks) == tasks and config.weighting.name == "lps"
   assert config.weighting.spread == spread
+  assert config.weighting.as_released and not config.weighting.apply_weights
   assert (config.optimizer, config.learning_rate, config.weight_decay) == ("adamw", 5e-5, 1e-4)
   assert (config.lr_schedule, config.num_epochs, config.batch_size) == ("poly", 100.0, 2)
   model = registry.create_model(config)

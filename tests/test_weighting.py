@@ -215,6 +215,32 @@ def test_combine_is_mtpsl_loss_with_equal_weights_and_logs_with_log_smoothing():
   np.testing.assert_array_equal(g, 0.0)
 
 
+def test_weights_computed_but_not_applied_as_mt_cps_released_loop():
+  """apply_weights=False: the loss is the unweighted one (the released loop overwrites its
+  weighted total), the computed weights are still returned for logging, and the transform still
+  computes them (the same state as with the weights applied)."""
+  sums, counts = jnp.array([2.0, 3.0, 0.0]), jnp.array([2.0, 1.0, 0.0])
+  weights = jnp.array([2.0, 0.5, 1.0])
+  applied = weighting.create(_config("lps"), T, STEPS)
+  released = weighting.create(_config("lps", apply_weights=False), T, STEPS)
+  loss, _, used = released.combine(sums, counts, 4, {}, weights)
+  unweighted, _, _ = applied.combine(sums, counts, 4, {}, jnp.ones(T))
+  np.testing.assert_allclose(loss, unweighted, rtol=1e-7)
+  assert not np.allclose(loss, applied.combine(sums, counts, 4, {}, weights)[0])
+  np.testing.assert_array_equal(used, weights)
+  tree = {"model": {"k": jnp.zeros(2)}, "weighting": {}}
+  states = [w.transform.init(tree) for w in (applied, released)]
+  rng = np.random.default_rng(0)
+  for _ in range(3 * STEPS):
+    losses = jnp.asarray(rng.uniform(0.5, 2.0, T), jnp.float32)
+    states = [
+        w.transform.update(tree, s, tree, task_losses=losses, task_counts=jnp.ones(T))[1]
+        for w, s in zip((applied, released), states)
+    ]
+  np.testing.assert_array_equal(*(weighting.current_weights(s) for s in states))
+  assert not np.allclose(weighting.current_weights(states[1]), 1.0)
+
+
 def test_fixed_weights_enter_the_loss_and_never_change():
   w = weighting.create(_config("fixed", fixed_weights=(1.0, 0.5, 4.0)), T, STEPS)
   tree = {"model": {"k": jnp.zeros(2)}, "weighting": {}}
