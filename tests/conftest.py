@@ -1,6 +1,7 @@
 """Shared test setup, applied before any test module imports JAX or TensorFlow.
 
 - TensorFlow serves tf.data only: keep its C++ banners quiet.
+- torch (when installed) is imported first (below).
 - JAX's persistent compilation cache is shared by the tests and the trainer subprocesses they
   start (through the environment), so the many tiny end-to-end runs compile each program once.
 """
@@ -9,6 +10,15 @@ import os
 import tempfile
 
 import pytest
+
+# torch, where an extra installs it (sam, hrnet, mtcp), is imported before anything imports
+# TensorFlow: imported after it, torch crashes the process, and the equivalence tests against
+# PyTorch and transformers import it in the pytest workers, where other tests import TensorFlow.
+try:
+  import torch  # noqa: F401  pylint: disable=unused-import
+  import triton  # noqa: F401  pylint: disable=unused-import  (what torch imports lazily)
+except ImportError:
+  pass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault(
