@@ -19,18 +19,24 @@ import ml_collections
 from configs import nyudmt
 
 
-def get_config():
-  config = nyudmt.get_config()
-  config.tasks = ("semseg", "depth", "normal")
+def released_recipe(config, tasks, spread):
+  """``config`` with MT-CP's released training recipe for ``tasks`` (3 of them) and LPS spread."""
+  config.tasks = tasks
   config.weighting.fixed_weights = (1.0, 1.0, 1.0)
   config.weighting.name = "lps"
   # LPS as released: its rule (raw losses, K = 1), the weights computed and not applied.
   config.weighting.as_released, config.weighting.apply_weights = True, False
-  config.weighting.spread = 7.5  # The released NYUD config's.
+  config.weighting.spread = spread
   config.optimizer, config.learning_rate, config.weight_decay = "adamw", 5e-5, 1e-4
   config.lr_schedule, config.lr_poly_power, config.num_epochs = "poly", 0.9, 100.0
   config.batch_size = 2
   config.model.name = "mtcp"
+  config.model.normalize_input = "imagenet"
+  return config
+
+
+def get_config():
+  config = released_recipe(nyudmt.get_config(), ("semseg", "depth", "normal"), spread=7.5)
   # The released model's sizes (mtjax.models.mtcp.settings_from_config lists every field).
   config.model.mtcp = ml_collections.ConfigDict(
       {
@@ -52,5 +58,4 @@ def get_config():
           "deep_supervision_weight": 0.5,
       }
   )
-  config.model.normalize_input = "imagenet"
   return config

@@ -12,18 +12,8 @@ from configs import nyudmt_mtcp, pascal_context
 
 
 def get_config():
-  config = pascal_context.get_config()
-  config.tasks = ("semseg", "human_parts", "saliency")
-  config.weighting.fixed_weights = (1.0, 1.0, 1.0)
-  config.weighting.name = "lps"
-  # LPS as released: its rule (raw losses, K = 1), the weights computed and not applied.
-  config.weighting.as_released, config.weighting.apply_weights = True, False
-  config.weighting.spread = 1.6  # The released PASCAL config's.
-  config.optimizer, config.learning_rate, config.weight_decay = "adamw", 5e-5, 1e-4
-  config.lr_schedule, config.lr_poly_power, config.num_epochs = "poly", 0.9, 100.0
-  config.batch_size = 2
-  config.model.name = "mtcp"
+  tasks = ("semseg", "human_parts", "saliency")
+  config = nyudmt_mtcp.released_recipe(pascal_context.get_config(), tasks, spread=1.6)
   config.model.mtcp = nyudmt_mtcp.get_config().model.mtcp
   config.model.mtcp.head_upsample = {"semseg": 4, "human_parts": 4, "saliency": 1}
-  config.model.normalize_input = "imagenet"
   return config

@@ -39,11 +39,7 @@ def flax_path(key: str) -> tuple[str, ...]:
         "cross_attn",
         "in_proj_kernel" if packed[2] == "weight" else "in_proj_bias",
     )
-  for pattern, module in _RULES:
-    match = re.fullmatch(pattern, key)
-    if match:
-      return state_dict_lib.leaf_name(key, module(match))
-  return ()
+  return state_dict_lib.match_rules(key, _RULES)
 
 
 def convert_state_dict(

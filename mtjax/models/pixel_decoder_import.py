@@ -4,7 +4,6 @@ as ``mtjax.models.state_dict`` says)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import jax
@@ -38,11 +37,7 @@ def flax_path(key: str) -> tuple[str, ...]:
   """The Flax parameter path of a pixel-decoder key (prefix removed), ``()`` if there is none."""
   if key == "level_embed":
     return ("level_embed",)
-  for pattern, module in _RULES:
-    match = re.fullmatch(pattern, key)
-    if match:
-      return state_dict_lib.leaf_name(key, module(match))
-  return ()
+  return state_dict_lib.match_rules(key, _RULES)
 
 
 def convert_state_dict(

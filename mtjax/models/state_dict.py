@@ -9,13 +9,14 @@ checks them against the parameters the Flax module expects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["assemble", "expected_shapes", "leaf_name"]
+__all__ = ["assemble", "expected_shapes", "leaf_name", "match_rules"]
 
 Path = tuple[str, ...]
 
@@ -26,6 +27,16 @@ def leaf_name(key: str, module_path: Path) -> Path:
   if key.endswith(".bias"):
     return (*module_path, "bias")
   return (*module_path, "scale" if "norm" in module_path[-1] else "kernel")
+
+
+def match_rules(key: str, rules) -> Path:
+  """The Flax path of ``key`` by the first of ``rules`` ((regex, match -> module path) pairs)
+  whose regex matches it in full (``leaf_name`` of that module), ``()`` when none does."""
+  for pattern, module in rules:
+    match = re.fullmatch(pattern, key)
+    if match:
+      return leaf_name(key, module(match))
+  return ()
 
 
 def expected_shapes(init: Callable[[], Any]) -> dict[Path, tuple[int, ...]]:

@@ -62,11 +62,7 @@ def flax_path(key: str) -> tuple[str, ...] | None:
   if table:
     block = f"layers_{table[1]}_blocks_{table[2]}"
     return (block, "attention", "relative_position_bias", "relative_position_bias_table")
-  for pattern, module in _RULES:
-    match = re.fullmatch(pattern, key)
-    if match:
-      return state_dict_lib.leaf_name(key, module(match))
-  return ()
+  return state_dict_lib.match_rules(key, _RULES)
 
 
 def convert_state_dict(
