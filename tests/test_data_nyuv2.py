@@ -122,3 +122,25 @@ def test_real_frames():
     np.testing.assert_array_equal(has, labelled[i] > 0)
     assert example["semseg"].min() >= -1 and example["semseg"].max() < nyuv2.NUM_CLASSES
     assert 0 <= example["image"].min() and example["image"].max() <= 1
+
+
+def test_headers_read_by_many_threads_at_once_parse_every_time(tmp_path):
+  """Header bytes are read concurrently (a bucket's latency) but parsed one at a time: parsing
+  in 16 threads at once (ast.literal_eval) failed spuriously under CPython 3.11 (gh-106905)."""
+  from etils import epath
+
+  from mtjax.data import files
+
+  paths = []
+  for i in range(48):
+    path = tmp_path / f"{i}.npy"
+    np.save(path, np.zeros((2, i + 1, 3), np.float32 if i % 2 else np.uint8))
+    paths.append(epath.Path(path))
+  for _ in range(4):
+    read = lambda p: files.read_header(p, "test", "layout")
+    headers = files.map_in_threads(read, [(p,) for p in paths])
+    assert [h.shape for h in headers] == [(2, i + 1, 3) for i in range(48)]
+    assert [h.offset for h in headers] == [128] * 48
+  (tmp_path / "bad.npy").write_bytes(b"\x93NUMPX" + b"\x00" * 20)
+  with pytest.raises(ValueError, match="does not start with the .npy magic string"):
+    files.read_header(epath.Path(tmp_path / "bad.npy"), "test", "layout")

@@ -16,7 +16,9 @@ path, so that ``dataset.data_dir`` may be a ``gs://`` URL:
   python/cpython gh-106905), and tf.data calls the readers' ``load`` from parallel threads.
 
 ``map_in_threads`` runs per-file header checks on several threads, so that a bucket's per-request
-latency is paid in parallel when a split is opened.
+latency is paid in parallel when a split is opened; the ``.npy`` headers' bytes are read
+concurrently and parsed one at a time (numpy parses them with ``ast.literal_eval``, not
+thread-safe in CPython 3.11).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import dataclasses
 import io
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +39,10 @@ from PIL import Image
 
 _T = TypeVar("_T")
 HEADER_THREADS = 16
+# numpy parses a .npy header with ``ast.literal_eval``, which fails spuriously when threads run it
+# at once in CPython 3.11 ("AST constructor recursion depth mismatch", python/cpython gh-106905):
+# ``read_header`` reads the bytes concurrently and parses them under this lock.
+_HEADER_PARSE_LOCK = threading.Lock()
 
 
 def list_names(folder: epath.Path) -> set[str]:
@@ -110,15 +117,22 @@ def read_header(path: epath.Path, what: str, layout: str) -> Header:
       reason and ``layout``).
   """
   try:
-    with path.open("rb") as f:
-      version = np.lib.format.read_magic(f)
-      if version == (1, 0):
-        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-      else:
-        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-      offset = f.tell()
+    with path.open("rb") as f:  # The bytes up to the data, read concurrently with other files.
+      prefix = f.read(12)  # Magic (6), version (2), header length (2 in v1, 4 in v2 / v3).
+      if len(prefix) < 10 or prefix[:6] != b"\x93NUMPY":
+        raise ValueError("it does not start with the .npy magic string")
+      length_bytes = 2 if prefix[6] == 1 else 4
+      offset = 8 + length_bytes + int.from_bytes(prefix[8 : 8 + length_bytes], "little")
+      raw = prefix + f.read(max(offset - len(prefix), 0))
       f.seek(0, 2)  # The end: the file's size.
       size = f.tell()
+    with _HEADER_PARSE_LOCK:  # One at a time: see _HEADER_PARSE_LOCK.
+      buffer = io.BytesIO(raw)
+      version = np.lib.format.read_magic(buffer)
+      if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(buffer)
+      else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(buffer)
     order = "F" if fortran_order and len(shape) > 1 else "C"
     header = Header(tuple(int(d) for d in shape), np.dtype(dtype), order, offset)
     if header.dtype.hasobject:
