@@ -43,6 +43,9 @@ def test_structure_heads_and_deep_supervision():
   }
   assert "conv2" not in params["cfm_depth"] and "conv3" not in params["cfm_depth"]
   assert set(params["trace_back_depth"]) == {"spf_modules_0", "spf_modules_1", "spf_modules_2"}
+  # The released depth head (conv to width / 2, upsampling, conv to 32, conv) vs the others.
+  assert params["head_depth"]["conv_1"]["kernel"].shape[-1] == 32 and "bn" not in params["head_depth"]
+  assert params["head_depth"]["conv_0"]["kernel"].shape[-1] == 16 and "bn" in params["head_semseg"]
   # The decoders' Swin stages: 32, 64, 128 channels for width 32 (released: 256, 512, 1024).
   assert params["trace_back_depth"]["spf_modules_0"]["dep_conv"]["kernel"].shape[-1] == 128
   out = jax.eval_shape(model.apply, variables, images)  # Evaluation: the final heads only.

@@ -71,6 +71,9 @@ class MTCPSettings:
       embed_dim=256, depths=(1, 2, 1), num_heads=(2, 2, 2), window_size=7
   )
   head_upsample: tuple[tuple[str, int], ...] = (("semseg", 2), ("depth", 2), ("normal", 1))
+  # The heads built as the released depth head (conv, upsampling, conv, ReLU, conv): a setting of
+  # the released model, which gives that structure to these heads by name.
+  regression_heads: tuple[str, ...] = ("depth",)
   deep_supervision_weight: float = 0.5
 
 
@@ -254,7 +257,8 @@ class MTCP(nn.Module):
       for k in range(2):
         head = _IntermediateHead(task.channels, name=f"intermediate_{t}_{k}")
         deep[k][t] = finish(head(outs[k], train=train))
-      head = _Head(task.channels, upsample.get(t, 1), t == "depth", name=f"head_{t}")
+      regression = t in s.regression_heads
+      head = _Head(task.channels, upsample.get(t, 1), regression, name=f"head_{t}")
       out[t] = finish(head(outs[-1], train=train))
     if train:  # Evaluation and prediction read the final heads only.
       out["deep_supervision"] = tuple(deep)
