@@ -163,9 +163,10 @@ def get_config() -> ml_collections.ConfigDict:
   # auto | xla | im2col | mmgrad. auto: mmgrad on the CPU (XLA's convolution forward, the kernel
   # gradient as one matmul), XLA's own convolution (cuDNN) on accelerators.
   config.model.conv_impl = "auto"
-  # segnet_mtl | hrnet_w18 | hrnet_w18_small_v2. HRNet: a pretrained backbone converted with
-  # tools/convert_torch_weights.py, loaded at the start of a fresh run ("" = random init), and
-  # the input normalisation: auto (ImageNet mean / std iff pretrained) | imagenet | none.
+  # segnet_mtl | hrnet_w18 | hrnet_w18_small_v2 | mtcp. HRNet: a pretrained backbone converted
+  # with tools/convert_torch_weights.py, loaded at the start of a fresh run ("" = random init)
+  # (MT-CP: a converted Mask2Former trunk or whole released model), and the input
+  # normalisation: auto (ImageNet mean / std iff pretrained) | imagenet | none.
   config.model.pretrained = ""
   # float32 | bfloat16: convolutions and activations in bfloat16; params, optimizer state,
   # BatchNorm statistics, softmax, losses and metrics stay float32.

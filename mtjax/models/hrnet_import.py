@@ -17,7 +17,6 @@ Mapping: a module path's dots become underscores (``HRNetBackbone`` names its la
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
@@ -26,51 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtjax import fileio
+from mtjax.models import state_dict as state_dict_lib
 from mtjax.models.hrnet import VARIANTS, HRNetBackbone
 
 HEAD_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
-_WRAPPERS = ("state_dict", "model", "module")
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """The tensors of a PyTorch checkpoint as float32 / int64 NumPy arrays.
-
-  ``.safetensors`` through ``safetensors.numpy``; ``.pth`` / ``.pt`` / ``.bin`` through
-  ``torch.load(weights_only=True)``, unwrapping a ``{"state_dict" | "model": ...}`` wrapper and a
-  ``module.`` (DataParallel) prefix.
-
-  Raises:
-    FileNotFoundError: no such file. ImportError: torch is needed and missing (naming the extra).
-    ValueError: an unknown suffix, or a file that is not a mapping of names to tensors.
-  """
-  path = fileio.as_path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"checkpoint {path} does not exist")
-  if path.suffix == ".safetensors":
-    from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
-
-    return dict(load(path.read_bytes()))
-  if path.suffix not in (".pth", ".pt", ".bin"):
-    raise ValueError(f"checkpoint {path}: expected .safetensors, .pth, .pt or .bin")
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        f'reading {path.suffix} checkpoints needs torch: pip install -e ".[convert]" (or convert '
-        "a .safetensors file, which needs no torch)"
-    ) from e
-  state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-  for key in _WRAPPERS[:2]:
-    if isinstance(state, dict) and isinstance(state.get(key), dict):
-      state = state[key]
-  if not isinstance(state, dict) or not all(hasattr(v, "numpy") for v in state.values()):
-    raise ValueError(f"checkpoint {path} is not a state dict (names -> tensors)")
-  out = {}
-  for key, value in state.items():
-    key = key[len("module.") :] if key.startswith("module.") else key
-    out[key] = value.detach().cpu().float().numpy() if value.is_floating_point() else value.numpy()
-  return out
+# Shared with the other converters (mtjax.models.state_dict).
+read_state_dict = state_dict_lib.read_state_dict
+save = state_dict_lib.save_variables
 
 
 def expected_variables(variant: str) -> dict[str, Any]:
@@ -126,26 +87,13 @@ def convert_state_dict(state: dict[str, np.ndarray], variant: str) -> dict[str, 
   return flax.traverse_util.unflatten_dict(found)
 
 
-def save(variables: dict[str, Any], path: str | os.PathLike) -> None:
-  """Writes ``variables`` as msgpack, atomically."""
-  fileio.write_atomic(path, flax.serialization.msgpack_serialize(jax.device_get(variables)))
-
-
 def load(path: str | os.PathLike, variant: str) -> dict[str, Any]:
   """Reads ``save``'s file and checks it against ``HRNetBackbone(variant)``'s variables.
 
   Raises:
     FileNotFoundError: no such file. ValueError: not such a file, or another structure / shapes.
   """
-  path = fileio.as_path(path)
-  if not path.is_file():
-    raise FileNotFoundError(
-        f"pretrained backbone {path} does not exist; make it with tools/convert_torch_weights.py"
-    )
-  try:
-    variables = flax.serialization.msgpack_restore(path.read_bytes())
-  except Exception as e:
-    raise ValueError(f"{path} is not a msgpack file of backbone variables ({e})") from e
+  variables = state_dict_lib.load_variables(path)
   expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(expected_variables(variant)))
   got = flax.traverse_util.flatten_dict(variables)
   wrong = sorted(

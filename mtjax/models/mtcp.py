@@ -81,7 +81,9 @@ def settings_from_config(options) -> MTCPSettings:
   """``MTCPSettings`` from ``config.model.mtcp`` (a ConfigDict or dict of the fields below; absent
   ones take the released model's values): ``swin_embed_dim``, ``swin_depths``,
   ``swin_num_heads``, ``swin_window_size``, ``feature_size``, ``mask_feature_size``,
-  ``encoder_layers``, ``hidden_dim``, ``num_queries``, ``decoder_layers``, ``num_labels``,
+  ``encoder_layers``, ``encoder_feedforward_dim``, ``num_attention_heads`` (the pixel decoder's
+  and the transformer decoder's, one field as in ``transformers.Mask2FormerConfig``),
+  ``hidden_dim``, ``num_queries``, ``decoder_layers``, ``dim_feedforward``, ``num_labels``,
   ``width``, ``decoder_depths``, ``decoder_num_heads``, ``head_upsample`` ({task: factor}),
   ``deep_supervision_weight``.
 
@@ -91,9 +93,9 @@ def settings_from_config(options) -> MTCPSettings:
   o = dict(options or {})
   fields = {
       "swin_embed_dim", "swin_depths", "swin_num_heads", "swin_window_size", "feature_size",
-      "mask_feature_size", "encoder_layers", "hidden_dim", "num_queries", "decoder_layers",
-      "num_labels", "width", "decoder_depths", "decoder_num_heads", "head_upsample",
-      "deep_supervision_weight",
+      "mask_feature_size", "encoder_layers", "encoder_feedforward_dim", "num_attention_heads",
+      "hidden_dim", "num_queries", "decoder_layers", "dim_feedforward", "num_labels", "width",
+      "decoder_depths", "decoder_num_heads", "head_upsample", "deep_supervision_weight",
   }  # fmt: skip
   unknown = sorted(set(o) - fields)
   if unknown:
@@ -115,6 +117,10 @@ def settings_from_config(options) -> MTCPSettings:
           feature_size=o.get("feature_size", t.pixel_decoder.feature_size),
           mask_feature_size=o.get("mask_feature_size", t.pixel_decoder.mask_feature_size),
           encoder_layers=o.get("encoder_layers", t.pixel_decoder.encoder_layers),
+          encoder_feedforward_dim=o.get(
+              "encoder_feedforward_dim", t.pixel_decoder.encoder_feedforward_dim
+          ),
+          num_attention_heads=o.get("num_attention_heads", t.pixel_decoder.num_attention_heads),
       ),
       decoder=dataclasses.replace(
           t.decoder,
@@ -122,6 +128,8 @@ def settings_from_config(options) -> MTCPSettings:
           mask_feature_size=o.get("mask_feature_size", t.decoder.mask_feature_size),
           num_queries=o.get("num_queries", t.decoder.num_queries),
           decoder_layers=o.get("decoder_layers", t.decoder.decoder_layers),
+          dim_feedforward=o.get("dim_feedforward", t.decoder.dim_feedforward),
+          num_attention_heads=o.get("num_attention_heads", t.decoder.num_attention_heads),
       ),
       num_labels=o.get("num_labels", t.num_labels),
   )

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mtjax import tasks
-from mtjax.models import hrnet, hrnet_import, mtcp, segnet
+from mtjax.models import hrnet, hrnet_import, mtcp, mtcp_import, segnet
 
 COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 
@@ -73,7 +73,8 @@ def with_pretrained(
     config: ml_collections.ConfigDict, params: dict, batch_stats: dict
 ) -> tuple[dict, dict]:
   """(params, batch_stats) with the backbone of `config.model.pretrained` (a `hrnet_import.save`
-  file, host arrays) in place of the "backbone" entries; the heads are kept. Unchanged when
+  file, host arrays) in place of the "backbone" entries; the heads are kept. MT-CP: a converted
+  Mask2Former trunk or whole released model (`mtcp_import.with_pretrained`). Unchanged when
   `config.model.pretrained` is "".
 
   Raises:
@@ -82,10 +83,12 @@ def with_pretrained(
   """
   if not config.model.pretrained:
     return params, batch_stats
+  if config.model.name == "mtcp":
+    return mtcp_import.with_pretrained(config.model.pretrained, params, batch_stats)
   if config.model.name not in hrnet.VARIANTS:
     raise ValueError(
         f"config.model.pretrained is set but config.model.name={config.model.name!r} has no "
-        f"pretrained backbone (one of {tuple(hrnet.VARIANTS)})"
+        f"pretrained backbone (one of {(*hrnet.VARIANTS, 'mtcp')})"
     )
   backbone = hrnet_import.load(config.model.pretrained, config.model.name)
   return (
