@@ -10,6 +10,7 @@ import pytest
 
 from mtjax.models import mtcp
 from tests.nyudmt_fixtures import make_nyudmt_layout
+from tests.pascal_fixtures import make_pascal_layout
 from tests.test_main import read_scalars, run_main
 
 # A tiny MT-CP: every module of the released one, small widths and depths.
@@ -105,30 +106,43 @@ def test_configs_build_the_released_model(name, tasks, upsample, spread):
   assert model.settings.trunk == released.trunk and model.settings.decoder == released.decoder
 
 
+def _nyudmt(root):
+  return make_nyudmt_layout(root, splits={"train": 4, "val": 2}, hw=(32, 48), size_jitter=4), (32, 48)
+
+
+def _pascal(root):
+  sizes = ((16, 16), (20, 24), (24, 18))
+  layout = make_pascal_layout(root, splits={"train": 4, "val": 3}, hw_list=sizes)
+  return layout, (32, 32)
+
+
 @pytest.mark.slow
-def test_nyudmt_mtcp_trains_evaluates_checkpoints_and_resumes_from_the_command_line(tmp_path):
-  data = make_nyudmt_layout(
-      tmp_path / "data", splits={"train": 4, "val": 2}, hw=(32, 48), size_jitter=4
-  )
+@pytest.mark.parametrize(
+    "config, make_data, tasks",
+    [
+        ("configs/nyudmt_mtcp.py", _nyudmt, ("semseg", "depth", "normal")),
+        ("configs/pascal_context_mtcp.py", _pascal, ("semseg", "human_parts", "saliency")),
+    ],
+)
+def test_mtcp_configs_train_evaluate_checkpoint_and_resume_from_the_command_line(
+    tmp_path, config, make_data, tasks
+):
+  data, size = make_data(tmp_path / "data")
   flags = [
-      f"--config.dataset.data_dir={data}", "--config.dataset.size=(32,48)",
+      f"--config.dataset.data_dir={data}", f"--config.dataset.size=({size[0]},{size[1]})",
       "--config.batch_size=2", "--config.label_setting=full", "--config.eval_every_steps=1",
       "--config.checkpoint_every_steps=1", "--config.steps_per_call=1",
       "--config.log_every_steps=1", *TINY_FLAGS,
   ]  # fmt: skip
   workdir = tmp_path / "run"
   env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla_cache")}  # The rerun compiles nothing.
-  first = run_main(
-      str(workdir), *flags, "--config.num_train_steps=1", config="configs/nyudmt_mtcp.py", env=env
-  )
+  first = run_main(str(workdir), *flags, "--config.num_train_steps=1", config=config, env=env)
   assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
   scalars = read_scalars(workdir)
-  for task in ("semseg", "depth", "normal"):
+  for task in tasks:
     assert any(k.startswith(f"eval/{task}/") for k in scalars), (task, sorted(scalars))
   assert "train/grad_norm/total" not in scalars  # Not asked for.
-  second = run_main(
-      str(workdir), *flags, "--config.num_train_steps=2", config="configs/nyudmt_mtcp.py", env=env
-  )
+  second = run_main(str(workdir), *flags, "--config.num_train_steps=2", config=config, env=env)
   log = second.stdout + second.stderr
   assert second.returncode == 0, log[-4000:]
   assert re.search(r"resumed from \S+ at step 1", log), log[-3000:]

@@ -81,10 +81,11 @@ def test_cbam():
   np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_coherence_fusion():
+@pytest.mark.parametrize("affinity", ["dot", "cosine"])
+def test_coherence_fusion(affinity):
   rng = np.random.default_rng(0)
   task, a, b = (rng.normal(size=(2, 4, 5, 32)).astype(np.float32) for _ in range(3))
-  module = coherence_fusion.CoherenceFusion()
+  module = coherence_fusion.CoherenceFusion(affinity)
   variables = _init(module, task, [a, b])
   got = module.apply(variables, task, [a, b])
   p, s = variables["params"], variables["batch_stats"]
@@ -99,6 +100,9 @@ def test_coherence_fusion():
       _bn(_cbam(fused, p["cbam_dep2"], s["cbam_dep2"]), p["cbam_dep2_norm"], s["cbam_dep2_norm"]), 0
   )
   theta, phi = d1.reshape(2, 20, -1), d2.reshape(2, 20, -1)
+  if affinity == "cosine":
+    theta = theta / np.linalg.norm(theta, axis=-1, keepdims=True)
+    phi = phi / np.linalg.norm(phi, axis=-1, keepdims=True)
   logits = theta @ phi.transpose(0, 2, 1)
   mix = np.exp(logits - logits.max(-1, keepdims=True))
   mix /= mix.sum(-1, keepdims=True)
@@ -109,6 +113,12 @@ def test_coherence_fusion():
   np.testing.assert_allclose(
       np.asarray(got), expected, rtol=2e-4, atol=2e-4 * np.abs(expected).max()
   )
+
+
+def test_coherence_fusion_names_an_unknown_affinity():
+  x = np.zeros((1, 2, 2, 32), np.float32)
+  with pytest.raises(ValueError, match="affinity 'cos': expected one of"):
+    _init(coherence_fusion.CoherenceFusion("cos"), x, [x, x])
 
 
 def test_trace_back_runs_its_refinements_coarsest_first_with_bilinear_resizes():

@@ -101,8 +101,10 @@ def main():
   parser.add_argument(
       "--model",
       default="segnet_mtl",
-      choices=("segnet_mtl", "hrnet_w18", "hrnet_w18_small_v2"),
-      help="PyTorch eager of the same HRNet network: tools/benchmark_torch_hrnet.py",
+      choices=("segnet_mtl", "hrnet_w18", "hrnet_w18_small_v2", "mtcp"),
+      help="PyTorch eager of the same HRNet network: tools/benchmark_torch_hrnet.py; mtcp: "
+      "MT-CP at the released sizes (configs/nyudmt_mtcp.py), --compare_torch times "
+      "tools/torch_mtcp.py",
   )
   parser.add_argument(
       "--compute_dtype",
@@ -138,9 +140,14 @@ def main():
     compare_precision(args)
     return
 
-  config = base_config(args)
+  config = base_config(args) if args.model != "mtcp" else mtcp_config(args)
   config.model.name = args.model
   config.compute_dtype = args.compute_dtype
+  torch_first = None
+  if args.compare_torch and args.model == "mtcp":
+    # PyTorch's warm-up first, so that the process's peak RSS after it is PyTorch's (plus the
+    # JAX imports); JAX's memory is XLA's buffer plan of the compiled step.
+    torch_first = torch_mtcp_run(args, config, calls.resolve_steps_per_call(args.steps_per_call))
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
   model, tx = registry.create_model(config), optimizer.create_optimizer(config, steps_per_epoch=397)
@@ -162,10 +169,22 @@ def main():
       f"compile={time.perf_counter() - t0:.1f}s",
       flush=True,
   )
+  memory = compiled.memory_analysis()
+  if memory is not None:
+    planned = memory.argument_size_in_bytes + memory.output_size_in_bytes
+    planned += memory.temp_size_in_bytes - memory.alias_size_in_bytes
+    print(
+        f"jax: XLA's buffer plan of the step {planned / 2**30:.2f} GiB (arguments "
+        f"{memory.argument_size_in_bytes / 2**30:.2f}, temporaries "
+        f"{memory.temp_size_in_bytes / 2**30:.2f})",
+        flush=True,
+    )
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
   runs = {"jax": [compiled, state, batch, [], steps_per_call]}
-  if args.compare_torch:
+  if torch_first is not None:
+    runs["torch"] = torch_first
+  elif args.compare_torch:
     if args.model != "segnet_mtl":
       parser.error("--compare_torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
     runs["torch"] = torch_run(args, config, steps_per_call)
@@ -183,6 +202,64 @@ def main():
         f"torch eager {torch_ms:.1f} ms/step, {args.batch_size / torch_ms * 1e3:.2f} images/s; "
         f"jax / torch speed ratio {torch_ms / jax_ms:.2f}x"
     )
+  print(f"process peak RSS {peak_rss_gib():.2f} GiB")
+
+
+def peak_rss_gib() -> float:
+  """This process's peak resident memory so far, GiB (Linux: ru_maxrss in KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def mtcp_config(args):
+  """configs/nyudmt_mtcp.py (MT-CP at the released sizes, AdamW) with equal task weights and the
+  command line's batch size."""
+  from configs import nyudmt_mtcp  # pylint: disable=g-import-not-at-top
+
+  config = nyudmt_mtcp.get_config()
+  config.batch_size = args.batch_size
+  config.weighting.name = "equal"
+  config.weighting.as_released, config.weighting.apply_weights = False, True
+  config.label_setting = "full"
+  return config
+
+
+def torch_mtcp_run(args, config, steps_per_call: int = 1) -> list:
+  """[callable, None, batch, [], steps_per_call] running tools/torch_mtcp.py's MT-CP (the same
+  sizes, transformers' trunk) eagerly with AdamW, after one warm-up step whose peak RSS is
+  printed."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  import torch_mtcp  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
+
+  from mtjax.models import mtcp  # pylint: disable=g-import-not-at-top
+
+  settings = mtcp.settings_from_config(config.model.mtcp)
+  torch.manual_seed(0)
+  before = peak_rss_gib()
+  model = torch_mtcp.MTCP(
+      torch_mtcp.trunk_config(settings.trunk),
+      (config.dataset.num_classes, 1, 3),
+      upsample=tuple(dict(settings.head_upsample)[t] for t in ("semseg", "depth", "normal")),
+      width=settings.width,
+  ).train()
+  host = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
+  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+  batch = (
+      nchw(host["image"]),
+      torch.from_numpy(host["semseg"]).long(),
+      nchw(host["depth"]),
+      nchw(host["normal"]),
+  )
+  step = _TorchStep(torch_mtcp.make_step(model, config.learning_rate, config.weight_decay))
+  t0 = time.perf_counter()
+  step(None, batch)  # Warm-up.
+  print(
+      f"torch: warm-up step {time.perf_counter() - t0:.1f} s; process peak RSS "
+      f"{peak_rss_gib():.2f} GiB after it ({before:.2f} GiB before the model)",
+      flush=True,
+  )
+  step.steps = steps_per_call
+  return [step, None, batch, [], steps_per_call]
 
 
 def cpu_description() -> str:

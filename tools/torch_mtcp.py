@@ -441,3 +441,61 @@ class MTCP(nn.Module):
       y = getattr(self, NAMES[self.dataset]["project"][k])(outs[-1])
       final.append(F.interpolate(y, size, mode="bilinear"))
     return final, deep
+
+
+def trunk_config(settings):
+  """``transformers.Mask2FormerConfig`` of ``mtjax.models.mask2former.Mask2FormerSettings``
+  (the same sizes; the Swin without stochastic depth, as in evaluation-equal timing)."""
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  b, p, d = settings.backbone, settings.pixel_decoder, settings.decoder
+  backbone = transformers.SwinConfig(
+      embed_dim=b.embed_dim,
+      depths=list(b.depths),
+      num_heads=list(b.num_heads),
+      window_size=b.window_size,
+      out_features=["stage1", "stage2", "stage3", "stage4"],
+      drop_path_rate=0.0,
+  )
+  return transformers.Mask2FormerConfig(
+      backbone_config=backbone,
+      feature_size=p.feature_size,
+      mask_feature_size=p.mask_feature_size,
+      encoder_layers=p.encoder_layers,
+      encoder_feedforward_dim=p.encoder_feedforward_dim,
+      hidden_dim=d.hidden_dim,
+      num_queries=d.num_queries,
+      num_attention_heads=d.num_attention_heads,
+      decoder_layers=d.decoder_layers,
+      dim_feedforward=d.dim_feedforward,
+      num_labels=settings.num_labels,
+  )
+
+
+def make_step(model: MTCP, lr: float = 5e-5, weight_decay: float = 1e-4, deep_weight: float = 0.5):
+  """A closure running one AdamW step on NCHW (x, semseg, depth, normal) for NYUD's 3 tasks:
+  MTPSL's losses (``torch_segnet.mtpsl_loss``, as mtjax's task records) of the final heads plus
+  ``deep_weight`` x those of each deep-supervision pair; returns the loss."""
+  import torch_segnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
+
+  opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+  def activated(outputs):
+    semseg, depth, normal = outputs
+    return {
+        "semseg": F.log_softmax(semseg, 1),
+        "depth": depth,
+        "normal": F.normalize(normal, dim=1),
+    }
+
+  def step(x, semseg, depth, normal):
+    final, deep = model(x)
+    loss = torch_segnet.mtpsl_loss(activated(final), semseg, depth, normal)
+    for outputs in deep:
+      loss = loss + deep_weight * torch_segnet.mtpsl_loss(activated(outputs), semseg, depth, normal)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+  return step

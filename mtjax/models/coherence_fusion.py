@@ -10,6 +10,10 @@ With S the task's map and A_1 … A_{T−1} the other tasks' (each [B, H, W, C])
     W   = softmax_rows(θ φᵀ)                               [B, HW, HW], pixel affinities
     out = BN(CBAM''(W s))
 
+``affinity = "cosine"`` takes W = softmax_rows(cos(θ_p, φ_q)) instead (θ and φ L2-normalised per
+pixel first, no temperature): descriptions of the module name a cosine alignment, and the
+released forward computes no cosine anywhere (its ``models/utils.py`` has none), so the default
+is the released dot product and the cosine is an option to measure, not a reproduction.
 The released module also builds two 1x1 convs (``conv2``, ``conv3``) that its forward never
 applies; they are not built here (``MTCP`` reports them). The affinity is HW x HW: 19,200² per
 image for a stride-4 map of 480x640.
@@ -23,11 +27,23 @@ import jax.numpy as jnp
 
 from mtjax.models import cbam
 
-__all__ = ["CoherenceFusion"]
+__all__ = ["AFFINITIES", "CoherenceFusion"]
+
+
+AFFINITIES = ("dot", "cosine")
 
 
 class CoherenceFusion(nn.Module):
-  """(S [B, H, W, C], others: T − 1 maps [B, H, W, C]) -> [B, H, W, C] (module docstring)."""
+  """(S [B, H, W, C], others: T − 1 maps [B, H, W, C]) -> [B, H, W, C] (module docstring).
+
+  Attributes:
+    affinity: "dot" (the released θ φᵀ) or "cosine" (module docstring).
+
+  Raises:
+    ValueError: an unknown ``affinity``.
+  """
+
+  affinity: str = "dot"
 
   @nn.compact
   def __call__(self, task_map, others, *, train: bool = False):
@@ -45,6 +61,11 @@ class CoherenceFusion(nn.Module):
     phi = nn.relu(bn("cbam_dep2_norm")(cbam.CBAM(name="cbam_dep2")(fused, train=train)))
     b, h, w, _ = task_map.shape
     theta, phi = theta.reshape(b, h * w, -1), phi.reshape(b, h * w, -1)
+    if self.affinity not in AFFINITIES:
+      raise ValueError(f"Coherence Fusion affinity {self.affinity!r}: expected one of {AFFINITIES}")
+    if self.affinity == "cosine":
+      unit = lambda v: v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, -1, keepdims=True), 1e-24))
+      theta, phi = unit(theta), unit(phi)
     affinity = jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", theta, phi), axis=-1)
     out = jnp.einsum("bpq,bqc->bpc", affinity, s.reshape(b, h * w, c)).reshape(b, h, w, c)
     return bn("shared_dep2_norm")(cbam.CBAM(name="shared_dep2")(out, train=train))

@@ -75,6 +75,8 @@ class MTCPSettings:
   # the released model, which gives that structure to these heads by name.
   regression_heads: tuple[str, ...] = ("depth",)
   deep_supervision_weight: float = 0.5
+  # The Coherence Fusion's affinity: "dot" (released) | "cosine" (coherence_fusion's docstring).
+  cfm_affinity: str = "dot"
 
 
 def settings_from_config(options) -> MTCPSettings:
@@ -85,7 +87,8 @@ def settings_from_config(options) -> MTCPSettings:
   and the transformer decoder's, one field as in ``transformers.Mask2FormerConfig``),
   ``hidden_dim``, ``num_queries``, ``decoder_layers``, ``dim_feedforward``, ``num_labels``,
   ``width``, ``decoder_depths``, ``decoder_num_heads``, ``head_upsample`` ({task: factor}),
-  ``deep_supervision_weight``.
+  ``deep_supervision_weight``, ``cfm_affinity`` ("dot" as released | "cosine":
+  ``coherence_fusion``).
 
   Raises:
     ValueError: an unknown field.
@@ -96,6 +99,7 @@ def settings_from_config(options) -> MTCPSettings:
       "mask_feature_size", "encoder_layers", "encoder_feedforward_dim", "num_attention_heads",
       "hidden_dim", "num_queries", "decoder_layers", "dim_feedforward", "num_labels", "width",
       "decoder_depths", "decoder_num_heads", "head_upsample", "deep_supervision_weight",
+      "cfm_affinity",
   }  # fmt: skip
   unknown = sorted(set(o) - fields)
   if unknown:
@@ -146,6 +150,7 @@ def settings_from_config(options) -> MTCPSettings:
       ),
       head_upsample=tuple(sorted(dict(head_upsample).items())),
       deep_supervision_weight=float(o.get("deep_supervision_weight", d.deep_supervision_weight)),
+      cfm_affinity=str(o.get("cfm_affinity", d.cfm_affinity)),
   )
 
 
@@ -255,7 +260,9 @@ class MTCP(nn.Module):
     for task in tasks:
       t = task.name
       others = [fused[o.name] for o in tasks if o.name != t]
-      refined = coherence_fusion.CoherenceFusion(name=f"cfm_{t}")(fused[t], others, train=train)
+      refined = coherence_fusion.CoherenceFusion(s.cfm_affinity, name=f"cfm_{t}")(
+          fused[t], others, train=train
+      )
       outs = trace_back.TraceBack(s.width, name=f"trace_back_{t}")(
           refined, stages[t][::-1], train=train
       )
