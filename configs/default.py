@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.task_options.normal = ml_collections.ConfigDict()
   # unit: the head's output L2-normalised (MTPSL) | raw: as RDC's released HRNet head.
   config.task_options.normal.head = "unit"
+  # cosine: MTPSL's 1 - cos | mse: MT-CP's released loss (squared error of the raw output).
+  config.task_options.normal.loss = "cosine"
   config.task_options.human_parts = ml_collections.ConfigDict()
   config.task_options.human_parts.num_parts = 7
 

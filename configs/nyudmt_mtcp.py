@@ -37,6 +37,9 @@ def released_recipe(config, tasks, spread):
 
 def get_config():
   config = released_recipe(nyudmt.get_config(), ("semseg", "depth", "normal"), spread=7.5)
+  # The released normal head and loss: the output never normalised, its squared error
+  # (NormalsLoss(), losses/loss_functions.py); the metrics normalise it (docs/metrics.md).
+  config.task_options.normal.head, config.task_options.normal.loss = "raw", "mse"
   # The released model's sizes (mtjax.models.mtcp.settings_from_config lists every field).
   config.model.mtcp = ml_collections.ConfigDict(
       {

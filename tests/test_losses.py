@@ -99,3 +99,18 @@ def test_get_tasks_rejects_unknown_and_repeated_names():
     tasks_lib.get_tasks(("semseg", "edges"))
   with pytest.raises(ValueError, match="distinct"):
     tasks_lib.get_tasks(("depth", "depth"))
+
+
+def test_normal_mse_is_mt_cps_released_loss_over_valid_pixels():
+  rng = np.random.default_rng(3)
+  *_, pred, gt = _random_batch(rng)
+  record = tasks_lib.get_task("normal", head="raw", loss="mse")
+  got = np.asarray(record.loss(jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32)))
+  for i in range(pred.shape[0]):
+    valid = np.abs(gt[i]).sum(-1) > 0
+    # F.mse_loss over the selected elements: Σ (pred − gt)² / their count.
+    expected = np.mean((pred[i][valid] - gt[i][valid]) ** 2) if valid.any() else 0.0
+    np.testing.assert_allclose(got[i], expected, rtol=1e-5, atol=1e-7)
+  assert got[2] == 0.0  # No valid pixel.
+  with pytest.raises(ValueError, match=r"normal.loss='l2': expected one of \('cosine', 'mse'\)"):
+    tasks_lib.get_task("normal", loss="l2")

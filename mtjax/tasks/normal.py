@@ -45,6 +45,27 @@ def normal_loss(pred: Array, gt: Array) -> Array:
   return jnp.where(count > 0, 1.0 - base.masked_mean(cosine, valid), 0.0)
 
 
+def normal_mse(pred: Array, gt: Array) -> Array:
+  """Mean squared error per example over the elements of valid pixels: MT-CP's released normal
+  loss (``NormalsLoss()``, ``losses/loss_functions.py``: ``F.mse_loss`` of the raw output, summed
+  over the elements whose label is not 255 and divided by their count; its NYUD labels are never
+  255, so every element counts, where this counts the pixels whose gt is not all-zero).
+
+  Args:
+    pred: float [B, H, W, 3] the head's output (raw with ``head = "raw"``, as released).
+    gt: float [B, H, W, 3] unit ground-truth normals, all-zero = invalid.
+
+  Returns:
+    float32 [B]: mean over valid pixels of Σ_c (pred_c − gt_c)² / 3 (0 if none).
+  """
+  error = jnp.mean(jnp.square(pred.astype(jnp.float32) - gt.astype(jnp.float32)), axis=-1)
+  valid = jnp.any(gt != 0, axis=-1)
+  return jnp.where(jnp.sum(valid, axis=(1, 2)) > 0, base.masked_mean(error, valid), 0.0)
+
+
+LOSSES = {"cosine": normal_loss, "mse": normal_mse}
+
+
 def normal_to_rgb(normal: np.ndarray) -> np.ndarray:
   """Normals float [..., H, W, 3] in [-1, 1] -> uint8 RGB (n + 1) / 2; invalid (all-zero) black."""
   valid = np.any(normal != 0, axis=-1, keepdims=True)
@@ -61,27 +82,37 @@ HEADS = ("unit", "raw")
 
 @functools.cache
 def normal(
-    *, num_classes: int | None = None, relation_threshold: float = 20.0, head: str = "unit"
+    *,
+    num_classes: int | None = None,
+    relation_threshold: float = 20.0,
+    head: str = "unit",
+    loss: str = "cosine",
 ) -> base.Task:
   """The ``normal`` record. ``relation_threshold``: pixel contrast's positive rule, degrees (ours).
 
   ``head``: ``unit`` (the head's output L2-normalised, MTPSL's SegNet) or ``raw`` (the head's
-  output as it is, RDC's released HRNet: its loss normalises, its prediction is never
-  normalised). The loss and the metrics normalise either way; only the metrics as released
-  (``released_metric_state``: ``mtjax.metrics.normals_state(normalize=False)`` of the output as it
-  is, RDC's ``utils/evaluation.py`` line 45) and the regularizers' inputs see the difference. ``num_classes`` is unused (normals have no classes).
+  output as it is, RDC's released HRNet and MT-CP's: their predictions are never normalised). The
+  metrics normalise either way; only the metrics as released (``released_metric_state``:
+  ``mtjax.metrics.normals_state(normalize=False)`` of the output as it is, RDC's
+  ``utils/evaluation.py`` line 45), the regularizers' inputs and the ``mse`` loss see the
+  difference (the ``cosine`` loss normalises). ``num_classes`` is unused (normals have no classes).
+
+  ``loss``: ``cosine`` (MTPSL's 1 − cos, ``normal_loss``) or ``mse`` (MT-CP's released loss,
+  ``normal_mse``; with ``head = "raw"`` as released).
 
   Raises:
-    ValueError: ``head`` not in ``HEADS``.
+    ValueError: ``head`` not in ``HEADS`` or ``loss`` not in ``LOSSES``.
   """
   del num_classes
   if head not in HEADS:
     raise ValueError(f"config.task_options.normal.head={head!r}: expected one of {HEADS}")
+  if loss not in LOSSES:
+    raise ValueError(f"config.task_options.normal.loss={loss!r}: expected one of {tuple(LOSSES)}")
   return base.Task(
       name="normal",
       channels=3,
       activation=unit if head == "unit" else (lambda y: y),
-      loss=normal_loss,
+      loss=LOSSES[loss],
       gt_dtype="float32",
       gt_shape=(3,),
       ignore=0.0,
