@@ -107,7 +107,8 @@ def test_configs_build_the_released_model(name, tasks, upsample, spread):
 
 
 def _nyudmt(root):
-  return make_nyudmt_layout(root, splits={"train": 4, "val": 2}, hw=(32, 48), size_jitter=4), (32, 48)
+  layout = make_nyudmt_layout(root, splits={"train": 4, "val": 2}, hw=(32, 48), size_jitter=4)
+  return layout, (32, 48)
 
 
 def _pascal(root):

@@ -3,6 +3,7 @@ transcriptions of the released forward passes (Klodivio355/MT-CP models/cbam.py,
 GAAF_module2 / SPF / TraceBack, models/models_nyud_CL.py DynamicFPNFusionModule), eval mode."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -183,3 +184,24 @@ def test_resizes_equal_pytorch_interpolate_up_and_down(size):
     np.testing.assert_allclose(
         np.asarray(ours(x, *size)), expected.numpy().transpose(0, 2, 3, 1), atol=1e-5, err_msg=mode
     )
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 12])
+def test_chunked_affinity_mix_equals_the_whole_matrix_with_gradients(chunk):
+  rng = np.random.default_rng(5)
+  theta, phi, values = (jnp.asarray(rng.normal(size=(2, 12, n)), jnp.float32) for n in (4, 4, 3))
+  phi = phi[:, :10]
+  values = values[:, :10]
+  whole = lambda t, p, v: jnp.sum(jnp.sin(coherence_fusion.affinity_mix(t, p, v)))
+  chunked = lambda t, p, v: jnp.sum(jnp.sin(coherence_fusion.affinity_mix(t, p, v, chunk)))
+  np.testing.assert_allclose(
+      coherence_fusion.affinity_mix(theta, phi, values, chunk),
+      coherence_fusion.affinity_mix(theta, phi, values),
+      rtol=1e-5,
+      atol=1e-6,
+  )
+  for got, expected in zip(
+      jax.grad(chunked, argnums=(0, 1, 2))(theta, phi, values),
+      jax.grad(whole, argnums=(0, 1, 2))(theta, phi, values),
+  ):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

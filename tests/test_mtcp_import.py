@@ -246,3 +246,20 @@ def test_converted_checkpoints_initialise_a_run_through_the_config(tmp_path):
   config.model.pretrained = str(tmp_path / "whole.msgpack")
   with pytest.raises(ValueError, match=r"holds neither this MT-CP's variables \(\d+ differ"):
     registry.with_pretrained(config, small["params"], small["batch_stats"])
+
+
+def test_the_pytorch_reference_chunks_its_affinity_without_changing_it():
+  torch.manual_seed(0)
+  whole = torch_mtcp.GAAF_module2(32).double()
+  chunked = copy.deepcopy(whole)
+  chunked.chunk = 5
+  x, others = torch.randn(2, 32, 4, 6, dtype=torch.float64), torch.randn(
+      2, 64, 4, 6, dtype=torch.float64
+  )
+  outs = []
+  for module in (whole, chunked):
+    xi = x.clone().requires_grad_()
+    out = module(xi, others)
+    out.sin().sum().backward()
+    outs.append((out.detach(), xi.grad))
+  torch.testing.assert_close(outs[0], outs[1])

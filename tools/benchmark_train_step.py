@@ -112,6 +112,13 @@ def main():
       choices=("float32", "bfloat16", "both"),
       help="config.compute_dtype; both: time float32 and bfloat16 side by side",
   )
+  parser.add_argument(
+      "--cfm_chunk",
+      type=int,
+      default=0,
+      help="mtcp: config.model.mtcp.cfm_chunk (and the PyTorch model's): rows of the Coherence "
+      "Fusion's HW x HW affinity at a time, recomputed in the backward pass; 0: whole, as released",
+  )
   parser.add_argument("--regularizer", default="none", choices=("none", "rdc"))
   parser.add_argument(
       "--weighting",
@@ -219,6 +226,7 @@ def mtcp_config(args):
   config.batch_size = args.batch_size
   config.weighting.name = "equal"
   config.weighting.as_released, config.weighting.apply_weights = False, True
+  config.model.mtcp.cfm_chunk = args.cfm_chunk
   config.label_setting = "full"
   return config
 
@@ -241,6 +249,7 @@ def torch_mtcp_run(args, config, steps_per_call: int = 1) -> list:
       (config.dataset.num_classes, 1, 3),
       upsample=tuple(dict(settings.head_upsample)[t] for t in ("semseg", "depth", "normal")),
       width=settings.width,
+      cfm_chunk=settings.cfm_chunk,
   ).train()
   host = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
   nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 # Names of the per-task modules by the task's position, as each released model file has them.
@@ -274,9 +275,9 @@ class CBAM(nn.Module):
 class GAAF_module2(nn.Module):  # pylint: disable=invalid-name  # The release's name.
   """The Coherence Fusion Module for 3 tasks (the task's map, the other two concatenated)."""
 
-  def __init__(self, dim):
+  def __init__(self, dim, chunk=0):
     super().__init__()
-    self.dim = dim
+    self.dim, self.chunk = dim, chunk
     self.cbam_sem, self.shared_dep2 = CBAM(dim), CBAM(dim)
     self.cbam_dep, self.cbam_dep2 = CBAM(2 * dim), CBAM(2 * dim)
     self.cbam_sem_norm, self.shared_dep2_norm = nn.BatchNorm2d(dim), nn.BatchNorm2d(dim)
@@ -292,8 +293,20 @@ class GAAF_module2(nn.Module):  # pylint: disable=invalid-name  # The release's 
     theta = F.relu(self.cbam_dep_norm(self.cbam_dep(fused)))
     phi = F.relu(self.cbam_dep2_norm(self.cbam_dep2(fused)))
     b, c, h, w = phi.shape
-    affinity = torch.softmax(theta.view(b, c, -1).transpose(1, 2) @ phi.view(b, c, -1), -1)
-    out = (affinity @ sem.view(b, self.dim, -1).transpose(1, 2)).transpose(1, 2)
+    rows, keys = theta.view(b, c, -1).transpose(1, 2), phi.view(b, c, -1)
+    values = sem.view(b, self.dim, -1).transpose(1, 2)
+    mix = lambda r: torch.softmax(r @ keys, -1) @ values
+    if self.chunk:  # The rows a chunk at a time, recomputed for the backward pass.
+      out = torch.cat(
+          [
+              torch.utils.checkpoint.checkpoint(mix, r, use_reentrant=False)
+              for r in rows.split(self.chunk, 1)
+          ],
+          1,
+      )
+    else:
+      out = mix(rows)
+    out = out.transpose(1, 2)
     return self.shared_dep2_norm(self.shared_dep2(out.reshape(b, self.dim, h, w)))
 
 
@@ -382,6 +395,8 @@ class MTCP(nn.Module):
       structure (NYUD: (False, True, False)).
     unused_backbone: also build the release's never-used Swin-S (``self.backbone``), for its
       parameter count.
+    cfm_chunk: the Coherence Fusion's affinity rows at a time, each chunk recomputed in the
+      backward pass (``torch.utils.checkpoint``; mtjax's ``cfm_chunk``); 0: whole, as released.
   """
 
   def __init__(
@@ -394,6 +409,7 @@ class MTCP(nn.Module):
       regression=(False, True, False),
       width=256,
       unused_backbone=False,
+      cfm_chunk=0,
   ):
     super().__init__()
     import transformers  # pylint: disable=g-import-not-at-top
@@ -414,7 +430,7 @@ class MTCP(nn.Module):
       )
       self.add_module(PRED_LAYERS[k], nn.ModuleList(Pred(width, channels[k]) for _ in range(2)))
       self.add_module(f"trace_back{SUFFIX[k]}", TraceBack(width))
-      self.add_module(f"gaaf{SUFFIX[k]}", GAAF_module2(width))
+      self.add_module(f"gaaf{SUFFIX[k]}", GAAF_module2(width, cfm_chunk))
     self.log_var_list = nn.Parameter(torch.zeros(3))
     self.skip_gate = nn.Parameter(torch.ones(1))
     self.lambda_param = nn.Parameter(torch.tensor([0.1]))

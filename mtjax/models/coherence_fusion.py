@@ -27,10 +27,33 @@ import jax.numpy as jnp
 
 from mtjax.models import cbam
 
-__all__ = ["AFFINITIES", "CoherenceFusion"]
+__all__ = ["AFFINITIES", "CoherenceFusion", "affinity_mix"]
 
 
 AFFINITIES = ("dot", "cosine")
+
+
+def affinity_mix(theta: jax.Array, phi: jax.Array, values: jax.Array, chunk: int = 0) -> jax.Array:
+  """softmax_rows(θ φᵀ) v: [B, P, D], [B, Q, D], [B, Q, C] -> [B, P, C] (the Coherence Fusion's
+  pixel mixing; attention with queries θ, keys φ, values v and no scaling).
+
+  ``chunk`` > 0 computes the rows ``chunk`` at a time under ``jax.checkpoint``: the [B, P, Q]
+  affinity is never held whole, in the forward or the backward pass (each chunk's rows are
+  recomputed for the gradient), so memory grows as chunk · Q instead of P · Q, at the cost of
+  a second forward matmul in training. 0: the whole matrix, as the release computes it. The
+  result is the same up to float rounding.
+  """
+  mix = lambda t: jnp.einsum(
+      "bpq,bqc->bpc", jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", t, phi), axis=-1), values
+  )
+  p = theta.shape[1]
+  if chunk <= 0 or chunk >= p:
+    return mix(theta)
+  pad = (-p) % chunk
+  rows = jnp.pad(theta, ((0, 0), (0, pad), (0, 0)))
+  rows = rows.reshape(theta.shape[0], -1, chunk, theta.shape[2]).swapaxes(0, 1)
+  out = jax.lax.map(jax.checkpoint(mix), rows)  # [P / chunk, B, chunk, C]
+  return out.swapaxes(0, 1).reshape(theta.shape[0], p + pad, -1)[:, :p]
 
 
 class CoherenceFusion(nn.Module):
@@ -38,12 +61,14 @@ class CoherenceFusion(nn.Module):
 
   Attributes:
     affinity: "dot" (the released θ φᵀ) or "cosine" (module docstring).
+    chunk: ``affinity_mix``'s rows per chunk (0: the whole HW x HW affinity at once).
 
   Raises:
     ValueError: an unknown ``affinity``.
   """
 
   affinity: str = "dot"
+  chunk: int = 0
 
   @nn.compact
   def __call__(self, task_map, others, *, train: bool = False):
@@ -66,6 +91,5 @@ class CoherenceFusion(nn.Module):
     if self.affinity == "cosine":
       unit = lambda v: v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, -1, keepdims=True), 1e-24))
       theta, phi = unit(theta), unit(phi)
-    affinity = jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", theta, phi), axis=-1)
-    out = jnp.einsum("bpq,bqc->bpc", affinity, s.reshape(b, h * w, c)).reshape(b, h, w, c)
+    out = affinity_mix(theta, phi, s.reshape(b, h * w, c), self.chunk).reshape(b, h, w, c)
     return bn("shared_dep2_norm")(cbam.CBAM(name="shared_dep2")(out, train=train))

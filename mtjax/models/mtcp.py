@@ -77,6 +77,9 @@ class MTCPSettings:
   deep_supervision_weight: float = 0.5
   # The Coherence Fusion's affinity: "dot" (released) | "cosine" (coherence_fusion's docstring).
   cfm_affinity: str = "dot"
+  # Rows of the Coherence Fusion's HW x HW affinity computed at a time, rematerialised in the
+  # backward pass (coherence_fusion.affinity_mix); 0: the whole matrix, as released.
+  cfm_chunk: int = 0
 
 
 def settings_from_config(options) -> MTCPSettings:
@@ -88,7 +91,7 @@ def settings_from_config(options) -> MTCPSettings:
   ``hidden_dim``, ``num_queries``, ``decoder_layers``, ``dim_feedforward``, ``num_labels``,
   ``width``, ``decoder_depths``, ``decoder_num_heads``, ``head_upsample`` ({task: factor}),
   ``deep_supervision_weight``, ``cfm_affinity`` ("dot" as released | "cosine":
-  ``coherence_fusion``).
+  ``coherence_fusion``), ``cfm_chunk`` (rows of the affinity at a time; 0: all).
 
   Raises:
     ValueError: an unknown field.
@@ -99,7 +102,7 @@ def settings_from_config(options) -> MTCPSettings:
       "mask_feature_size", "encoder_layers", "encoder_feedforward_dim", "num_attention_heads",
       "hidden_dim", "num_queries", "decoder_layers", "dim_feedforward", "num_labels", "width",
       "decoder_depths", "decoder_num_heads", "head_upsample", "deep_supervision_weight",
-      "cfm_affinity",
+      "cfm_affinity", "cfm_chunk",
   }  # fmt: skip
   unknown = sorted(set(o) - fields)
   if unknown:
@@ -151,6 +154,7 @@ def settings_from_config(options) -> MTCPSettings:
       head_upsample=tuple(sorted(dict(head_upsample).items())),
       deep_supervision_weight=float(o.get("deep_supervision_weight", d.deep_supervision_weight)),
       cfm_affinity=str(o.get("cfm_affinity", d.cfm_affinity)),
+      cfm_chunk=int(o.get("cfm_chunk", d.cfm_chunk)),
   )
 
 
@@ -260,7 +264,7 @@ class MTCP(nn.Module):
     for task in tasks:
       t = task.name
       others = [fused[o.name] for o in tasks if o.name != t]
-      refined = coherence_fusion.CoherenceFusion(s.cfm_affinity, name=f"cfm_{t}")(
+      refined = coherence_fusion.CoherenceFusion(s.cfm_affinity, s.cfm_chunk, name=f"cfm_{t}")(
           fused[t], others, train=train
       )
       outs = trace_back.TraceBack(s.width, name=f"trace_back_{t}")(
