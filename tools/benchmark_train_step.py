@@ -251,14 +251,7 @@ def torch_mtcp_run(args, config, steps_per_call: int = 1) -> list:
       width=settings.width,
       cfm_chunk=settings.cfm_chunk,
   ).train()
-  host = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
-  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-  batch = (
-      nchw(host["image"]),
-      torch.from_numpy(host["semseg"]).long(),
-      nchw(host["depth"]),
-      nchw(host["normal"]),
-  )
+  batch = torch_batch(args, len(config.tasks))
   step = _TorchStep(torch_mtcp.make_step(model, config.learning_rate, config.weight_decay))
   t0 = time.perf_counter()
   step(None, batch)  # Warm-up.
@@ -299,6 +292,20 @@ class _TorchStep:
     return state, {"loss": loss}
 
 
+def torch_batch(args, num_tasks: int) -> tuple:
+  """``synthetic_batch`` as NCHW PyTorch tensors: (image, semseg, depth, normal)."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  host = synthetic_batch(args.batch_size, args.height, args.width, num_tasks)
+  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+  return (
+      nchw(host["image"]),
+      torch.from_numpy(host["semseg"]).long(),
+      nchw(host["depth"]),
+      nchw(host["normal"]),
+  )
+
+
 def torch_run(args, config, steps_per_call: int = 1) -> list:
   """[callable, None, batch, [], steps_per_call] running tools/torch_segnet.py's SegNet-MTL
   eagerly, ``steps_per_call`` steps per call."""
@@ -308,14 +315,7 @@ def torch_run(args, config, steps_per_call: int = 1) -> list:
 
   torch.manual_seed(0)
   model = torch_segnet.SegNetMTL(config.dataset.num_classes, tuple(config.model.filters)).train()
-  host = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
-  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-  batch = (
-      nchw(host["image"]),
-      torch.from_numpy(host["semseg"]).long(),
-      nchw(host["depth"]),
-      nchw(host["normal"]),
-  )
+  batch = torch_batch(args, len(config.tasks))
   step = _TorchStep(torch_segnet.make_step(model))
   step(None, batch)  # Warm-up.
   step.steps = steps_per_call

@@ -30,19 +30,13 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-# Names of the per-task modules by the task's position, as each released model file has them.
-NAMES = {
-    "nyud": {
-        "fpn": ("fpn_semseg", "fpn_depth", "fpn_normal"),
-        "project": ("project_semseg", "project_depth", "project_normals"),
-    },
-    "pascal": {
-        "fpn": ("fpn_semseg", "fpn_human", "fpn_normal"),
-        "project": ("project_semseg", "project_human", "project_sal"),
-    },
-}
-PRED_LAYERS = ("sem_pred_layers", "depth_pred_layers", "normals_pred_layers")
-SUFFIX = ("", "2", "3")  # trace_back, trace_back2, ...; gaaf, gaaf2, ...
+from mtjax.models.mtcp_import import PRED_LAYER_NAMES, RELEASED_NAMES, SUFFIXES
+
+# The per-task module names by the task's position (RELEASED_NAMES[dataset]["fpn" | "project"]),
+# shared with the converter that reads them.
+NAMES = RELEASED_NAMES
+PRED_LAYERS = PRED_LAYER_NAMES
+SUFFIX = SUFFIXES
 
 
 # ---- the per-task Swin (models/swim_transformer2.py's structure) ----

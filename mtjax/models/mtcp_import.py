@@ -34,7 +34,15 @@ import numpy as np
 from mtjax.models import mask2former_import, mtcp, segnet, swin_import
 from mtjax.models import state_dict as state_dict_lib
 
-__all__ = ["RELEASED_NAMES", "convert_state_dict", "flax_path", "split_qkv", "with_pretrained"]
+__all__ = [
+    "PRED_LAYER_NAMES",
+    "RELEASED_NAMES",
+    "SUFFIXES",
+    "convert_state_dict",
+    "flax_path",
+    "split_qkv",
+    "with_pretrained",
+]
 
 # The per-task module names by the task's position, per released model file.
 RELEASED_NAMES = {
@@ -47,8 +55,8 @@ RELEASED_NAMES = {
         "project": ("project_semseg", "project_human", "project_sal"),
     },
 }
-_PRED_LAYERS = ("sem_pred_layers", "depth_pred_layers", "normals_pred_layers")
-_SUFFIX = ("", "2", "3")
+PRED_LAYER_NAMES = ("sem_pred_layers", "depth_pred_layers", "normals_pred_layers")
+SUFFIXES = ("", "2", "3")  # transformer1 / gaaf / trace_back, transformer2 / gaaf2 / ...
 _SKIPPED = re.compile(
     r"backbone\..*|log_var_list|skip_gate|lambda_param|alpha_param|backbon\.criterion\..*"
     r"|transformer\d\.patch_embed\..*|fpn_\w+\.fpn_convs\.[1-9]\d*\..*|gaaf\d?\.conv[23]\..*"
@@ -151,9 +159,9 @@ def flax_path(
     prefixes = {
         f"transformer{k + 1}.": "swin",
         f"{names['fpn'][k]}.": "fpn",
-        f"gaaf{_SUFFIX[k]}.": "cfm",
-        f"trace_back{_SUFFIX[k]}.": "trace_back",
-        f"{_PRED_LAYERS[k]}.": "pred",
+        f"gaaf{SUFFIXES[k]}.": "cfm",
+        f"trace_back{SUFFIXES[k]}.": "trace_back",
+        f"{PRED_LAYER_NAMES[k]}.": "pred",
         f"{names['project'][k]}.": "project",
     }
     for prefix, part in prefixes.items():
