@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import experiments, results
+from mtjax import experiments, result_tables, results
 from mtjax.models import mtcp
 from tests.data_fixtures import make_nyuv2_layout
 
@@ -271,7 +271,12 @@ def test_paired_differences_and_t_test(tmp_path):
   t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
   assert experiments.paired_t_test(d) == pytest.approx(1 - t / np.sqrt(2 + t * t), rel=1e-9)
   assert np.isnan(experiments.paired_t_test([1.0]))
-  text = experiments.markdown_table(list(rows.values()), "onelabel", metric_keys=METRICS)
+  text = result_tables.markdown_table(
+      list(rows.values()),
+      "onelabel",
+      metric_keys=METRICS,
+      delta_m_keys=experiments.DEFAULT_DELTA_M_METRICS,
+  )
   assert "Paired with `onelabel`'s run of the same seed" in text
   assert "| full | 2 | 1.50 ± 0.71 (p 0.2" in text
 

@@ -5,6 +5,7 @@ resume)."""
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -59,6 +60,47 @@ def test_structure_heads_and_deep_supervision():
   deep = train_out["deep_supervision"]
   assert len(deep) == 2 and all(d["weight"] == 0.5 for d in deep)
   assert deep[0]["semseg"].shape == (2, 64, 96, 5)
+
+
+def test_remat_keeps_the_variables_values_and_gradients():
+  images = np.random.default_rng(1).uniform(size=(2, 32, 48, 3)).astype(np.float32)
+  models = {
+      remat: mtcp.MTCP(4, settings=mtcp.settings_from_config({**TINY, "remat": remat}))
+      for remat in (False, True)
+  }
+  variables = jax.jit(models[False].init)(jax.random.key(0), images)
+  assert jax.tree.structure(jax.eval_shape(models[True].init, jax.random.key(0), images)) == (
+      jax.tree.structure(variables)
+  )
+
+  def loss(params, model, x):
+    out, stats = model.apply(
+        {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+    )
+    # First channels: a unit normal's squared length would give a gradient of rounding only.
+    first = lambda o: sum(jnp.mean(o[t][..., 0] ** 2) for t in ("semseg", "depth", "normal"))
+    return first(out) + sum(first(d) for d in out["deep_supervision"]), stats
+
+  step = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+  (value, stats), grads = step(variables["params"], models[True], images)
+  (want_value, want_stats), want_grads = step(variables["params"], models[False], images)
+  np.testing.assert_allclose(value, want_value, rtol=1e-6)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats, want_stats
+  )
+  # A tiny random MT-CP's gradient is chaotic in float32 (BatchNorm over 1x2 maps): moving the
+  # images by one ulp moves it by ~15 % of its norm. Rematerialisation must stay within that.
+  _, ulp_grads = step(variables["params"], models[False], images * np.float32(1 + 2**-23))
+  norm = lambda t: np.sqrt(sum(np.sum(np.square(np.float64(x))) for x in jax.tree.leaves(t)))
+  minus = lambda a, b: jax.tree.map(lambda x, y: np.float64(x) - np.float64(y), a, b)
+  assert norm(minus(grads, want_grads)) <= 2 * norm(minus(ulp_grads, want_grads))
+  # The blocks are rematerialised (a checkpoint in the gradient's program), not merely the same;
+  # the primitive prints as "remat2" in JAX 0.10 and "checkpoint" in others.
+  jaxpr = lambda m: str(jax.make_jaxpr(jax.grad(lambda p: loss(p, m, images)[0]))(variables["params"]))
+  remats = lambda m: re.findall(r"\b(?:checkpoint|remat2?)\b", jaxpr(m))
+  # 13 blocks (the trunk; per task the decoder, pyramid, Coherence Fusion, Trace-Back) and, nested
+  # in them, the Swin blocks (4 in the trunk, 3 per decoder) and the deformable encoder layer.
+  assert len(remats(models[True])) > 13 + 13 and not remats(models[False])
 
 
 def test_resize_bilinear_aligned_equals_pytorch():

@@ -6,7 +6,10 @@ Prints one line per measured call and a summary: median ms/step and images/s, an
 call runs ``--steps_per_call`` train steps (``config.steps_per_call``; "auto", as in training: 8 on
 the CPU, 1 elsewhere; ms/step = the call's time / its steps). With ``--compare_torch`` the same
 SegNet-MTL in PyTorch eager (tools/torch_segnet.py) is timed in the same process, interleaved with
-the JAX calls (as many PyTorch steps per round as JAX steps), and the speed ratio printed. With
+the JAX calls (as many PyTorch steps per round as JAX steps), and the speed ratio printed
+(``--model mtcp``: tools/torch_mtcp.py; with ``--separate_processes`` PyTorch's steps run first in
+a child process and JAX's after them here, for sizes where both do not fit in memory at once). A
+JAX step whose XLA buffer plan exceeds the machine's memory is compiled, reported and not run. With
 ``--weighting lps`` (or another task weighting) the equal-weight step and the weighted one are
 compiled side by side and timed interleaved. With
 ``--regularizer rdc`` the supervised step and the step with region-aware distribution contrast are
@@ -22,15 +25,19 @@ batch 2, takes 4.4-5.4 s (docs/performance.md).
 """
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
 import jax
 import numpy as np
 
-if {"--compare_torch", "--compare_torch"} & set(sys.argv):
+if "--compare_torch" in sys.argv and (
+    "--separate_processes" not in sys.argv or "--torch_only" in sys.argv
+):  # Not in the parent of --separate_processes, which runs no PyTorch.
   # PyTorch first: its CUDA wheels (the [sam] / [hrnet] extras) crash when imported into a process
   # that already holds TensorFlow, and the JAX side imports TensorFlow (tf.data).
   import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
@@ -76,6 +83,14 @@ def base_config(args):
   return config
 
 
+# --xla_cpu_scheduler: XLA's DebugOptions.CpuSchedulerType, as compiler options of the step.
+CPU_SCHEDULERS = {
+    "default": None,
+    "memory_optimized": {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"},
+    "concurrency_optimized": {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED"},
+}
+
+
 def main():
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,6 +134,28 @@ def main():
       help="mtcp: config.model.mtcp.cfm_chunk (and the PyTorch model's): rows of the Coherence "
       "Fusion's HW x HW affinity at a time, recomputed in the backward pass; 0: whole, as released",
   )
+  parser.add_argument(
+      "--separate_processes",
+      action="store_true",
+      help="mtcp with --compare_torch: PyTorch's steps first in a child process, then JAX's in this "
+      "one (not interleaved), for sizes where both models do not fit in memory at once; each "
+      "process's peak RSS is its own",
+  )
+  parser.add_argument("--torch_only", action="store_true", help=argparse.SUPPRESS)  # The child.
+  parser.add_argument(
+      "--xla_cpu_scheduler",
+      default="default",
+      choices=tuple(CPU_SCHEDULERS),
+      help="XLA:CPU's instruction scheduler for the step (a compiler option of this compile only): "
+      "memory_optimized orders the step to lower its peak memory (the rematerialisation of "
+      "--remat then takes effect on the CPU)",
+  )
+  parser.add_argument(
+      "--remat",
+      action="store_true",
+      help="mtcp: config.model.mtcp.remat (the trunk, decoders, Coherence Fusion and Trace-Back "
+      "rematerialised in the backward pass); the PyTorch model is not (autograd keeps everything)",
+  )
   parser.add_argument("--regularizer", default="none", choices=("none", "rdc"))
   parser.add_argument(
       "--weighting",
@@ -137,6 +174,10 @@ def main():
       help="full: every ordered task pair (6 for 3 tasks); onelabel: 2 pairs per example",
   )
   args = parser.parse_args()
+  if args.separate_processes and not (args.compare_torch and args.model == "mtcp"):
+    parser.error(
+        "--separate_processes runs PyTorch's MT-CP apart: give --model mtcp --compare_torch"
+    )
   if args.regularizer == "rdc":
     compare_regularizer(args)
     return
@@ -150,8 +191,15 @@ def main():
   config = base_config(args) if args.model != "mtcp" else mtcp_config(args)
   config.model.name = args.model
   config.compute_dtype = args.compute_dtype
-  torch_first = None
-  if args.compare_torch and args.model == "mtcp":
+  torch_first, torch_child = None, None
+  if args.torch_only:  # The child of --separate_processes: PyTorch's steps, then a result line.
+    run = torch_mtcp_run(args, config, calls.resolve_steps_per_call(args.steps_per_call))
+    time_interleaved({"torch": run}, args.steps, log_key="loss")
+    print(TORCH_RESULT + json.dumps({"seconds": run[3], "peak_rss_gib": peak_rss_gib()}))
+    return
+  if args.compare_torch and args.model == "mtcp" and args.separate_processes:
+    torch_child = torch_mtcp_child()
+  elif args.compare_torch and args.model == "mtcp":
     # PyTorch's warm-up first, so that the process's peak RSS after it is PyTorch's (plus the
     # JAX imports); JAX's memory is XLA's buffer plan of the compiled step.
     torch_first = torch_mtcp_run(args, config, calls.resolve_steps_per_call(args.steps_per_call))
@@ -169,11 +217,12 @@ def main():
     batch = sharding.global_batches(mesh, [host_batch] * steps_per_call)
 
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  options = CPU_SCHEDULERS[args.xla_cpu_scheduler]
+  compiled = step.lower(state, batch).compile(options)
   print(
       f"backend={jax.default_backend()} devices={jax.device_count()} model={args.model} "
       f"conv_impl={args.conv_impl} steps_per_call={steps_per_call} "
-      f"compile={time.perf_counter() - t0:.1f}s",
+      f"xla_cpu_scheduler={args.xla_cpu_scheduler} compile={time.perf_counter() - t0:.1f}s",
       flush=True,
   )
   memory = compiled.memory_analysis()
@@ -186,12 +235,21 @@ def main():
         f"{memory.temp_size_in_bytes / 2**30:.2f})",
         flush=True,
     )
+  if memory is not None and planned > physical_memory_bytes():
+    print(
+        f"jax: not run: XLA's buffer plan {planned / 2**30:.2f} GiB exceeds this machine's "
+        f"{physical_memory_bytes() / 2**30:.2f} GiB of memory",
+        flush=True,
+    )
+    if torch_child is not None:
+      print_torch_child(args, torch_child)
+    return
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
   runs = {"jax": [compiled, state, batch, [], steps_per_call]}
   if torch_first is not None:
     runs["torch"] = torch_first
-  elif args.compare_torch:
+  elif args.compare_torch and torch_child is None:
     if args.model != "segnet_mtl":
       parser.error("--compare_torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
     runs["torch"] = torch_run(args, config, steps_per_call)
@@ -203,13 +261,56 @@ def main():
       f"(median of {args.steps} calls of {steps_per_call} steps), "
       f"{args.batch_size / jax_ms * 1e3:.2f} images/s"
   )
-  if args.compare_torch:
+  if torch_child is not None:
+    print_torch_child(args, torch_child, jax_ms)
+  elif args.compare_torch:
     torch_ms = float(np.median(runs["torch"][3])) * 1e3
     print(
         f"torch eager {torch_ms:.1f} ms/step, {args.batch_size / torch_ms * 1e3:.2f} images/s; "
         f"jax / torch speed ratio {torch_ms / jax_ms:.2f}x"
     )
   print(f"process peak RSS {peak_rss_gib():.2f} GiB")
+
+
+TORCH_RESULT = "torch result: "
+
+
+def torch_mtcp_child() -> dict:
+  """Runs this command line again with ``--torch_only`` (PyTorch's MT-CP warm-up and steps in a
+  child process; its output passes through) and returns its result line's {"seconds": [per
+  step], "peak_rss_gib": ...}, or {"returncode": ...} when the child failed (a negative code is
+  the signal that ended it, e.g. -9 when the kernel's OOM killer stopped it)."""
+  child = subprocess.Popen(
+      [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--torch_only"],
+      stdout=subprocess.PIPE,
+      text=True,
+  )
+  result = {}
+  for line in child.stdout:
+    print(line, end="", flush=True)
+    if line.startswith(TORCH_RESULT):
+      result = json.loads(line[len(TORCH_RESULT) :])
+  returncode = child.wait()
+  return result if returncode == 0 and result else {"returncode": returncode}
+
+
+def print_torch_child(args, result: dict, jax_ms: float | None = None) -> None:
+  """The child's PyTorch figures (and the speed ratio when JAX ran)."""
+  if "seconds" not in result:
+    print(f"torch eager (child process): failed with return code {result['returncode']}")
+    return
+  torch_ms = float(np.median(result["seconds"])) * 1e3
+  ratio = f"; jax / torch speed ratio {torch_ms / jax_ms:.2f}x" if jax_ms else ""
+  print(
+      f"torch eager (child process) {torch_ms:.1f} ms/step, "
+      f"{args.batch_size / torch_ms * 1e3:.2f} images/s, its peak RSS "
+      f"{result['peak_rss_gib']:.2f} GiB{ratio}"
+  )
+
+
+def physical_memory_bytes() -> int:
+  """This machine's physical memory (POSIX sysconf)."""
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def peak_rss_gib() -> float:
@@ -227,6 +328,7 @@ def mtcp_config(args):
   config.weighting.name = "equal"
   config.weighting.as_released, config.weighting.apply_weights = False, True
   config.model.mtcp.cfm_chunk = args.cfm_chunk
+  config.model.mtcp.remat = args.remat
   config.label_setting = "full"
   return config
 

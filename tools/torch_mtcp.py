@@ -32,13 +32,6 @@ from torch import nn
 
 from mtjax.models.mtcp_import import PRED_LAYER_NAMES, RELEASED_NAMES, SUFFIXES
 
-# The per-task module names by the task's position (RELEASED_NAMES[dataset]["fpn" | "project"]),
-# shared with the converter that reads them.
-NAMES = RELEASED_NAMES
-PRED_LAYERS = PRED_LAYER_NAMES
-SUFFIX = SUFFIXES
-
-
 # ---- the per-task Swin (models/swim_transformer2.py's structure) ----
 
 
@@ -417,14 +410,18 @@ class MTCP(nn.Module):
     for k in range(3):
       self.add_module(f"transformer{k + 1}", SwinDecoder(width))
       self.add_module(
-          NAMES[dataset]["fpn"][k], DynamicFPNFusionModule((width, 2 * width, 4 * width), width)
+          RELEASED_NAMES[dataset]["fpn"][k],
+          DynamicFPNFusionModule((width, 2 * width, 4 * width), width),
       )
       self.add_module(
-          NAMES[dataset]["project"][k], project(width, channels[k], upsample[k], regression[k])
+          RELEASED_NAMES[dataset]["project"][k],
+          project(width, channels[k], upsample[k], regression[k]),
       )
-      self.add_module(PRED_LAYERS[k], nn.ModuleList(Pred(width, channels[k]) for _ in range(2)))
-      self.add_module(f"trace_back{SUFFIX[k]}", TraceBack(width))
-      self.add_module(f"gaaf{SUFFIX[k]}", GAAF_module2(width, cfm_chunk))
+      self.add_module(
+          PRED_LAYER_NAMES[k], nn.ModuleList(Pred(width, channels[k]) for _ in range(2))
+      )
+      self.add_module(f"trace_back{SUFFIXES[k]}", TraceBack(width))
+      self.add_module(f"gaaf{SUFFIXES[k]}", GAAF_module2(width, cfm_chunk))
     self.log_var_list = nn.Parameter(torch.zeros(3))
     self.skip_gate = nn.Parameter(torch.ones(1))
     self.lambda_param = nn.Parameter(torch.tensor([0.1]))
@@ -439,16 +436,16 @@ class MTCP(nn.Module):
         "bnhw,bdhw->bdhw", out.masks_queries_logits, out.pixel_decoder_last_hidden_state
     )
     stages = [getattr(self, f"transformer{k + 1}").forward2(shared)[1] for k in range(3)]
-    fused = [getattr(self, NAMES[self.dataset]["fpn"][k])(*stages[k]) for k in range(3)]
+    fused = [getattr(self, RELEASED_NAMES[self.dataset]["fpn"][k])(*stages[k]) for k in range(3)]
     final, deep = [], [[], []]
     for k in range(3):
       others = torch.cat([fused[o] for o in range(3) if o != k], 1)
-      refined = getattr(self, f"gaaf{SUFFIX[k]}")(fused[k], others)
-      outs = getattr(self, f"trace_back{SUFFIX[k]}")(stages[k][::-1], refined)
+      refined = getattr(self, f"gaaf{SUFFIXES[k]}")(fused[k], others)
+      outs = getattr(self, f"trace_back{SUFFIXES[k]}")(stages[k][::-1], refined)
       for i in range(2):
-        y = getattr(self, PRED_LAYERS[k])[i](outs[i])
+        y = getattr(self, PRED_LAYER_NAMES[k])[i](outs[i])
         deep[i].append(F.interpolate(y, size, mode="bilinear"))
-      y = getattr(self, NAMES[self.dataset]["project"][k])(outs[-1])
+      y = getattr(self, RELEASED_NAMES[self.dataset]["project"][k])(outs[-1])
       final.append(F.interpolate(y, size, mode="bilinear"))
     return final, deep
 

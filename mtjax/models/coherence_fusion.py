@@ -71,7 +71,7 @@ class CoherenceFusion(nn.Module):
   chunk: int = 0
 
   @nn.compact
-  def __call__(self, task_map, others, *, train: bool = False):
+  def __call__(self, task_map, others, train: bool = False):
     bn = lambda name: nn.BatchNorm(
         use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name
     )

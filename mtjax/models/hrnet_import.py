@@ -94,13 +94,7 @@ def load(path: str | os.PathLike, variant: str) -> dict[str, Any]:
     FileNotFoundError: no such file. ValueError: not such a file, or another structure / shapes.
   """
   variables = state_dict_lib.load_variables(path)
-  expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(expected_variables(variant)))
-  got = flax.traverse_util.flatten_dict(variables)
-  wrong = sorted(
-      "/".join(k)
-      for k in set(expected) | set(got)
-      if k not in got or k not in expected or tuple(got[k].shape) != tuple(expected[k].shape)
-  )
+  wrong = state_dict_lib.differing_paths(variables, flax.core.unfreeze(expected_variables(variant)))
   if wrong:
     raise ValueError(f"{path} does not hold {variant} backbone variables: {wrong[:5]} differ")
   return variables

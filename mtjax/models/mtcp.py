@@ -80,6 +80,13 @@ class MTCPSettings:
   # Rows of the Coherence Fusion's HW x HW affinity computed at a time, rematerialised in the
   # backward pass (coherence_fusion.affinity_mix); 0: the whole matrix, as released.
   cfm_chunk: int = 0
+  # Rematerialise in the backward pass (``nn.remat``) the trunk, each task's decoder and pyramid,
+  # Coherence Fusion and Trace-Back, and within them every Swin block and deformable encoder
+  # layer (``MTCP`` sets the trunk's and decoders' ``remat`` with it): only their
+  # inputs and outputs are kept from the forward pass, their insides recomputed for the gradient.
+  # Values and gradients are the same; memory lower, compute higher. False: everything kept, as
+  # PyTorch's autograd does in the released training.
+  remat: bool = False
 
 
 def settings_from_config(options) -> MTCPSettings:
@@ -91,7 +98,8 @@ def settings_from_config(options) -> MTCPSettings:
   ``hidden_dim``, ``num_queries``, ``decoder_layers``, ``dim_feedforward``, ``num_labels``,
   ``width``, ``decoder_depths``, ``decoder_num_heads``, ``head_upsample`` ({task: factor}),
   ``deep_supervision_weight``, ``cfm_affinity`` ("dot" as released | "cosine":
-  ``coherence_fusion``), ``cfm_chunk`` (rows of the affinity at a time; 0: all).
+  ``coherence_fusion``), ``cfm_chunk`` (rows of the affinity at a time; 0: all), ``remat``
+  (``MTCPSettings.remat``).
 
   Raises:
     ValueError: an unknown field.
@@ -102,7 +110,7 @@ def settings_from_config(options) -> MTCPSettings:
       "mask_feature_size", "encoder_layers", "encoder_feedforward_dim", "num_attention_heads",
       "hidden_dim", "num_queries", "decoder_layers", "dim_feedforward", "num_labels", "width",
       "decoder_depths", "decoder_num_heads", "head_upsample", "deep_supervision_weight",
-      "cfm_affinity", "cfm_chunk",
+      "cfm_affinity", "cfm_chunk", "remat",
   }  # fmt: skip
   unknown = sorted(set(o) - fields)
   if unknown:
@@ -155,6 +163,7 @@ def settings_from_config(options) -> MTCPSettings:
       deep_supervision_weight=float(o.get("deep_supervision_weight", d.deep_supervision_weight)),
       cfm_affinity=str(o.get("cfm_affinity", d.cfm_affinity)),
       cfm_chunk=int(o.get("cfm_chunk", d.cfm_chunk)),
+      remat=bool(o.get("remat", d.remat)),
   )
 
 
@@ -174,6 +183,13 @@ def resize_bilinear_aligned(x: jax.Array, factor: int) -> jax.Array:
   c0, c1, cw = axis(x.shape[2])
   x = x[:, r0] * (1 - rw)[None, :, None, None] + x[:, r1] * rw[None, :, None, None]
   return x[:, :, c0] * (1 - cw)[None, None, :, None] + x[:, :, c1] * cw[None, None, :, None]
+
+
+def _rematerialised(cls: type[nn.Module], remat: bool, static_argnums: tuple[int, ...] = ()):
+  """``cls``, or under ``remat`` ``nn.remat(cls)``: the module keeps only its inputs and outputs
+  for the backward pass. ``static_argnums`` (counting the module as 0) name the non-array
+  positional arguments, such as ``train``."""
+  return nn.remat(cls, static_argnums=static_argnums) if remat else cls
 
 
 class _Head(nn.Module):
@@ -249,14 +265,23 @@ class MTCP(nn.Module):
     height, width = images.shape[1:3]
     if self.normalize_input:
       images = (images - jnp.asarray(hrnet.IMAGENET_MEAN)) / jnp.asarray(hrnet.IMAGENET_STD)
-    trunk = mask2former.Mask2FormerTrunk(s.trunk, name="trunk")(images)
+    block = lambda cls, *static: _rematerialised(cls, s.remat, static)
+    trunk_settings, decoder_settings = s.trunk, s.decoder
+    if s.remat:  # Also every Swin block and deformable encoder layer inside them.
+      trunk_settings = dataclasses.replace(
+          s.trunk,
+          backbone=dataclasses.replace(s.trunk.backbone, remat=True),
+          pixel_decoder=dataclasses.replace(s.trunk.pixel_decoder, remat=True),
+      )
+      decoder_settings = dataclasses.replace(s.decoder, remat=True)
+    trunk = block(mask2former.Mask2FormerTrunk)(trunk_settings, name="trunk")(images)
     shared = mask2former.query_weighted_features(trunk["mask_features"], trunk["masks"][-1])
     stages, fused = {}, {}
     for task in tasks:
-      stages[task.name] = swin.SwinBackbone(
-          s.decoder, patch_embedding=False, name=f"swin_{task.name}"
+      stages[task.name] = block(swin.SwinBackbone)(
+          decoder_settings, patch_embedding=False, name=f"swin_{task.name}"
       )(shared)
-      fused[task.name] = fpn_fusion.PyramidFusion(s.width, name=f"fpn_{task.name}")(
+      fused[task.name] = block(fpn_fusion.PyramidFusion)(s.width, name=f"fpn_{task.name}")(
           stages[task.name]
       )
     upsample = dict(s.head_upsample)
@@ -264,11 +289,11 @@ class MTCP(nn.Module):
     for task in tasks:
       t = task.name
       others = [fused[o.name] for o in tasks if o.name != t]
-      refined = coherence_fusion.CoherenceFusion(s.cfm_affinity, s.cfm_chunk, name=f"cfm_{t}")(
-          fused[t], others, train=train
-      )
-      outs = trace_back.TraceBack(s.width, name=f"trace_back_{t}")(
-          refined, stages[t][::-1], train=train
+      refined = block(coherence_fusion.CoherenceFusion, 3)(
+          s.cfm_affinity, s.cfm_chunk, name=f"cfm_{t}"
+      )(fused[t], others, train)
+      outs = block(trace_back.TraceBack, 3)(s.width, name=f"trace_back_{t}")(
+          refined, stages[t][::-1], train
       )
       finish = lambda y: task.activation(
           trace_back.resize_bilinear(y.astype(jnp.float32), height, width)

@@ -27,7 +27,6 @@ import os
 import re
 from collections.abc import Mapping
 
-import flax
 import jax
 import numpy as np
 
@@ -236,24 +235,15 @@ def convert_state_dict(
   if len(tasks) != 3:
     raise ValueError(f"the released MT-CP has 3 tasks; this MTCP has {tasks}")
   images = np.zeros((1, 64, 64, 3), np.float32)
-  init = lambda: model.init(jax.random.key(0), images)
+  traced = jax.eval_shape(model.init, jax.random.key(0), images)  # Both collections, one trace.
   regression = tuple(model.settings.regression_heads)
   return state_dict_lib.assemble(
       split_qkv(state_dict),
       "",
       lambda key: flax_path(key, tasks, naming, regression),
-      state_dict_lib.expected_shapes(init),
+      state_dict_lib.shapes_of(traced["params"]),
       f"MT-CP ({naming})",
-      state_dict_lib.expected_shapes(init, "batch_stats"),
-  )
-
-
-def _differences(got: Mapping, expected: Mapping) -> list[str]:
-  got, expected = flax.traverse_util.flatten_dict(got), flax.traverse_util.flatten_dict(expected)
-  return sorted(
-      "/".join(k)
-      for k in set(got) | set(expected)
-      if k not in got or k not in expected or np.shape(got[k]) != np.shape(expected[k])
+      state_dict_lib.shapes_of(traced.get("batch_stats", {})),
   )
 
 
@@ -271,10 +261,10 @@ def with_pretrained(
   """
   variables = state_dict_lib.load_variables(path)
   whole = {"params": params, "batch_stats": batch_stats}
-  vs_whole = _differences(variables, whole)
+  vs_whole = state_dict_lib.differing_paths(variables, whole)
   if not vs_whole:
     return dict(variables["params"]), dict(variables["batch_stats"])
-  vs_trunk = _differences(variables, {"params": params["trunk"]})
+  vs_trunk = state_dict_lib.differing_paths(variables, {"params": params["trunk"]})
   if not vs_trunk:
     return {**params, "trunk": variables["params"]}, dict(batch_stats)
   raise ValueError(

@@ -46,6 +46,9 @@ class PixelDecoderSettings:
   encoder_feedforward_dim: int = 1024
   common_stride: int = 4
   feature_strides: tuple[int, ...] = (4, 8, 16, 32)
+  # Rematerialise each encoder layer in the backward pass (``nn.remat``: only its inputs kept);
+  # the variables and values are the same. Not a ``transformers.Mask2FormerConfig`` field.
+  remat: bool = False
 
 
 def sine_position_embedding(height: int, width: int, channels: int) -> np.ndarray:
@@ -186,8 +189,9 @@ class PixelDecoder(nn.Module):
         ],
         axis=0,
     )
+    layer = nn.remat(EncoderLayer) if s.remat else EncoderLayer
     for i in range(s.encoder_layers):
-      h_tokens = EncoderLayer(s, shapes, name=f"encoder_layers_{i}")(h_tokens, pos, reference)
+      h_tokens = layer(s, shapes, name=f"encoder_layers_{i}")(h_tokens, pos, reference)
     outputs, start = [], 0
     for h, w in shapes:
       outputs.append(h_tokens[:, start : start + h * w].reshape(-1, h, w, s.feature_size))

@@ -130,15 +130,30 @@ def match_rules(key: str, rules) -> Path:
   return ()
 
 
+def shapes_of(tree: Mapping) -> dict[Path, tuple[int, ...]]:
+  """{path: shape} of a nested dict of arrays or ``jax.ShapeDtypeStruct`` s."""
+  return {
+      tuple(k.key for k in path): tuple(leaf.shape)
+      for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
+
+
 def expected_shapes(
     init: Callable[[], Any], collection: str = "params"
 ) -> dict[Path, tuple[int, ...]]:
   """{path: shape} of ``init()``'s ``collection`` (traced, not computed; {} if it has none)."""
-  params = jax.eval_shape(init).get(collection, {})
-  return {
-      tuple(k.key for k in path): tuple(leaf.shape)
-      for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-  }
+  return shapes_of(jax.eval_shape(init).get(collection, {}))
+
+
+def differing_paths(got: Mapping, expected: Mapping) -> list[str]:
+  """Sorted "a/b/c" paths of the leaves that one nested dict has and the other lacks, or that
+  both have with different shapes (empty: the same structure and shapes)."""
+  got, expected = flax.traverse_util.flatten_dict(got), flax.traverse_util.flatten_dict(expected)
+  return sorted(
+      "/".join(k)
+      for k in set(got) | set(expected)
+      if k not in got or k not in expected or np.shape(got[k]) != np.shape(expected[k])
+  )
 
 
 def assemble(

@@ -55,6 +55,9 @@ class SwinSettings:
   mlp_ratio: float = 4.0
   qkv_bias: bool = True
   layer_norm_eps: float = 1e-5
+  # Rematerialise each block in the backward pass (``nn.remat``: only its input kept); the
+  # variables and values are the same. Not a ``transformers.SwinConfig`` field.
+  remat: bool = False
 
 
 def relative_position_index(window: int) -> np.ndarray:
@@ -247,8 +250,10 @@ class SwinBackbone(nn.Module):
     outputs = []
     for i, (depth, heads) in enumerate(zip(s.depths, s.num_heads)):
       dim = s.embed_dim * 2**i
+      # Under remat, height and width (positional 2 and 3, the module 0) are static.
+      block = nn.remat(SwinBlock, static_argnums=(2, 3)) if s.remat else SwinBlock
       for j in range(depth):
-        x = SwinBlock(
+        x = block(
             dim,
             heads,
             s.window_size,

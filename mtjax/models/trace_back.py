@@ -55,7 +55,7 @@ class TraceBack(nn.Module):
   width: int = 256
 
   @nn.compact
-  def __call__(self, fused, stage_maps, *, train: bool = False):
+  def __call__(self, fused, stage_maps, train: bool = False):
     outs, carried = [], fused
     for i, stage_map in enumerate(stage_maps):
       out, carried = SpatialRefinement(self.width, name=f"spf_modules_{i}")(
