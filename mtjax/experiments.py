@@ -24,7 +24,7 @@ failed and conflicting runs are named, never silently dropped), mean ± sample s
 each finished run against the baseline config's mean metrics, as mean ± std over seeds. Below
 it, the paired comparison: per config, each metric's difference to the baseline's run of the
 same seed and Δm of each run against that run, as mean ± std over the seeds both finished, with
-the paired t-test's two-sided p-value (``paired_t_test``). The
+the paired t-test's two-sided p-value (``seed_stats.paired_t_test``). The
 command exits non-zero when any run of the grid is not done (after printing the table).
 """
 
@@ -44,10 +44,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
-import numpy as np
 
 from mtjax import runtime  # noqa: F401 -- first: quiets TensorFlow before a run imports it.
-from mtjax import fileio, metrics, result_tables
+from mtjax import fileio, metrics, result_tables, seed_stats
 from mtjax import results as results_lib
 
 __all__ = [
@@ -57,11 +56,9 @@ __all__ = [
     "Grid",
     "Run",
     "common_steps",
-    "gradient_summary",
     "load_grid",
     "main",
     "make_grid",
-    "paired_t_test",
     "report",
     "run_config",
     "run_grid",
@@ -349,14 +346,6 @@ def _value(evaluation: Mapping[str, Mapping[str, float]], key: str) -> float:
   return float(evaluation.get(task, {}).get(metric, math.nan))
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  """Mean and sample std (ddof = 1; NaN for fewer than two values) of the finite values."""
-  v = np.asarray([x for x in values if math.isfinite(x)], np.float64)
-  if v.size == 0:
-    return math.nan, math.nan
-  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
-
-
 def summarize(
     runs: Sequence[Run],
     baseline: str,
@@ -400,7 +389,7 @@ def summarize(
           continue
       problems.append(f"seed {r.seed} {r.status}" + (f": {r.message}" if r.message else ""))
     values = {k: [_value(e, k) for e in used] for k in (*metric_keys, *delta_m_keys)}
-    stats = {k: _mean_std(v) for k, v in values.items()}
+    stats = {k: seed_stats.mean_std(v) for k, v in values.items()}
     rows.append(
         {
             "name": name,
@@ -433,26 +422,10 @@ def summarize(
         d = metrics.delta_m(run_metrics, references) if references else None
         deltas.append(math.nan if d is None else d)
     row["delta_m"] = deltas
-    row["delta_m_mean"], row["delta_m_std"] = _mean_std(deltas)
+    row["delta_m_mean"], row["delta_m_std"] = seed_stats.mean_std(deltas)
     keys = tuple(dict.fromkeys((*metric_keys, *delta_m_keys)))
     row["paired"] = _paired(row, base, keys, delta_m_keys)
   return rows
-
-
-def paired_t_test(differences: Sequence[float]) -> float:
-  """Two-sided p-value of the paired t-test: a one-sample t-test of the per-seed differences
-  against 0 (t = mean / (std_ddof1 / √n), n − 1 degrees of freedom; Student 1908). NaN for
-  fewer than two finite differences; 0 or 1 when they are all equal (std 0): 1 if all are 0."""
-  d = np.asarray([x for x in differences if math.isfinite(x)], np.float64)
-  if d.size < 2:
-    return math.nan
-  sd = d.std(ddof=1)
-  if sd == 0:
-    return 1.0 if np.all(d == 0) else 0.0
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-
-  t = d.mean() / (sd / math.sqrt(d.size))
-  return float(2.0 * stats.t.sf(abs(t), d.size - 1))
 
 
 def _paired(row, base, keys: Sequence[str], delta_m_keys: Sequence[str]) -> dict[str, Any]:
@@ -478,69 +451,13 @@ def _paired(row, base, keys: Sequence[str], delta_m_keys: Sequence[str]) -> dict
           theirs.setdefault(task, {})[metric] = b
       d = metrics.delta_m(ours, theirs) if theirs else None
       out["delta_m"].append(math.nan if d is None else d)
-  stats = {k: _mean_std(v) for k, v in out["diff"].items()}
+  stats = {k: seed_stats.mean_std(v) for k, v in out["diff"].items()}
   out["diff_mean"] = {k: s[0] for k, s in stats.items()}
   out["diff_std"] = {k: s[1] for k, s in stats.items()}
-  out["diff_p"] = {k: paired_t_test(v) for k, v in out["diff"].items()}
-  out["delta_m_mean"], out["delta_m_std"] = _mean_std(out["delta_m"])
-  out["delta_m_p"] = paired_t_test(out["delta_m"])
+  out["diff_p"] = {k: seed_stats.paired_t_test(v) for k, v in out["diff"].items()}
+  out["delta_m_mean"], out["delta_m_std"] = seed_stats.mean_std(out["delta_m"])
+  out["delta_m_p"] = seed_stats.paired_t_test(out["delta_m"])
   return out
-
-
-def _run_gradients(run: Run) -> dict[str, Any]:
-  """One run's mean gradient statistics over all its log steps (`gradient_summary`)."""
-  intervals = list(run.train.values())
-  steps = sum(t.get("log_steps", 0) for t in intervals)
-
-  def mean(key):
-    if not steps or any(key not in t for t in intervals):
-      return math.nan
-    return sum(t.get("log_steps", 0) * t[key] for t in intervals) / steps
-
-  keys = set().union(*(t.keys() for t in intervals))
-  names = sorted(k.split("/", 1)[1] for k in keys if k.startswith("grad_cos/"))
-  supervised = mean("grad_norm/supervised")
-  reg = mean(f"grad_norm/{names[0]}") if names else math.nan
-  return {
-      "names": names,
-      "supervised": supervised,
-      "regularizer": reg,
-      "ratio": reg / supervised if supervised > 0 else math.nan,
-      "cos": mean(f"grad_cos/{names[0]}") if names else math.nan,
-  }
-
-
-def gradient_summary(runs: Sequence[Run]) -> list[dict[str, Any]]:
-  """Per config, the gradients its finished runs' terms sent into the model (``train/grad_norm``,
-  ``config.log_grad_norms``), from the "train" statistics of their results.json.
-
-  Per run, each term's norm is averaged over all its log steps (each evaluation interval weighted
-  by its log steps); the regularizer's ratio is its mean norm over the mean norm of the supervised
-  terms' summed gradient (``grad_norm/supervised``), and its cosine with that gradient is averaged
-  the same way. Then mean ± std (ddof = 1) over the runs.
-
-  Returns:
-    [{"name", "num_runs" (finished runs with statistics), "regularizer" (name or None), "mean",
-    "std": {"supervised", "regularizer", "ratio", "cos": float (NaN where absent)}}], configs in
-    the order of `runs`, those without statistics left out.
-  """
-  rows = []
-  for name in dict.fromkeys(r.name for r in runs):
-    per_run = [_run_gradients(r) for r in runs if r.name == name and r.status == "done" and r.train]
-    if not per_run:
-      continue
-    keys = ("supervised", "regularizer", "ratio", "cos")
-    stats = {k: _mean_std([x[k] for x in per_run]) for k in keys}
-    rows.append(
-        {
-            "name": name,
-            "num_runs": len(per_run),
-            "regularizer": ", ".join(sorted({n for x in per_run for n in x["names"]})) or None,
-            "mean": {k: v[0] for k, v in stats.items()},
-            "std": {k: v[1] for k, v in stats.items()},
-        }
-    )
-  return rows
 
 
 def common_steps(runs: Sequence[Run]) -> list[int]:
@@ -562,7 +479,7 @@ def report(
   kwargs = dict(metric_keys=metric_keys, delta_m_keys=delta_m_keys)
   rows = summarize(runs, grid.baseline, **kwargs)
   text = result_tables.markdown_table(rows, grid.baseline, **kwargs)
-  gradients = gradient_summary(runs)
+  gradients = seed_stats.gradient_summary(runs)
   if gradients:
     text += "\n" + result_tables.gradient_table(gradients)
   summary = {"final": rows, "gradients": gradients}

@@ -1,6 +1,6 @@
 """Markdown tables of the experiment harness's summaries (``mtjax.experiments``): the per-config
 table of mean ± std and Δm, the paired comparison, and the gradient statistics. Rendering only:
-the numbers come from ``experiments.summarize`` and ``experiments.gradient_summary``."""
+the numbers come from ``experiments.summarize`` and ``seed_stats.gradient_summary``."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def paired_table(
 
 
 def gradient_table(rows: Sequence[Mapping[str, Any]]) -> str:
-  """The Markdown table of ``experiments.gradient_summary`` rows ("" when there is none)."""
+  """The Markdown table of ``seed_stats.gradient_summary`` rows ("" when there is none)."""
   if not rows:
     return ""
   lines = [

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import experiments, result_tables, results
+from mtjax import experiments, result_tables, results, seed_stats
 from mtjax.models import mtcp
 from tests.data_fixtures import make_nyuv2_layout
 
@@ -269,8 +269,8 @@ def test_paired_differences_and_t_test(tmp_path):
 
   d = np.array([1.0, 2.0, 3.0])
   t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
-  assert experiments.paired_t_test(d) == pytest.approx(1 - t / np.sqrt(2 + t * t), rel=1e-9)
-  assert np.isnan(experiments.paired_t_test([1.0]))
+  assert seed_stats.paired_t_test(d) == pytest.approx(1 - t / np.sqrt(2 + t * t), rel=1e-9)
+  assert np.isnan(seed_stats.paired_t_test([1.0]))
   text = result_tables.markdown_table(
       list(rows.values()),
       "onelabel",
@@ -305,7 +305,7 @@ def test_gradient_summary_weights_intervals_by_log_steps(tmp_path):
       {"onelabel": _config("onelabel"), "full": _config("full")}, seeds=(0, 1, 2), baseline="onelabel"
   )
   runs = experiments.run_grid(grid, str(tmp_path), train_fn=train_fn, log=lambda _: None)
-  (row,) = experiments.gradient_summary(runs)  # onelabel logged nothing: no row.
+  (row,) = seed_stats.gradient_summary(runs)  # onelabel logged nothing: no row.
   assert row["name"] == "full" and row["num_runs"] == 2 and row["regularizer"] == "rdc"
   sup = [(1 * 1.0 + 3 * 2.0) / 4, (2 * 1.0 + 2 * 3.0) / 4]
   rdc = [(1 * 4.0 + 3 * 2.0) / 4, (2 * 1.0 + 2 * 5.0) / 4]
