@@ -257,6 +257,24 @@ def build_run(config: ml_collections.ConfigDict) -> RunParts:
   )
 
 
+def train_batches(config: ml_collections.ConfigDict, parts: RunParts, start_step: int = 0):
+  """This process's training batches of `parts` (`build_run`) from `start_step` on, as the
+  training loop reads them: an iterator of host-local NumPy batches (`pipeline.train_dataset`)."""
+  return pipeline.train_dataset(
+      parts.train_source,
+      label_mask=parts.label_mask,
+      per_process_batch_size=sharding.per_process_batch_size(config.batch_size),
+      seed=seeds.stream_seed(config.seed, "data"),
+      start_step=start_step,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      **augment.options(config.augment),
+      regions=regions.RegionSpec.from_config(config.regions),
+      views=1 if parts.regularizer is None else parts.regularizer.views,
+      tasks=parts.tasks,
+  ).as_numpy_iterator()
+
+
 # ---------------------------------------------------------------------------------------------------
 # The training loop
 # ---------------------------------------------------------------------------------------------------
@@ -333,19 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if regularizer is not None:
       logging.info("regularizer %s: %d parameters", regularizer.name, num_reg_params)
 
-  train_iter = pipeline.train_dataset(
-      train_source,
-      label_mask=label_mask,
-      per_process_batch_size=local_batch_size,
-      seed=seeds.stream_seed(config.seed, "data"),
-      start_step=start_step,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      **augment.options(config.augment),
-      regions=regions.RegionSpec.from_config(config.regions),
-      views=1 if regularizer is None else regularizer.views,
-      tasks=tasks,
-  ).as_numpy_iterator()
+  train_iter = train_batches(config, parts, start_step)
   eval_ds = pipeline.eval_dataset(
       eval_source,
       per_process_batch_size=local_batch_size,

@@ -89,19 +89,20 @@ class _Builder:
       dtype: Any,
       bn_momentum: float = 0.1,
       fuse_upsampling: str = "nearest",
+      conv_impl: str = "auto",
   ):
     self.parent, self.train, self.dtype = parent, train, dtype
     self.bn_momentum, self.fuse_upsampling = bn_momentum, fuse_upsampling
+    self.conv_impl = conv_impl
 
   def conv(self, path: str, x: Array, features: int, kernel: int, stride: int = 1) -> Array:
-    pad = kernel // 2
-    return nn.Conv(
+    return layers.Conv(
         features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
+        kernel,
+        stride,
         use_bias=False,
         kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),  # timm's init.
+        impl=self.conv_impl,
         dtype=self.dtype,
         parent=self.parent,
         name=path.replace(".", "_"),
@@ -155,6 +156,8 @@ class HRNetBackbone(nn.Module):
     fuse_upsampling: how a fuse layer brings a lower-resolution branch up: ``nearest`` (timm,
       HRNet's official code) or ``bilinear`` (RDC's released ``seg_hrnet.py`` lines 238-241,
       ``F.interpolate(mode='bilinear')``, half-pixel centres).
+    conv_impl: the convolutions' implementation (``layers.conv2d``; speed only, the parameters
+      are the same).
 
   Call: x float [B, H, W, 3], H and W divisible by 32 → list of 4 float32 arrays, branch i
   [B, H / 2**(i+2), W / 2**(i+2), C_i] (W18: C = 18, 36, 72, 144): timm's
@@ -168,6 +171,7 @@ class HRNetBackbone(nn.Module):
   dtype: Any = None
   bn_momentum: float = 0.1
   fuse_upsampling: str = "nearest"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> list[Array]:
@@ -180,7 +184,9 @@ class HRNetBackbone(nn.Module):
       )
     if x.ndim != 4 or x.shape[1] % 32 or x.shape[2] % 32:
       raise ValueError(f"HRNet expects [B, H, W, C] with H, W divisible by 32; got {x.shape}")
-    b = _Builder(self, train, self.dtype, self.bn_momentum, self.fuse_upsampling)
+    b = _Builder(
+        self, train, self.dtype, self.bn_momentum, self.fuse_upsampling, self.conv_impl
+    )
     stage1, *stages = VARIANTS[self.variant]
     x = b.conv_bn("conv1", "bn1", x, _STEM_WIDTH, 3, 2)
     x = b.conv_bn("conv2", "bn2", x, 64, 3, 2)
@@ -250,7 +256,8 @@ class HRNetMTL(nn.Module):
     normalize_input: subtract the ImageNet mean and divide by its std first (pretrained
       backbones expect it); inputs are images in [0, 1].
     dtype: computation dtype (None: float32).
-    bn_momentum, fuse_upsampling: the backbone's (``HRNetBackbone``); the heads' BatchNorms keep
+    bn_momentum, fuse_upsampling, conv_impl: the backbone's (``HRNetBackbone``; the heads' 1x1
+      convs use conv_impl too); the heads' BatchNorms keep
       PyTorch's momentum 0.1 (as RDC's released ``HighResolutionHead``).
 
   Params: ``backbone`` (the backbone's convs and BatchNorms, named as PyTorch's), and per task
@@ -270,6 +277,7 @@ class HRNetMTL(nn.Module):
   dtype: Any = None
   bn_momentum: float = 0.1
   fuse_upsampling: str = "nearest"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> dict[str, Array]:
@@ -278,7 +286,12 @@ class HRNetMTL(nn.Module):
     if self.normalize_input:
       x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
     branches = HRNetBackbone(
-        self.variant, self.dtype, self.bn_momentum, self.fuse_upsampling, name="backbone"
+        self.variant,
+        self.dtype,
+        self.bn_momentum,
+        self.fuse_upsampling,
+        self.conv_impl,
+        name="backbone",
     )(x, train=train)
     h4, w4 = branches[0].shape[1], branches[0].shape[2]
     ups = [
@@ -293,12 +306,14 @@ class HRNetMTL(nn.Module):
     out = {}
     for task in tasks:
       t, channels = task.name, task.channels
-      h = nn.Conv(feat.shape[-1], (1, 1), dtype=self.dtype, name=f"head_{t}_conv")(feat)
+      h = layers.Conv(
+          feat.shape[-1], 1, impl=self.conv_impl, dtype=self.dtype, name=f"head_{t}_conv"
+      )(feat)
       h = nn.relu(
           layers.BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"head_{t}_bn")(h)
       )
       self.sow(FEATURES, f"head_{t}", h)
-      y = nn.Conv(channels, (1, 1), dtype=self.dtype, name=f"head_{t}_out")(h)
+      y = layers.Conv(channels, 1, impl=self.conv_impl, dtype=self.dtype, name=f"head_{t}_out")(h)
       y = jax.image.resize(y.astype(jnp.float32), (y.shape[0], height, width, channels), "linear")
       out[t] = task.activation(y)
     return out

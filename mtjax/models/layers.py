@@ -1,6 +1,7 @@
-"""Building blocks of SegNet-MTL: 2x2 max-pool / max-unpool, 3x3 convolution, BatchNorm.
+"""Building blocks of SegNet-MTL and HRNet: 2x2 max-pool / max-unpool, K x K convolution,
+BatchNorm.
 
-All arrays are NHWC. The 3x3 convolution has interchangeable implementations (``conv3x3``) that
+All arrays are NHWC. The convolution has interchangeable implementations (``conv2d``) that
 compute the same function (tested to agree) and share one parameter layout -- ``kernel``
 [kh, kw, Cin, Cout] and ``bias`` [Cout] as ``flax.linen.Conv`` -- so a checkpoint written with
 one loads into any other; ``"auto"`` picks per backend at trace time. ``BatchNorm`` keeps the
@@ -10,10 +11,23 @@ variable layout of ``flax.linen.BatchNorm`` (params ``scale``, ``bias``; batch_s
 Reference: MTAN ``SegNet`` (lorenmt/mtan; ``nn.Conv2d(k=3, padding=1)``, ``nn.BatchNorm2d``,
 ``nn.MaxPool2d(2, 2, return_indices=True)``, ``nn.MaxUnpool2d(2, 2)``);
 docs/metrics.md "SegNet-MTL architecture"; docs/performance.md.
+
+**Convolutions inside loops.** Autodiff's gradients of ``lax.conv_general_dilated`` relabel
+dimensions (the input gradient reads the kernel as "HWOI", the kernel gradient contracts the batch
+as "f01b"). Outside loops XLA:CPU's layout assignment turns them into its library's NHWC / HWIO
+form (YNNPACK); inside a ``while`` (``lax.scan``, as ``config.steps_per_call`` > 1 runs its steps)
+it does not, and they run in XLA's generic convolution (jax-ml/jax#12868): an HRNet-W18 step at
+96x128, batch 2, took 1,493-1,504 ms at 8 steps per call vs 274-321 ms at 1 with "xla", 92 % of
+it in those convolutions (profile). ``conv2d``'s "mmgrad" writes its gradients in the forward's
+own layout (a custom VJP), so a loop body compiles to the same kernels as a single step: 223-248
+ms at 8 steps per call, 269-308 ms at 1 (same runs; tests/test_conv.py checks the compiled loop's
+layouts).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -130,19 +144,25 @@ def resolve_conv_impl(impl: str) -> str:
   return impl
 
 
-def _xla_conv(x: Array, kernel: Array, precision: Any = None) -> Array:
+def _xla_conv(x: Array, kernel: Array, stride: int = 1, p: int = 1, precision: Any = None) -> Array:
+  """``lax.conv_general_dilated`` NHWC / HWIO, zero padding p on every side."""
   return lax.conv_general_dilated(
-      x, kernel, (1, 1), "SAME", precision=precision, dimension_numbers=("NHWC", "HWIO", "NHWC")
+      x,
+      kernel,
+      (stride, stride),
+      ((p, p), (p, p)),
+      precision=precision,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
   )
 
 
-@jax.custom_vjp
-def _conv3x3_mmgrad(x: Array, kernel: Array) -> Array:
-  return _xla_conv(x, kernel)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_mmgrad(x: Array, kernel: Array, stride: int, p: int) -> Array:
+  return _xla_conv(x, kernel, stride, p)
 
 
-def _conv3x3_mmgrad_fwd(x, kernel):
-  return _xla_conv(x, kernel), (x, kernel)
+def _conv_mmgrad_fwd(x, kernel, stride, p):
+  return _xla_conv(x, kernel, stride, p), (x, kernel)
 
 
 # Kernel gradients over maps of at least this many bytes per image (x or the output gradient) run
@@ -153,25 +173,60 @@ def _conv3x3_mmgrad_fwd(x, kernel):
 _KGRAD_IMAGE_BYTES = 2**22
 
 
-def _conv3x3_mmgrad_bwd(res, g):
+def _conv_mmgrad_bwd(stride, p, res, g):
   x, kernel = res
-  dx = _xla_conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  size = kernel.shape[0]
+  # The transposed convolution in the forward's own NHWC / HWIO layout: the output gradient dilated
+  # by the stride, the kernel flipped and its channels swapped as an explicit copy. Autodiff's
+  # transpose instead relabels the kernel's dimensions ("HWOI"), which XLA:CPU turns into its
+  # library layout only outside loops (module docstring, "Convolutions inside loops").
+  pads = [(size - 1 - p, n + p - (m - 1) * stride - 1) for n, m in zip(x.shape[1:3], g.shape[1:3])]
+  dx = lax.conv_general_dilated(
+      g,
+      jnp.flip(kernel, (0, 1)).swapaxes(2, 3),
+      (1, 1),
+      pads,
+      lhs_dilation=(stride, stride),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
   if x.shape[0] > 1 and max(x[0].size, g[0].size) * x.dtype.itemsize >= _KGRAD_IMAGE_BYTES:
     # One image per iteration (lax.scan), summed in image order: the same sum as the batched form
     # with a fraction of its temporaries (XLA:CPU maps and zeroes them at every call).
     def add_image(dk, xg):
-      return dk + _kernel_grad(xg[0][None], xg[1][None]), None
+      return dk + _kernel_grad(xg[0][None], xg[1][None], size, stride, p), None
 
-    dk, _ = lax.scan(add_image, jnp.zeros(kernel.shape, jnp.float32), (x, g))
+    dk, _ = lax.scan(add_image, jnp.zeros(kernel.shape, _accumulator(x)), (x, g))
   else:
-    dk = _kernel_grad(x, g)
+    dk = _kernel_grad(x, g, size, stride, p)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
-def _kernel_grad(x: Array, g: Array) -> Array:
-  """dk [3, 3, Cin, Cout] float32 of a 3x3 "SAME" conv from its input x [B, H, W, Cin] and output
-  gradient g [B, H, W, Cout]."""
+def _pixel_products(a: Array, b: Array) -> Array:
+  """a [..., Ca], b [..., Cb] -> [Ca, Cb] (float32, float64 for float64 inputs), the products
+  summed over every leading axis."""
+  a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+  return lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=_accumulator(a))
+
+
+def _accumulator(x: Array):
+  """float32, or float64 for float64 inputs: the kernel gradient's accumulation type."""
+  return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _kernel_grad(x: Array, g: Array, size: int, stride: int, p: int) -> Array:
+  """dk [K, K, Cin, Cout] (``_accumulator``'s dtype) of a K x K conv with ``stride`` and zero
+  padding p from its input x [B, H, W, Cin] and output gradient g [B, Ho, Wo, Cout]."""
   h, w, cin, cout = x.shape[1], x.shape[2], x.shape[3], g.shape[3]
+  pad = lambda a, n: jnp.pad(a, ((0, 0), (n, n), (n, n), (0, 0)))
+  shifts = [(i, j) for i in range(size) for j in range(size)]
+  if (size, stride, p) != (3, 1, 1):
+    # dk[i, j] = sum_q xpad[stride q + (i, j)] g[q]: K² matmuls of strided views of x with g.
+    rows, cols = (g.shape[1] - 1) * stride + 1, (g.shape[2] - 1) * stride + 1
+    xp = pad(x, p) if p else x
+    parts = [
+        _pixel_products(xp[:, i : i + rows : stride, j : j + cols : stride], g) for i, j in shifts
+    ]
+    return jnp.stack(parts).reshape(size, size, cin, cout)
 
   # dk[i, j] = sum_p xpad[p + (i, j)] g[p] = sum_p x[p] gpad[p + (2 - i, 2 - j)], contracting over
   # the B H W pixels. Where the channels differ: nine matmuls, each of the wider operand as it is
@@ -180,85 +235,125 @@ def _kernel_grad(x: Array, g: Array) -> Array:
   # ms). Where they are equal: one matmul of a 3x column-shift buffer of x with a 3x row-shift
   # buffer of g (nine matmuls were on par alone but made the SegNet-MTL step 2.4 s slower).
   # XLA's own kernel gradient is 2-3x slower than either.
-  def pixel_products(a, b):  # a [..., Ca], b [..., Cb] -> [Ca, Cb] summed over the pixels.
-    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-    return lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-
-  pad = lambda a: jnp.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  shifts = [(i, j) for i in range(3) for j in range(3)]
   if cin != cout:
     if cin > cout:
-      gp = pad(g)
-      parts = [pixel_products(x, gp[:, 2 - i : 2 - i + h, 2 - j : 2 - j + w]) for i, j in shifts]
+      gp = pad(g, 1)
+      parts = [_pixel_products(x, gp[:, 2 - i : 2 - i + h, 2 - j : 2 - j + w]) for i, j in shifts]
     else:
-      xp = pad(x)
-      parts = [pixel_products(xp[:, i : i + h, j : j + w], g) for i, j in shifts]
+      xp = pad(x, 1)
+      parts = [_pixel_products(xp[:, i : i + h, j : j + w], g) for i, j in shifts]
     return jnp.stack(parts).reshape(3, 3, cin, cout)
   # The 3 column shifts go into x's channels, the 3 row shifts into g's (g zero-padded by (i, 2 - i)
   # rows): the matmul yields dk as [(j, cin), (i, cout)].
-  xp = pad(x)
+  xp = pad(x, 1)
   xc = jnp.concatenate([xp[:, :, j : j + w] for j in range(3)], axis=-1)
   gr = jnp.concatenate([jnp.pad(g, ((0, 0), (i, 2 - i), (0, 0), (0, 0))) for i in range(3)], -1)
   if xc.shape[1] * w >= 24 * max(cin, cout):
     # Long contraction: one matmul per image, then sum (measured 20-35% faster on XLA:CPU).
-    dk = jnp.einsum("bhwm,bhwn->bmn", xc, gr, preferred_element_type=jnp.float32).sum(0)
+    dk = jnp.einsum("bhwm,bhwn->bmn", xc, gr, preferred_element_type=_accumulator(x)).sum(0)
   else:
     dk = lax.dot_general(
-        xc, gr, (((0, 1, 2), (0, 1, 2)), ((), ())), preferred_element_type=jnp.float32
+        xc, gr, (((0, 1, 2), (0, 1, 2)), ((), ())), preferred_element_type=_accumulator(x)
     )
   return dk.reshape(3, cin, 3, cout).transpose(2, 0, 1, 3)
 
 
-_conv3x3_mmgrad.defvjp(_conv3x3_mmgrad_fwd, _conv3x3_mmgrad_bwd)
+_conv_mmgrad.defvjp(_conv_mmgrad_fwd, _conv_mmgrad_bwd)
 
 
-def conv3x3(
-    x: Array, kernel: Array, bias: Array | None = None, *, impl: str = "auto", precision: Any = None
+def conv2d(
+    x: Array,
+    kernel: Array,
+    bias: Array | None = None,
+    *,
+    stride: int = 1,
+    padding: int | None = None,
+    impl: str = "auto",
+    precision: Any = None,
 ) -> Array:
-  """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC / HWIO (``nn.Conv2d(k=3, p=1)``).
+  """K x K convolution with the same stride and zero padding in H and W, NHWC / HWIO
+  (``nn.Conv2d(k, stride, padding)``; padding K // 2 by default, K odd).
 
-  Implementations (same math; measured speeds in segnet.py's module docstring):
+  Implementations (same math, tested to agree in value and gradient):
     "xla":    ``lax.conv_general_dilated``, autodiff gradients (cuDNN on GPU). On XLA:CPU the
-              forward and input gradient run in YNNPACK and are fast; the kernel gradient is
-              2-3x slower than "mmgrad"'s.
-    "im2col": pad, concatenate the 9 shifted views along channels -> [B, H, W, 9 Cin], one matmul
-              with ``kernel.reshape(9 Cin, Cout)``; autodiff gradients.
-    "mmgrad": forward and input gradient by ``lax.conv_general_dilated``; kernel gradient by
-              matmuls over the pixels (custom VJP): Cin != Cout nine, of the wider of x and the
-              output gradient with shifted views of the other; Cin = Cout one, of shift buffers
-              of both; image by image on large maps (fewer temporaries). ``precision`` is
-              ignored.
+              forward and input gradient run in YNNPACK outside loops; the kernel gradient is
+              2-3x slower than "mmgrad"'s; inside a loop the gradients fall back to XLA's
+              generic convolution (module docstring).
+    "im2col": 3x3 stride 1 padding 1 only: pad, concatenate the 9 shifted views along channels
+              -> [B, H, W, 9 Cin], one matmul with ``kernel.reshape(9 Cin, Cout)``; autodiff.
+    "mmgrad": forward by ``lax.conv_general_dilated``; input gradient by a convolution in the
+              same NHWC / HWIO layout (custom VJP); kernel gradient by matmuls over the pixels:
+              K² of strided views, or for 3x3 stride 1 nine (Cin != Cout) or one (Cin = Cout, of
+              shift buffers of both); image by image on large maps (fewer temporaries).
+              ``precision`` is ignored.
     "auto":   see ``resolve_conv_impl``.
 
   Args:
     x: [B, H, W, Cin] float.
-    kernel: [3, 3, Cin, Cout] float.
+    kernel: [K, K, Cin, Cout] float.
     bias: optional [Cout].
+    stride: the same in H and W, >= 1.
+    padding: zero rows / columns on every side, 0 <= padding < K; None: K // 2 (K odd).
     impl: implementation name.
     precision: passed to the matmul / convolution ("xla", "im2col").
 
   Returns:
-    [B, H, W, Cout] in the result dtype of ``x`` and ``kernel``.
+    [B, Ho, Wo, Cout], Ho = (H + 2 padding − K) // stride + 1 (>= 1), in the result dtype of
+    ``x`` and ``kernel``.
 
   Raises:
-    ValueError: unknown impl or mismatched shapes.
+    ValueError: unknown impl, mismatched shapes, a non-square kernel, an even kernel without
+      padding, stride < 1, padding outside [0, K), a map smaller than the kernel, or "im2col" for
+      anything but 3x3 stride 1 padding 1.
   """
   impl = resolve_conv_impl(impl)
-  if x.ndim != 4 or kernel.shape[:2] != (3, 3) or kernel.shape[2] != x.shape[-1]:
+  size = kernel.shape[0]
+  if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[1] != size or kernel.shape[2] != x.shape[-1]:
     raise ValueError(
-        f"conv3x3: x {x.shape} (want [B, H, W, Cin]) does not fit kernel "
-        f"{kernel.shape} (want [3, 3, Cin, Cout])"
+        f"conv2d: x {x.shape} (want [B, H, W, Cin]) does not fit kernel {kernel.shape} (want "
+        "[K, K, Cin, Cout])"
+    )
+  if padding is None:
+    if size % 2 == 0:
+      raise ValueError(f"conv2d: a {size}x{size} kernel needs an explicit padding")
+    padding = size // 2
+  if stride < 1 or not 0 <= padding < size:
+    raise ValueError(
+        f"conv2d: stride {stride}, padding {padding}: want stride >= 1 and 0 <= padding < {size}"
+    )
+  if min(x.shape[1:3]) + 2 * padding < size:
+    raise ValueError(
+        f"conv2d: map {x.shape[1:3]} with padding {padding} is smaller than {size}x{size}"
     )
   if impl == "xla":
-    y = _xla_conv(x, kernel, precision)
+    y = _xla_conv(x, kernel, stride, padding, precision)
   elif impl == "mmgrad":
-    y = _conv3x3_mmgrad(x, kernel)
+    y = _conv_mmgrad(x, kernel, stride, padding)
   else:
+    if (size, stride, padding) != (3, 1, 1):
+      raise ValueError(
+          f"conv2d: impl 'im2col' is 3x3 stride 1 padding 1 only, got {size}x{size} stride "
+          f"{stride} padding {padding}"
+      )
     h, w, cin = x.shape[1:]
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     cols = jnp.concatenate([xp[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], -1)
     y = jnp.dot(cols, kernel.reshape(9 * cin, -1), precision=precision)
   return y if bias is None else y + bias
+
+
+def conv3x3(
+    x: Array, kernel: Array, bias: Array | None = None, *, impl: str = "auto", precision: Any = None
+) -> Array:
+  """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC / HWIO (``nn.Conv2d(k=3, p=1)``):
+  ``conv2d`` with a [3, 3, Cin, Cout] kernel (its implementations, shapes and errors).
+
+  Raises:
+    ValueError: unknown impl or a kernel that is not [3, 3, Cin, Cout] for x [B, H, W, Cin].
+  """
+  if kernel.shape[:2] != (3, 3):
+    raise ValueError(f"conv3x3: kernel {kernel.shape}, want [3, 3, Cin, Cout]")
+  return conv2d(x, kernel, bias, impl=impl, precision=precision)
 
 
 def _conv_params(module: nn.Module, size: int, cin: int, features: int) -> tuple[Array, Array]:
@@ -299,6 +394,38 @@ class Conv3x3(nn.Module):
     kernel, bias = _conv_params(self, 3, x.shape[-1], self.features)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     return conv3x3(x, kernel, bias, impl=self.impl)
+
+
+class Conv(nn.Module):
+  """K x K convolution with stride and zero padding (K // 2 by default, K odd; ``nn.Conv2d(k,
+  stride, padding)``): ``flax.linen.Conv``'s parameters and initialisation, ``conv2d``'s
+  implementations (and its errors).
+
+  Params: ``kernel`` [K, K, Cin, features] float32 by ``kernel_init`` (``nn.Conv``'s default,
+  LeCun normal), ``bias`` [features] float32 zeros when ``use_bias``: the same names, shapes and
+  initial values as ``nn.Conv(features, (K, K), strides=stride, padding=padding)`` under the same
+  key, so checkpoints and seeds carry over. Input [B, H, W, Cin] -> [B, Ho, Wo, features] in
+  ``dtype``.
+  """
+
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  padding: int | None = None
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  impl: str = "auto"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    k = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = None
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return conv2d(x, kernel, bias, stride=self.stride, padding=self.padding, impl=self.impl)
 
 
 # --------------------------------------------------------------------------------------------

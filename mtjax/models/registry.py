@@ -55,6 +55,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
         dtype=dtype,
         bn_momentum=float(config.model.get("bn_momentum", 0.1)),
         fuse_upsampling=config.model.get("fuse_upsampling", "nearest"),
+        conv_impl=config.model.conv_impl,
     )
   if config.model.name == "mtcp":
     return mtcp.MTCP(

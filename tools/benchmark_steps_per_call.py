@@ -1,0 +1,94 @@
+"""Times a shipped config's train step at 1 step per jitted call and at its ``steps_per_call``
+("auto": 8 on the CPU, 1 elsewhere; calls.resolve_steps_per_call), side by side in one process.
+
+    python tools/benchmark_steps_per_call.py --config configs/nyud_hrnet18.py \\
+        --config.dataset.data_dir=../shared/data/nyuv2_mini --rounds 3 --max_ratio 1.05
+
+The run is the config's own (`train.build_run`: model, regularizer, task weighting, optimizer, its
+image size and batch size) on its own training batches (`train.train_batches`, read before timing).
+Each round runs n = steps_per_call steps as n one-step calls and then as one call of n steps
+(`calls.make_call`, as the training loop calls them), each from its own copy of the state; compile
+excluded. Prints ms/step per round, the medians, and the ratio (steps_per_call / one step per
+call); with ``--max_ratio`` exits with status 1 when the ratio exceeds it. Config overrides:
+``--config.key=value`` (as ``mtjax.main``).
+"""
+
+import os
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mtjax import runtime  # noqa: E402,F401  (before TensorFlow: quiets its C++ banners)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mtjax import calls, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
+flags.DEFINE_integer("rounds", 3, "timed rounds (after one warm-up round)")
+flags.DEFINE_float(
+    "max_ratio", None, "exit 1 when steps_per_call's ms/step / one step's exceeds it"
+)
+flags.mark_flags_as_required(["config"])
+
+
+def _time_call(call, state, batches) -> tuple:
+  t0 = time.perf_counter()
+  state, metrics = call(state, batches)
+  jax.block_until_ready((state, metrics))
+  return state, time.perf_counter() - t0
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  n = calls.resolve_steps_per_call(config.steps_per_call)
+  parts = train.build_run(config)
+  step = train._bound_train_step(  # pylint: disable=protected-access
+      config, parts.model, parts.tx, parts.regularizer, parts.task_weighting
+  )
+  batches_iter = train.train_batches(config, parts)
+  batches = [next(batches_iter) for _ in range(n)]
+  one, several = calls.make_call(step, parts.mesh, 1), calls.make_call(step, parts.mesh, n)
+  states = {"1": parts.state, str(n): jax.tree.map(jnp.copy, parts.state)}
+  shape = batches[0]["image"].shape
+  print(
+      f"{config.model.name} regularizer={config.regularizer.name} batch {shape[0]} images "
+      f"{shape[1]}x{shape[2]} steps_per_call={config.steps_per_call!r} -> {n}; backend "
+      f"{jax.default_backend()}, {os.cpu_count()} CPUs",
+      flush=True,
+  )
+  times = {"1": [], str(n): []}
+  for r in range(FLAGS.rounds + 1):  # Round 0 compiles and warms up.
+    total = 0.0
+    for batch in batches:
+      states["1"], t = _time_call(one, states["1"], [batch])
+      total += t
+    states[str(n)], t_n = _time_call(several, states[str(n)], batches)
+    if r:
+      times["1"].append(total / n)
+      times[str(n)].append(t_n / n)
+      print(
+          f"round {r}: 1 per call {total / n * 1e3:.1f} ms/step, {n} per call {t_n / n * 1e3:.1f}"
+          " ms/step",
+          flush=True,
+      )
+  t1, tn = float(np.median(times["1"])), float(np.median(times[str(n)]))
+  ratio = tn / t1
+  print(
+      f"median of {FLAGS.rounds} rounds: 1 step per call {t1 * 1e3:.1f} ms/step, {n} steps per call "
+      f"{tn * 1e3:.1f} ms/step; ratio {ratio:.3f}"
+  )
+  if FLAGS.max_ratio is not None and ratio > FLAGS.max_ratio:
+    print(f"FAIL: {n} steps per call is {ratio:.3f}x one step per call (> {FLAGS.max_ratio})")
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
