@@ -19,9 +19,6 @@ from configs import demo
 def get_config():
   config = demo.get_config()
   config.model.name = "mtcp"
-  # One step per call: 8 (the CPU's "auto") made this model's step 2.0x slower here (1,902 vs
-  # 951 ms at batch 8, measured side by side); SegNet gains from it (202 vs 296 ms).
-  config.steps_per_call = 1
   config.model.normalize_input = "none"  # Random init: no ImageNet statistics to match.
   # Every module of the released model, narrow: a Swin of 16 channels (one block per stage,
   # windows of 4 at 96x128), a 32-channel pixel decoder with one deformable layer, 8 queries and

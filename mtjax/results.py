@@ -56,7 +56,7 @@ FILENAME = "results.json"
 # Top-level config keys that change how a run executes, not what it computes (the same updates, the
 # same evaluations): left out of `config_hash`, so a run keeps its identity (and the experiment
 # harness its finished runs) when such a key is added to configs/default.py or changed.
-EXECUTION_KEYS = ("async_checkpoints",)
+EXECUTION_KEYS = ("async_checkpoints", "steps_per_call")
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:

@@ -377,21 +377,24 @@ def test_bad_grids_are_named(tmp_path):
     experiments.summarize([], "a", metric_keys=("depth",))
 
 
-def test_execution_keys_leave_a_runs_identity_unchanged(tmp_path):
+@pytest.mark.parametrize("key, other", [("async_checkpoints", None), ("steps_per_call", 1)])
+def test_execution_keys_leave_a_runs_identity_unchanged(tmp_path, key, other):
   """A config key that changes how a run executes (results.EXECUTION_KEYS) neither enters the hash
   nor turns a finished run into a conflict: neither a run recorded before the key existed nor one
   recorded while the key still entered the hash."""
   import hashlib
 
   config = default.get_config()
-  assert "async_checkpoints" in results.EXECUTION_KEYS and "async_checkpoints" in config
-  without = ml_collections.ConfigDict(
-      {k: v for k, v in config.to_dict().items() if k != "async_checkpoints"}
+  assert key in results.EXECUTION_KEYS and key in config
+  without = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != key})
+  bare = ml_collections.ConfigDict(
+      {k: v for k, v in config.to_dict().items() if k not in results.EXECUTION_KEYS}
   )
   old_style = lambda c: hashlib.sha256(c.to_json(sort_keys=True).encode()).hexdigest()
-  assert results.config_hash(config) == results.config_hash(without) == old_style(without)
-  flipped = ml_collections.ConfigDict(config.to_dict())
-  flipped.async_checkpoints = not config.async_checkpoints
+  assert results.config_hash(config) == results.config_hash(without) == old_style(bare)
+  flipped = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+  flipped[key] = (not config[key]) if other is None else other
+  assert flipped[key] != config[key]
   assert results.config_hash(flipped) == results.config_hash(config)
   changed = ml_collections.ConfigDict(config.to_dict())
   changed.learning_rate = 2 * config.learning_rate

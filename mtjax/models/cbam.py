@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtjax.models import layers
+
 __all__ = ["CBAM"]
 
 
@@ -35,7 +37,7 @@ class CBAM(nn.Module):
     attention = mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2)))
     x = x * jax.nn.sigmoid(attention)[:, None, None, :]
     pooled = jnp.stack([jnp.max(x, axis=-1), jnp.mean(x, axis=-1)], axis=-1)
-    gate = nn.Conv(1, (7, 7), padding=3, use_bias=False, name="spatial_conv")(pooled)
+    gate = layers.Conv(1, 7, use_bias=False, name="spatial_conv")(pooled)
     gate = nn.BatchNorm(
         use_running_average=not train, momentum=0.99, epsilon=1e-5, name="spatial_bn"
     )(gate)

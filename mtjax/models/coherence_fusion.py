@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtjax.models import cbam
+from mtjax.models import cbam, layers
 
 __all__ = ["AFFINITIES", "CoherenceFusion", "affinity_mix"]
 
@@ -78,10 +78,10 @@ class CoherenceFusion(nn.Module):
     c = task_map.shape[-1]
     s = bn("cbam_sem_norm")(cbam.CBAM(name="cbam_sem")(task_map, train=train))
     gated = [
-        a * jax.nn.sigmoid(nn.Conv(c, (1, 1), name=f"gate{k + 1}")(a)) for k, a in enumerate(others)
+        a * jax.nn.sigmoid(layers.Conv(c, 1, name=f"gate{k + 1}")(a)) for k, a in enumerate(others)
     ]
     fused_in = jnp.concatenate(gated, axis=-1)
-    fused = nn.relu(nn.Conv(fused_in.shape[-1], (1, 1), name="conv1")(fused_in))
+    fused = nn.relu(layers.Conv(fused_in.shape[-1], 1, name="conv1")(fused_in))
     theta = nn.relu(bn("cbam_dep_norm")(cbam.CBAM(name="cbam_dep")(fused, train=train)))
     phi = nn.relu(bn("cbam_dep2_norm")(cbam.CBAM(name="cbam_dep2")(fused, train=train)))
     b, h, w, _ = task_map.shape

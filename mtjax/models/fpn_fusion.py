@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from mtjax.models import layers
+
 __all__ = ["PyramidFusion", "resize_nearest"]
 
 
@@ -32,9 +34,9 @@ class PyramidFusion(nn.Module):
   @nn.compact
   def __call__(self, stage_maps):
     laterals = [
-        nn.Conv(self.width, (1, 1), name=f"lateral_convs_{i}")(x) for i, x in enumerate(stage_maps)
+        layers.Conv(self.width, 1, name=f"lateral_convs_{i}")(x) for i, x in enumerate(stage_maps)
     ]
     fused = laterals[-1]
     for i in range(len(laterals) - 2, -1, -1):
       fused = resize_nearest(fused, laterals[i].shape[1], laterals[i].shape[2]) + laterals[i]
-    return nn.Conv(self.width, (3, 3), padding=1, name="fpn_convs_0")(fused)
+    return layers.Conv(self.width, 3, name="fpn_convs_0")(fused)

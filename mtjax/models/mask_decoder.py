@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtjax.models import pixel_decoder
+from mtjax.models import layers, pixel_decoder
 
 __all__ = ["MaskDecoder", "MaskDecoderSettings"]
 
@@ -140,7 +140,7 @@ class MaskDecoder(nn.Module):
     for i, x in enumerate(multi_scale_features):
       b, h, w, c = x.shape
       if c != s.hidden_dim or s.enforce_input_projection:
-        x = nn.Conv(s.hidden_dim, (1, 1), name=f"input_projections_{i}")(x)
+        x = layers.Conv(s.hidden_dim, 1, name=f"input_projections_{i}")(x)
       memories.append(x.reshape(b, h * w, s.hidden_dim) + level_embed[i])
       positions.append(
           jnp.asarray(pixel_decoder.sine_position_embedding(h, w, s.hidden_dim)).reshape(

@@ -39,7 +39,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtjax.models import coherence_fusion, fpn_fusion, hrnet, mask2former, segnet, swin, trace_back
+from mtjax.models import (
+    coherence_fusion,
+    fpn_fusion,
+    hrnet,
+    layers,
+    mask2former,
+    segnet,
+    swin,
+    trace_back,
+)
 from mtjax.tasks import Task
 
 __all__ = [
@@ -203,13 +212,13 @@ class _Head(nn.Module):
   def __call__(self, x, *, train: bool):
     width = x.shape[-1]
     if self.depth_style:
-      x = nn.Conv(width // 2, (1, 1), name="conv_0")(x)
+      x = layers.Conv(width // 2, 1, name="conv_0")(x)
       x = resize_bilinear_aligned(x, self.upsample)
-      x = nn.relu(nn.Conv(32, (1, 1), name="conv_1")(x))
-      return nn.Conv(self.channels, (1, 1), name="conv_2")(x)
-    x = nn.Conv(width, (1, 1), use_bias=False, name="conv_0")(x)
+      x = nn.relu(layers.Conv(32, 1, name="conv_1")(x))
+      return layers.Conv(self.channels, 1, name="conv_2")(x)
+    x = layers.Conv(width, 1, use_bias=False, name="conv_0")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(x)
-    x = nn.Conv(self.channels, (1, 1), name="conv_1")(nn.relu(x))
+    x = layers.Conv(self.channels, 1, name="conv_1")(nn.relu(x))
     return resize_bilinear_aligned(x, self.upsample)
 
 
@@ -221,10 +230,10 @@ class _IntermediateHead(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     width = x.shape[-1]
-    x = nn.Conv(width, (1, 1), use_bias=False, name="conv_0")(x)
-    x = nn.Conv(width, (1, 1), use_bias=False, name="conv_1")(x)
+    x = layers.Conv(width, 1, use_bias=False, name="conv_0")(x)
+    x = layers.Conv(width, 1, use_bias=False, name="conv_1")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(x)
-    return nn.Conv(self.channels, (1, 1), name="conv_2")(nn.relu(x))
+    return layers.Conv(self.channels, 1, name="conv_2")(nn.relu(x))
 
 
 class MTCP(nn.Module):

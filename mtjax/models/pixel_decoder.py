@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtjax.models import deformable_attention
+from mtjax.models import deformable_attention, layers
 
 __all__ = ["PixelDecoder", "PixelDecoderSettings", "sine_position_embedding"]
 
@@ -170,7 +170,7 @@ class PixelDecoder(nn.Module):
     tokens, positions, shapes = [], [], []
     for level, x in enumerate(coarse):
       b, h, w, _ = x.shape
-      x = nn.Conv(s.feature_size, (1, 1), name=f"input_projections_{level}_conv")(x)
+      x = layers.Conv(s.feature_size, 1, name=f"input_projections_{level}_conv")(x)
       x = groups(f"input_projections_{level}_norm")(x)
       tokens.append(x.reshape(b, h * w, s.feature_size))
       pos = sine_position_embedding(h, w, s.feature_size).reshape(h * w, s.feature_size)
@@ -198,10 +198,10 @@ class PixelDecoder(nn.Module):
       start += h * w
     for idx, x in enumerate(features[:fpn_levels][::-1]):
       k = fpn_levels - idx  # transformers' adapter_k / layer_k, k = 1 the finest.
-      lateral = nn.Conv(s.feature_size, (1, 1), use_bias=False, name=f"adapter_{k}_conv")(x)
+      lateral = layers.Conv(s.feature_size, 1, use_bias=False, name=f"adapter_{k}_conv")(x)
       lateral = groups(f"adapter_{k}_norm")(lateral)
       out = lateral + _resize_bilinear(outputs[-1], lateral.shape[1], lateral.shape[2])
-      out = nn.Conv(s.feature_size, (3, 3), padding=1, use_bias=False, name=f"layer_{k}_conv")(out)
+      out = layers.Conv(s.feature_size, 3, use_bias=False, name=f"layer_{k}_conv")(out)
       outputs.append(nn.relu(groups(f"layer_{k}_norm")(out)))
-    mask_features = nn.Conv(s.mask_feature_size, (1, 1), name="mask_projection")(outputs[-1])
+    mask_features = layers.Conv(s.mask_feature_size, 1, name="mask_projection")(outputs[-1])
     return mask_features, outputs[:LEVELS]

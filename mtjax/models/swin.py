@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtjax.models import layers
+
 __all__ = ["SwinBackbone", "SwinSettings", "relative_position_index", "shifted_window_mask"]
 
 # The logit added between tokens from different regions of a shifted window (the reference's).
@@ -236,7 +238,7 @@ class SwinBackbone(nn.Module):
     if self.patch_embedding:
       p = s.patch_size
       images = jnp.pad(images, ((0, 0), (0, (-height) % p), (0, (-width) % p), (0, 0)))
-      x = nn.Conv(s.embed_dim, (p, p), strides=(p, p), padding="VALID", name="patch_embeddings")(
+      x = layers.Conv(s.embed_dim, p, stride=p, padding=0, name="patch_embeddings")(
           images
       )
       height, width = x.shape[1], x.shape[2]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from mtjax.models import cbam
+from mtjax.models import cbam, layers
 
 __all__ = ["SpatialRefinement", "TraceBack", "resize_bilinear"]
 
@@ -44,8 +44,8 @@ class SpatialRefinement(nn.Module):
     f = cbam.CBAM(name="dep_cbam")(stage_map, train=train)
     p = resize_bilinear(p, f.shape[1], f.shape[2])
     x = jax.numpy.concatenate([p, f], axis=-1)
-    out = nn.relu(bn("b1")(nn.Conv(self.width, (1, 1), name="sem_conv")(x)))
-    carried = nn.relu(bn("b2")(nn.Conv(f.shape[-1], (1, 1), name="dep_conv")(x)))
+    out = nn.relu(bn("b1")(layers.Conv(self.width, 1, name="sem_conv")(x)))
+    carried = nn.relu(bn("b2")(layers.Conv(f.shape[-1], 1, name="dep_conv")(x)))
     return out, carried
 
 
