@@ -258,3 +258,20 @@ def test_kill_while_an_async_checkpoint_is_written_leaves_only_committed_ones(da
   rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
   assert results.final_evaluation(results.read(str(workdir)))["step"] == 6
+
+
+def test_steps_per_call_benchmark_runs_both_calls_to_the_same_state(data_dir):
+  """tools/benchmark_steps_per_call.py's comparison: a round of n one-step calls and one call of
+  n steps from copies of one state time both and end in the same state (same updates)."""
+  from tools.benchmark_steps_per_call import compare
+
+  config = tiny_config(data_dir)
+  config.steps_per_call = 2
+  lines = []
+  out = compare(config, rounds=1, report=lines.append)
+  assert out["steps_per_call"] == 2 and len(out["one"]) == len(out["several"]) == 1
+  assert min(out["one"] + out["several"]) > 0 and len(lines) == 2 and "-> 2" in lines[0]
+  one, several = out["states"]["one"], out["states"]["several"]
+  assert int(one.step) == int(several.step) == 4  # Warm-up round and one timed round, 2 each.
+  for a, b in zip(_leaves(one.params), _leaves(several.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

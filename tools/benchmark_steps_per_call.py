@@ -30,12 +30,17 @@ import numpy as np  # noqa: E402
 from mtjax import calls, train  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
-flags.DEFINE_integer("rounds", 3, "timed rounds (after one warm-up round)")
-flags.DEFINE_float(
-    "max_ratio", None, "exit 1 when steps_per_call's ms/step / one step's exceeds it"
-)
-flags.mark_flags_as_required(["config"])
+
+
+def _define_flags() -> None:
+  """The command line's flags (defined when run as a script, so that importing ``compare`` into
+  a process with its own ``--config`` flag is harmless)."""
+  config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
+  flags.DEFINE_integer("rounds", 3, "timed rounds (after one warm-up round)")
+  flags.DEFINE_float(
+      "max_ratio", None, "exit 1 when steps_per_call's ms/step / one step's exceeds it"
+  )
+  flags.mark_flags_as_required(["config"])
 
 
 def _time_call(call, state, batches) -> tuple:
@@ -45,9 +50,12 @@ def _time_call(call, state, batches) -> tuple:
   return state, time.perf_counter() - t0
 
 
-def main(argv):
-  del argv
-  config = FLAGS.config
+def compare(config, rounds: int, report=print) -> dict:
+  """Times `config`'s train step at 1 and at n = steps_per_call steps per call (module docstring).
+
+  Returns {"steps_per_call": n, "one": [s/step per round], "several": [s/step per round],
+  "states": {"one": state, "several": state}} (the states after every round: the same updates).
+  """
   n = calls.resolve_steps_per_call(config.steps_per_call)
   parts = train.build_run(config)
   step = train._bound_train_step(  # pylint: disable=protected-access
@@ -56,30 +64,35 @@ def main(argv):
   batches_iter = train.train_batches(config, parts)
   batches = [next(batches_iter) for _ in range(n)]
   one, several = calls.make_call(step, parts.mesh, 1), calls.make_call(step, parts.mesh, n)
-  states = {"1": parts.state, str(n): jax.tree.map(jnp.copy, parts.state)}
+  states = {"one": parts.state, "several": jax.tree.map(jnp.copy, parts.state)}
   shape = batches[0]["image"].shape
-  print(
+  report(
       f"{config.model.name} regularizer={config.regularizer.name} batch {shape[0]} images "
       f"{shape[1]}x{shape[2]} steps_per_call={config.steps_per_call!r} -> {n}; backend "
-      f"{jax.default_backend()}, {os.cpu_count()} CPUs",
-      flush=True,
+      f"{jax.default_backend()}, {os.cpu_count()} CPUs"
   )
-  times = {"1": [], str(n): []}
-  for r in range(FLAGS.rounds + 1):  # Round 0 compiles and warms up.
+  times = {"one": [], "several": []}
+  for r in range(rounds + 1):  # Round 0 compiles and warms up.
     total = 0.0
     for batch in batches:
-      states["1"], t = _time_call(one, states["1"], [batch])
+      states["one"], t = _time_call(one, states["one"], [batch])
       total += t
-    states[str(n)], t_n = _time_call(several, states[str(n)], batches)
+    states["several"], t_n = _time_call(several, states["several"], batches)
     if r:
-      times["1"].append(total / n)
-      times[str(n)].append(t_n / n)
-      print(
-          f"round {r}: 1 per call {total / n * 1e3:.1f} ms/step, {n} per call {t_n / n * 1e3:.1f}"
-          " ms/step",
-          flush=True,
+      times["one"].append(total / n)
+      times["several"].append(t_n / n)
+      report(
+          f"round {r}: 1 per call {total / n * 1e3:.1f} ms/step, {n} per call "
+          f"{t_n / n * 1e3:.1f} ms/step"
       )
-  t1, tn = float(np.median(times["1"])), float(np.median(times[str(n)]))
+  return {"steps_per_call": n, **times, "states": states}
+
+
+def main(argv):
+  del argv
+  out = compare(FLAGS.config, FLAGS.rounds, report=lambda line: print(line, flush=True))
+  n = out["steps_per_call"]
+  t1, tn = float(np.median(out["one"])), float(np.median(out["several"]))
   ratio = tn / t1
   print(
       f"median of {FLAGS.rounds} rounds: 1 step per call {t1 * 1e3:.1f} ms/step, {n} steps per call "
@@ -91,4 +104,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
