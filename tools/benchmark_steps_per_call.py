@@ -2,7 +2,7 @@
 ("auto": 8 on the CPU, 1 elsewhere; calls.resolve_steps_per_call), side by side in one process.
 
     python tools/benchmark_steps_per_call.py --config configs/nyud_hrnet18.py \\
-        --config.dataset.data_dir=../shared/data/nyuv2_mini --rounds 3 --max_ratio 1.05
+        --config.dataset.data_dir=/path/to/nyuv2 --rounds 3 --max_ratio 1.05
 
 The run is the config's own (`train.build_run`: model, regularizer, task weighting, optimizer, its
 image size and batch size) on its own training batches (`train.train_batches`, read before timing).
