@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from mtjax import checkpoint, evaluation, fileio, results, train
+from mtjax import checkpoint, evaluation, fileio, results, run_parts
 from mtjax.data import sources
 
 
@@ -34,7 +34,7 @@ def predict_panel(workdir: str, index: int = 0) -> np.ndarray:
   if record is None:
     raise FileNotFoundError(f"{workdir}: no results.json (not a run of mtjax.main)")
   config = ml_collections.ConfigDict(record["config"])
-  parts = train.build_run(config)  # Model, tasks and a fresh state of the right structure.
+  parts = run_parts.build_run(config)  # Model, tasks and a fresh state of the right structure.
   manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
   state = checkpoint.restore_latest(manager, parts.state)
   checkpoint.close(manager)

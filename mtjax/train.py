@@ -8,11 +8,9 @@ counting, + λ · the regularizer's loss) -> grads of the model's and the regula
 once. The training length and learning rate come from `mtjax.schedule`.
 """
 
-import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,16 +25,16 @@ from mtjax import (
   checkpoint,
   evaluation,
   objective,
-  optimizer,
   regularizers,
   results,
+  run_parts,
   schedule,
   seeds,
   sharding,
   weighting,
 )
 from mtjax import tasks as tasks_lib
-from mtjax.data import augment, label_settings, pipeline, regions
+from mtjax.data import pipeline
 from mtjax.data.sources import create_source
 from mtjax.models import registry
 from mtjax.tasks import Task
@@ -44,9 +42,8 @@ from mtjax.train_state import TrainState, create_train_state, trainable
 
 __all__ = [
     "NonFiniteLossError",
-    "RunParts",
     "TrainState",
-    "build_run",
+    "bound_train_step",
     "check_finite",
     "create_train_state",
     "make_train_step",
@@ -153,8 +150,16 @@ def _mean_grad_norms(logged: Sequence[Mapping[str, float]]) -> dict[str, float] 
   return {"log_steps": len(logged), **{k: float(np.mean([x[k] for x in logged])) for k in logged[0]}}
 
 
-def _bound_train_step(config, model, tx, regularizer, task_weighting):
-  """`train_step` with everything but (state, batch) bound."""
+def bound_train_step(config, model, tx, regularizer, task_weighting):
+  """`train_step` with everything but (state, batch) bound: (state, batch) -> (state, metrics).
+
+  What `make_train_step` jits; tools that time or compose steps (`calls.make_call`) take it as is.
+  `task_weighting=None` builds `config.weighting`'s (its loss only; see `make_train_step`). The rng
+  is the seed's "train" stream (`seeds.stream_key`), folded with the step inside `train_step`.
+
+  Raises:
+    ValueError: bad `config.tasks` or weighting (`tasks.from_config`, `weighting.create`).
+  """
   if task_weighting is None:
     task_weighting = weighting.create(config, len(config.tasks), steps_per_epoch=1)
   return functools.partial(
@@ -185,7 +190,7 @@ def make_train_step(
   n consecutive steps in one call (`calls.jit_steps`, a `lax.scan`), (state, batches {key: [n, B,
   ...]}) -> (state, metrics {name: [n]}); the same updates as n calls (tested to float32 round-off).
   """
-  step = _bound_train_step(config, model, tx, regularizer, task_weighting)
+  step = bound_train_step(config, model, tx, regularizer, task_weighting)
   return calls.jit_steps(step, mesh) if stacked else calls.jit_step(step, mesh)
 
 
@@ -197,82 +202,6 @@ def check_finite(step: int, step_metrics: Mapping[str, float]) -> None:
         f"non-finite loss at step {step}: {', '.join(f'{k}={step_metrics[k]}' for k in bad)}; "
         "training stopped, no checkpoint of this state was written"
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class RunParts:
-  """What a run of a config is made of, before any checkpoint is restored (`build_run`)."""
-
-  tasks: tuple[Task, ...]
-  mesh: jax.sharding.Mesh
-  train_source: Any
-  label_mask: np.ndarray  # float32 [N, T], the label setting of the training split.
-  epoch_steps: int
-  model: nn.Module
-  regularizer: regularizers.Regularizer | None
-  task_weighting: weighting.Weighting
-  tx: optax.GradientTransformation
-  state: TrainState  # Freshly initialised from the seed's init stream.
-
-
-def build_run(config: ml_collections.ConfigDict) -> RunParts:
-  """The tasks, mesh, training source, label mask, model, regularizer, task weighting,
-  optimizer and initial state of `config`: what `train_and_evaluate` trains, and what a tool
-  restores a run's checkpoint into (``checkpoint.restore_latest(manager, parts.state)``).
-
-  Raises:
-    ValueError / FileNotFoundError: bad config or data (the sources, label settings, models).
-  """
-  tasks = tasks_lib.from_config(config)
-  mesh = sharding.create_mesh()
-  train_source = create_source(config, config.dataset.train_split)
-  label_mask = label_settings.resolve_label_mask(
-      config.label_setting,
-      num_examples=train_source.num_examples,
-      # Masks are drawn over all the dataset's tasks (``label_tasks``, where a reader offers
-      # fewer than it has), so a run of a subset labels the same images per task.
-      dataset_tasks=getattr(train_source, "label_tasks", train_source.tasks),
-      tasks=tuple(config.tasks),
-      seed=seeds.stream_seed(config.seed, "labels"),
-  )
-  epoch_steps = schedule.steps_per_epoch(config, train_source.num_examples)
-  model = registry.create_model(config)
-  regularizer = regularizers.create(
-      config, label_mask, config.dataset.num_classes, train_source.image_shape
-  )
-  task_weighting = weighting.create(config, len(config.tasks), epoch_steps)
-  tx = optimizer.create_optimizer(config, epoch_steps, regularizer, task_weighting)
-  state = create_train_state(
-      model,
-      tx,
-      seeds.stream_key(config.seed, "init"),
-      train_source.image_shape,
-      mesh,
-      regularizer,
-      task_weighting,
-  )
-  return RunParts(
-      tasks, mesh, train_source, label_mask, epoch_steps, model, regularizer, task_weighting, tx,
-      state,
-  )
-
-
-def train_batches(config: ml_collections.ConfigDict, parts: RunParts, start_step: int = 0):
-  """This process's training batches of `parts` (`build_run`) from `start_step` on, as the
-  training loop reads them: an iterator of host-local NumPy batches (`pipeline.train_dataset`)."""
-  return pipeline.train_dataset(
-      parts.train_source,
-      label_mask=parts.label_mask,
-      per_process_batch_size=sharding.per_process_batch_size(config.batch_size),
-      seed=seeds.stream_seed(config.seed, "data"),
-      start_step=start_step,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      **augment.options(config.augment),
-      regions=regions.RegionSpec.from_config(config.regions),
-      views=1 if parts.regularizer is None else parts.regularizer.views,
-      tasks=parts.tasks,
-  ).as_numpy_iterator()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -291,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     NonFiniteLossError: a loss term became NaN/inf (the broken state is not saved).
     ValueError / FileNotFoundError: bad config or data (see the sources and label settings).
   """
-  parts = build_run(config)
+  parts = run_parts.build_run(config)
   tasks, mesh, train_source, label_mask = (
       parts.tasks, parts.mesh, parts.train_source, parts.label_mask
   )
@@ -351,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if regularizer is not None:
       logging.info("regularizer %s: %d parameters", regularizer.name, num_reg_params)
 
-  train_iter = train_batches(config, parts, start_step)
+  train_iter = run_parts.train_batches(config, parts, start_step)
   eval_ds = pipeline.eval_dataset(
       eval_source,
       per_process_batch_size=local_batch_size,
@@ -362,7 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   steps_per_call = calls.resolve_steps_per_call(config.steps_per_call)
   train_call = calls.make_call(
-      _bound_train_step(config, model, tx, regularizer, task_weighting), mesh, steps_per_call
+      bound_train_step(config, model, tx, regularizer, task_weighting), mesh, steps_per_call
   )
   p_eval_step, p_predict = evaluation.make_eval_fns(config, model, tasks, mesh)
   p_grad_norms = _grad_norms_fn(config, model, tasks, regularizer, task_weighting, mesh)

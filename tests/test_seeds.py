@@ -39,7 +39,7 @@ def test_streams_are_fold_in_of_the_root_key_and_deterministic():
 def test_training_uses_the_train_stream_not_the_next_seeds_init():
   config = demo.get_config()
   config.seed = 4
-  step = train._bound_train_step(config, model=None, tx=None, regularizer=None, task_weighting=None)
+  step = train.bound_train_step(config, model=None, tx=None, regularizer=None, task_weighting=None)
   assert _data(step.keywords["rng"]) == _data(seeds.stream_key(4, "train"))
   assert _data(step.keywords["rng"]) != _data(seeds.stream_key(5, "init"))
 

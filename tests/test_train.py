@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mtjax import calls, checkpoint, evaluation, optimizer, results, schedule, train
+from mtjax import calls, checkpoint, evaluation, optimizer, results, run_parts, schedule, train
 from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
 from tools.benchmark_train_step import synthetic_batch
@@ -252,7 +252,7 @@ def test_kill_while_an_async_checkpoint_is_written_leaves_only_committed_ones(da
   assert set(committed) <= {2, 4, 6}
   if committed:  # The latest committed one restores whole.
     config = tiny_config(data_dir)
-    state = train.build_run(config).state
+    state = run_parts.build_run(config).state
     assert int(checkpoint.restore_latest(manager, state).step) == max(committed)
   checkpoint.close(manager)
   rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -4,8 +4,8 @@
     python tools/benchmark_steps_per_call.py --config configs/nyud_hrnet18.py \\
         --config.dataset.data_dir=/path/to/nyuv2 --rounds 3 --max_ratio 1.05
 
-The run is the config's own (`train.build_run`: model, regularizer, task weighting, optimizer, its
-image size and batch size) on its own training batches (`train.train_batches`, read before timing).
+The run is the config's own (`run_parts.build_run`: model, regularizer, task weighting, optimizer, its
+image size and batch size) on its own training batches (`run_parts.train_batches`, read before timing).
 Each round runs n = steps_per_call steps as n one-step calls and then as one call of n steps
 (`calls.make_call`, as the training loop calls them), each from its own copy of the state; compile
 excluded. Prints ms/step per round, the medians, and the ratio (steps_per_call / one step per
@@ -27,7 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtjax import calls, train  # noqa: E402
+from mtjax import calls, run_parts, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -57,11 +57,11 @@ def compare(config, rounds: int, report=print) -> dict:
   "states": {"one": state, "several": state}} (the states after every round: the same updates).
   """
   n = calls.resolve_steps_per_call(config.steps_per_call)
-  parts = train.build_run(config)
-  step = train._bound_train_step(  # pylint: disable=protected-access
+  parts = run_parts.build_run(config)
+  step = train.bound_train_step(
       config, parts.model, parts.tx, parts.regularizer, parts.task_weighting
   )
-  batches_iter = train.train_batches(config, parts)
+  batches_iter = run_parts.train_batches(config, parts)
   batches = [next(batches_iter) for _ in range(n)]
   one, several = calls.make_call(step, parts.mesh, 1), calls.make_call(step, parts.mesh, n)
   states = {"one": parts.state, "several": jax.tree.map(jnp.copy, parts.state)}

@@ -4,7 +4,7 @@
         [--json out.json]
 
 For each run workdir, rebuilds the run from the config in its ``results.json``
-(``mtjax.train.build_run``), restores its latest checkpoint and scores the evaluation split as
+(``mtjax.run_parts.build_run``), restores its latest checkpoint and scores the evaluation split as
 training does (``mtjax.evaluation.eval_step``), then prints, per class, the IoU (%), its share of
 the ground-truth pixels and of the predicted pixels (%), and the class name where the dataset has
 them. mIoU over the classes present in ground truth or prediction is the run's
@@ -30,7 +30,7 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtjax import checkpoint, evaluation, fileio, results, sharding, train  # noqa: E402
+from mtjax import checkpoint, evaluation, fileio, results, run_parts, sharding  # noqa: E402
 from mtjax.data import pipeline, procedural, sources  # noqa: E402
 
 CLASS_NAMES = {"procedural_rooms": procedural.CLASSES}
@@ -80,7 +80,7 @@ def score(workdir: str) -> dict:
   config = ml_collections.ConfigDict(record["config"])
   if "semseg" not in config.tasks:
     raise ValueError(f"{workdir}: the run's tasks {tuple(config.tasks)} have no semseg")
-  parts = train.build_run(config)
+  parts = run_parts.build_run(config)
   manager = checkpoint.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
   state = checkpoint.restore_latest(manager, parts.state)
   checkpoint.close(manager)
