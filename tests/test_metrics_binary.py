@@ -1,4 +1,4 @@
-"""Tests for the saliency and human-parts metrics of mtjax.metrics.
+"""Tests for the saliency and human-parts metrics (mtjax.saliency_metrics, mtjax.metrics).
 
 Each state is checked against an independent float64 NumPy reference written here as the
 reference evaluators loop: per pixel / per image, per threshold (DATA_AND_METRICS.md "Metrics for
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtjax import metrics
+from mtjax import metrics, saliency_metrics
 
 PROTOCOLS = ("pooled", "per_image", "invpt")
 IGNORE = 255.0
@@ -123,7 +123,7 @@ def _random_saliency(rng, shape=SHAPE):
 
 
 def _finalize(prob, gt, protocol):
-  return metrics.finalize_saliency(metrics.saliency_state(prob, gt, protocol=protocol), protocol)
+  return saliency_metrics.finalize_saliency(saliency_metrics.saliency_state(prob, gt, protocol=protocol), protocol)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -177,9 +177,9 @@ def test_per_image_by_hand():
   prob, gt = _pack(
       [_HAND_PROB, [[0.1, 0.05, 0.15], [0.0, 0.1, 0.19]]], [_HAND_GT, np.zeros((2, 3))]
   )
-  state = metrics.saliency_state(prob, gt, protocol="per_image")
+  state = saliency_metrics.saliency_state(prob, gt, protocol="per_image")
   assert int(state["image_count"]) == 2
-  out = metrics.finalize_saliency(state, "per_image")
+  out = saliency_metrics.finalize_saliency(state, "per_image")
   assert out == pytest.approx({"maxF": 40.0, "miou": 250 / 3})
   assert out == pytest.approx(_ref_saliency(prob, gt, "per_image"))
 
@@ -211,8 +211,8 @@ def test_ignore_pixels_do_not_count(protocol):
   rng = np.random.default_rng(1)
   prob, gt = _random_saliency(rng)
   flipped = np.where(gt == IGNORE, 1 - prob, prob).astype(np.float32)  # change ignored predictions
-  a = metrics.saliency_state(prob, gt, protocol=protocol)
-  b = metrics.saliency_state(flipped, gt, protocol=protocol)
+  a = saliency_metrics.saliency_state(prob, gt, protocol=protocol)
+  b = saliency_metrics.saliency_state(flipped, gt, protocol=protocol)
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
@@ -226,23 +226,23 @@ def test_all_ignore_is_absent(protocol):
 def test_state_is_additive_over_batch_splits(protocol):
   rng = np.random.default_rng(2)
   prob, gt = _random_saliency(rng)
-  whole = metrics.saliency_state(prob, gt, protocol=protocol)
+  whole = saliency_metrics.saliency_state(prob, gt, protocol=protocol)
   halves = metrics.merge(
-      metrics.saliency_state(prob[:2], gt[:2], protocol=protocol),
-      metrics.saliency_state(prob[2:], gt[2:], protocol=protocol),
+      saliency_metrics.saliency_state(prob[:2], gt[:2], protocol=protocol),
+      saliency_metrics.saliency_state(prob[2:], gt[2:], protocol=protocol),
   )
   assert set(whole) == set(halves)
   for k in whole:
     np.testing.assert_allclose(np.asarray(whole[k]), np.asarray(halves[k]), rtol=1e-6)
     assert whole[k].dtype == (jnp.float32 if k.endswith("_sum") else jnp.int32)
-  assert metrics.finalize_saliency(halves, protocol) == pytest.approx(
-      metrics.finalize_saliency(whole, protocol)
+  assert saliency_metrics.finalize_saliency(halves, protocol) == pytest.approx(
+      saliency_metrics.finalize_saliency(whole, protocol)
   )
 
 
 def test_state_keys_and_shapes():
   prob, gt = _random_saliency(np.random.default_rng(3))
-  pooled = metrics.saliency_state(prob, gt)  # default protocol
+  pooled = saliency_metrics.saliency_state(prob, gt)  # default protocol
   assert {k: v.shape for k, v in pooled.items()} == {
       "true_positives": (19,),
       "predicted_positives": (19,),
@@ -251,7 +251,7 @@ def test_state_keys_and_shapes():
       "half_true_positives": (),
       "half_predicted_positives": (),
   }
-  per_image = metrics.saliency_state(prob, gt, protocol="per_image")
+  per_image = saliency_metrics.saliency_state(prob, gt, protocol="per_image")
   assert {k: v.shape for k, v in per_image.items()} == {
       "precision_sum": (15,),
       "recall_sum": (15,),
@@ -259,9 +259,9 @@ def test_state_keys_and_shapes():
       "image_count": (),
   }
   assert int(per_image["image_count"]) == 3  # image 1 is all ignore
-  assert metrics.SALIENCY_PROTOCOLS["pooled"].beta_squared == 0.3
-  assert metrics.SALIENCY_PROTOCOLS["per_image"].beta_squared == 1.0
-  assert metrics.SALIENCY_PROTOCOLS["invpt"].double_sigmoid
+  assert saliency_metrics.SALIENCY_PROTOCOLS["pooled"].beta_squared == 0.3
+  assert saliency_metrics.SALIENCY_PROTOCOLS["per_image"].beta_squared == 1.0
+  assert saliency_metrics.SALIENCY_PROTOCOLS["invpt"].double_sigmoid
 
 
 def test_saliency_under_jit_and_single_image():
@@ -269,18 +269,18 @@ def test_saliency_under_jit_and_single_image():
 
   @jax.jit
   def both(p, g):
-    a = metrics.saliency_state(p, g, protocol="per_image")
+    a = saliency_metrics.saliency_state(p, g, protocol="per_image")
     return metrics.merge(a, a)
 
   doubled = both(prob, gt)
-  single = metrics.saliency_state(prob, gt, protocol="per_image")
-  assert metrics.finalize_saliency(doubled, "per_image") == pytest.approx(
-      metrics.finalize_saliency(single, "per_image")
+  single = saliency_metrics.saliency_state(prob, gt, protocol="per_image")
+  assert saliency_metrics.finalize_saliency(doubled, "per_image") == pytest.approx(
+      saliency_metrics.finalize_saliency(single, "per_image")
   )
   # [H, W, 1] is one image.
-  one = metrics.saliency_state(prob[2], gt[2], protocol="per_image")
+  one = saliency_metrics.saliency_state(prob[2], gt[2], protocol="per_image")
   assert int(one["image_count"]) == 1
-  assert metrics.finalize_saliency(one, "per_image") == pytest.approx(
+  assert saliency_metrics.finalize_saliency(one, "per_image") == pytest.approx(
       _ref_saliency(prob[2], gt[2], "per_image")
   )
 
@@ -288,20 +288,20 @@ def test_saliency_under_jit_and_single_image():
 def test_saliency_errors():
   prob = np.zeros(SHAPE, np.float32)
   with pytest.raises(ValueError, match="protocol"):
-    metrics.saliency_state(prob, prob, protocol="nope")
+    saliency_metrics.saliency_state(prob, prob, protocol="nope")
   with pytest.raises(ValueError, match="prob dtype"):
-    metrics.saliency_state(prob.astype(np.int32), prob)
+    saliency_metrics.saliency_state(prob.astype(np.int32), prob)
   with pytest.raises(ValueError, match="shape"):
-    metrics.saliency_state(prob, prob[..., 0])
+    saliency_metrics.saliency_state(prob, prob[..., 0])
   with pytest.raises(ValueError, match="trailing dimension"):
-    metrics.saliency_state(np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 2, 2), np.float32))
+    saliency_metrics.saliency_state(np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 2, 2), np.float32))
   with pytest.raises(ValueError, match=r"\[\.\.\., H, W, 1\]"):
-    metrics.saliency_state(np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32))
-  state = metrics.saliency_state(prob, prob)
+    saliency_metrics.saliency_state(np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32))
+  state = saliency_metrics.saliency_state(prob, prob)
   with pytest.raises(ValueError, match="expected"):
-    metrics.finalize_saliency(state, "per_image")  # a pooled state
+    saliency_metrics.finalize_saliency(state, "per_image")  # a pooled state
   with pytest.raises(ValueError, match="shape"):
-    metrics.finalize_saliency({**state, "true_positives": np.zeros(3)}, "pooled")
+    saliency_metrics.finalize_saliency({**state, "true_positives": np.zeros(3)}, "pooled")
 
 
 def test_directions():
