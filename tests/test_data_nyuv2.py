@@ -144,3 +144,32 @@ def test_headers_read_by_many_threads_at_once_parse_every_time(tmp_path):
   (tmp_path / "bad.npy").write_bytes(b"\x93NUMPX" + b"\x00" * 20)
   with pytest.raises(ValueError, match="does not start with the .npy magic string"):
     files.read_header(epath.Path(tmp_path / "bad.npy"), "test", "layout")
+
+
+def test_shared_reader_checks_name_the_dataset_the_file_and_the_layout(tmp_path):
+  """``files.check_index`` / ``decode_image`` / ``mat_variable``: what every reader raises."""
+  import scipy.io
+  from etils import epath
+  from PIL import Image
+
+  from mtjax.data import files
+
+  assert files.check_index(np.int64(4), 5, "X train") == 4
+  for bad in (-1, 5):
+    with pytest.raises(IndexError, match=rf"X train index {bad} outside \[0, 5\)"):
+      files.check_index(bad, 5, "X train")
+  png = tmp_path / "a.png"
+  Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4)).save(png)
+  np.testing.assert_array_equal(
+      files.decode_image(epath.Path(png), None, "X", "layout"), np.arange(12).reshape(3, 4)
+  )
+  assert files.decode_image(epath.Path(png), "RGB", "X", "layout").shape == (3, 4, 3)
+  (tmp_path / "b.png").write_bytes(b"not a png")
+  with pytest.raises(ValueError, match=r"X file .*b\.png is not a readable image .*expected L/"):
+    files.decode_image(epath.Path(tmp_path / "b.png"), None, "X", "L/")
+  scipy.io.savemat(tmp_path / "c.mat", {"depth": np.ones((2, 3))})
+  np.testing.assert_array_equal(
+      files.mat_variable(epath.Path(tmp_path / "c.mat"), "depth", "X", "L/"), np.ones((2, 3))
+  )
+  with pytest.raises(ValueError, match=r"X file .*c\.mat has no readable variable 'seg'.*L/"):
+    files.mat_variable(epath.Path(tmp_path / "c.mat"), "seg", "X", "L/")

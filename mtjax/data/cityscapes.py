@@ -172,9 +172,7 @@ class CityscapesSplit:
 
   def example_id(self, index: int) -> str:
     """The stable id of example ``index`` (region maps are keyed by it): the file index, ``"7"``."""
-    if not 0 <= int(index) < self.num_examples:
-      raise IndexError(f"Cityscapes {self.split} index {index} outside [0, {self.num_examples}).")
-    return str(int(index))
+    return str(files.check_index(index, self.num_examples, f"Cityscapes {self.split}"))
 
   def load(self, index: int) -> dict[str, np.ndarray]:
     """Loads example ``index`` in the conventions of SPEC.md, with the requested tasks only.
@@ -193,9 +191,7 @@ class CityscapesSplit:
         outside [0, 1] by more than ``IMAGE_TOLERANCE``; label_7 not an integer in -1..6; depth
         negative or non-finite; or a file shorter than its header promises.
     """
-    index = int(index)
-    if not 0 <= index < self.num_examples:
-      raise IndexError(f"Cityscapes {self.split} index {index} outside [0, {self.num_examples}).")
+    index = files.check_index(index, self.num_examples, f"Cityscapes {self.split}")
     split_dir = self.data_dir / self.split
 
     def read(folder):

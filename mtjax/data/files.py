@@ -91,6 +91,51 @@ def loadmat(path: epath.Path, **kwargs: Any) -> dict[str, Any]:
   return scipy.io.loadmat(io.BytesIO(path.read_bytes()), **kwargs)
 
 
+def check_index(index: Any, num_examples: int, what: str) -> int:
+  """``int(index)`` if it lies in [0, num_examples); ``what`` names the split ("NYUv2 train").
+
+  Raises:
+    IndexError: ``index`` outside [0, num_examples) (naming ``what``).
+  """
+  index = int(index)
+  if not 0 <= index < num_examples:
+    raise IndexError(f"{what} index {index} outside [0, {num_examples}).")
+  return index
+
+
+def decode_image(path: epath.Path, mode: str | None, what: str, layout: str) -> np.ndarray:
+  """The pixels of the image file at ``path`` (read whole), converted to PIL ``mode`` if given.
+
+  Returns:
+    ``np.asarray`` of the PIL image: uint8 [h, w] or [h, w, c] for 8-bit modes (a "P" png's palette
+    indices when ``mode`` is None), int32 for "I", uint16 for "I;16".
+
+  Raises:
+    ValueError: the file is missing or not a readable image, naming ``what`` (the dataset), the
+      path and ``layout`` (what the dataset's folder should hold).
+  """
+  try:
+    with open_image(path, whole=True) as im:
+      return np.asarray(im.convert(mode) if mode else im)
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise ValueError(f"{what} file {path} is not a readable image ({e}); expected {layout}.") from e
+
+
+def mat_variable(path: epath.Path, variable: str, what: str, layout: str) -> Any:
+  """Variable ``variable`` of the MATLAB v5 file at ``path`` (``loadmat``, that variable only).
+
+  Raises:
+    ValueError: the file is missing, corrupt or lacks the variable, naming ``what`` (the dataset),
+      the path and ``layout``.
+  """
+  try:
+    return loadmat(path, variable_names=[variable])[variable]
+  except Exception as e:  # scipy raises several types for a corrupt file.
+    raise ValueError(
+        f"{what} file {path} has no readable variable {variable!r} ({e!r}); expected {layout}."
+    ) from e
+
+
 @dataclasses.dataclass(frozen=True)
 class Header:
   """A ``.npy`` header: shape, dtype, memory order ("C" or "F") and the data's byte offset."""

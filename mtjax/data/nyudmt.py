@@ -439,19 +439,13 @@ class NYUDMTSplit:
 
   # --- reading -----------------------------------------------------------------------------------
 
-  def _check_index(self, index) -> int:
-    index = int(index)
-    if not 0 <= index < self.num_examples:
-      raise IndexError(f"NYUD-MT {self.split} index {index} outside [0, {self.num_examples}).")
-    return index
-
   def example_id(self, index: int) -> str:
     """The id of example ``index`` from ``gt_sets/{split}.txt`` (e.g. ``"0001"``), its file stem.
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
     """
-    return self._ids[self._check_index(index)]
+    return self._ids[files.check_index(index, self.num_examples, f"NYUD-MT {self.split}")]
 
   def read(self, index: int) -> dict[str, np.ndarray]:
     """Example ``index`` at its native size (h, w) in mtjax's conventions (``mtjax.tasks``).
@@ -475,10 +469,10 @@ class NYUDMTSplit:
         non-finite or outside [−1, 1] (beyond ``NORMAL_TOLERANCE``); edge npy not in {0, 1},
         edge png not in {0, 255}.
     """
-    index = self._check_index(index)
+    index = files.check_index(index, self.num_examples, f"NYUD-MT {self.split}")
     hw = self.native_shapes[index]
     path = self._paths["image"][index]
-    image = self._decode(path, "RGB")
+    image = files.decode_image(path, "RGB", "NYUD-MT", self._layout)
     self._check_decoded(path, image, hw + (3,))
     out = {"image": image.astype(np.float32) / np.float32(255.0)}
     for kind in self.tasks:
@@ -511,15 +505,6 @@ class NYUDMTSplit:
 
   # --- per-format decoding -----------------------------------------------------------------------
 
-  def _decode(self, path: epath.Path, mode: str | None) -> np.ndarray:
-    try:
-      with files.open_image(path, whole=True) as im:
-        return np.asarray(im.convert(mode) if mode else im)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-      raise ValueError(
-          f"NYUD-MT file {path} is not a readable image ({e}); expected {self._layout}."
-      ) from e
-
   def _check_decoded(self, path: epath.Path, array: np.ndarray, shape: tuple[int, ...]) -> None:
     if array.shape != shape:
       raise ValueError(
@@ -536,13 +521,7 @@ class NYUDMTSplit:
       ) from e
 
   def _loadmat(self, kind: str, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
-    key = _MAT_KEYS[kind]
-    try:
-      data = files.loadmat(path, variable_names=[key])[key]
-    except Exception as e:  # scipy raises several types for a corrupt file.
-      raise ValueError(
-          f"NYUD-MT file {path} has no readable variable {key!r} ({e!r}); expected {self._layout}."
-      ) from e
+    data = files.mat_variable(path, _MAT_KEYS[kind], "NYUD-MT", self._layout)
     self._check_decoded(path, data, hw)
     return data
 
@@ -550,7 +529,8 @@ class NYUDMTSplit:
     if self._formats["semseg"] == "mat":
       raw = self._loadmat("semseg", path, hw)
     else:
-      raw = self._decode(path, None)  # Palette indices for a "P" png, as the references read it.
+      # Palette indices for a "P" png, as the references read it.
+      raw = files.decode_image(path, None, "NYUD-MT", self._layout)
       self._check_decoded(path, raw, hw)
     bad = ~np.isin(raw, np.arange(NUM_CLASSES + 1))
     if bad.any():
@@ -577,7 +557,7 @@ class NYUDMTSplit:
 
   def _read_normal(self, index: int, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
     if self._formats["normal"] != "npy":
-      raw = self._decode(path, None)
+      raw = files.decode_image(path, None, "NYUD-MT", self._layout)
       self._check_decoded(path, raw, hw + (3,))
       return (2.0 * raw.astype(np.float32) / np.float32(255.0) - 1.0).astype(np.float32)
     normal = self._read_npy("normal", index, path).astype(np.float32)
@@ -594,7 +574,7 @@ class NYUDMTSplit:
     if self._formats["edge"] == "npy":
       raw, values = self._read_npy("edge", index, path), (0, 1)
     else:
-      raw, values = self._decode(path, None), (0, 255)
+      raw, values = files.decode_image(path, None, "NYUD-MT", self._layout), (0, 255)
       self._check_decoded(path, raw, hw)
     bad = ~np.isin(raw, values)
     if bad.any():

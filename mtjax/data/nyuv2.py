@@ -120,9 +120,7 @@ class NYUv2Split:
 
   def example_id(self, index: int) -> str:
     """The stable id of example ``index`` (region maps are keyed by it): the file index, ``"7"``."""
-    if not 0 <= int(index) < self.num_examples:
-      raise IndexError(f"NYUv2 {self.split} index {index} outside [0, {self.num_examples}).")
-    return str(int(index))
+    return str(files.check_index(index, self.num_examples, f"NYUv2 {self.split}"))
 
   def load(self, index: int) -> dict[str, np.ndarray]:
     """Loads example ``index`` in the conventions of SPEC.md.
@@ -139,9 +137,7 @@ class NYUv2Split:
       IndexError: ``index`` outside [0, num_examples).
       ValueError: a file shorter than its header promises (named).
     """
-    index = int(index)
-    if not 0 <= index < self.num_examples:
-      raise IndexError(f"NYUv2 {self.split} index {index} outside [0, {self.num_examples}).")
+    index = files.check_index(index, self.num_examples, f"NYUv2 {self.split}")
     split_dir = self.data_dir / self.split
 
     def read(modality):

@@ -416,21 +416,13 @@ class PascalContextSplit:
 
   # --- reading -----------------------------------------------------------------------------------
 
-  def _check_index(self, index) -> int:
-    index = int(index)
-    if not 0 <= index < self.num_examples:
-      raise IndexError(
-          f"PASCAL-Context {self.split} index {index} outside [0, {self.num_examples})."
-      )
-    return index
-
   def example_id(self, index: int) -> str:
     """The id of example ``index``, its file stem (e.g. ``"2008_000002"``).
 
     Raises:
       IndexError: ``index`` outside [0, num_examples).
     """
-    return self._ids[self._check_index(index)]
+    return self._ids[files.check_index(index, self.num_examples, f"PASCAL-Context {self.split}")]
 
   def read(self, index: int) -> dict[str, np.ndarray]:
     """Example ``index`` at its native size (h, w) in mtjax's conventions.
@@ -449,16 +441,17 @@ class PascalContextSplit:
         21..254, a human_parts struct not nested as PASCAL-Part's, or an unknown part name;
         the message names the file.
     """
-    index = self._check_index(index)
+    index = files.check_index(index, self.num_examples, f"PASCAL-Context {self.split}")
     h, w = self._check_headers(index)
-    image = self._decode(self._paths["image"][index], "RGB")
+    image = files.decode_image(self._paths["image"][index], "RGB", "PASCAL-Context", self._layout)
     out = {"image": image.astype(np.float32) / np.float32(255.0)}
     if "semseg" in self.tasks:
       out["semseg"] = self._semseg(self._paths["semseg"][index])
     if "human_parts" in self.tasks:
       out["human_parts"] = self._human_parts(self._paths["human_parts"][index], (h, w))
     if "saliency" in self.tasks:
-      sal = self._decode(self._paths["saliency"][index], None).astype(np.float32) / 255.0
+      sal = files.decode_image(self._paths["saliency"][index], None, "PASCAL-Context", self._layout)
+      sal = sal.astype(np.float32) / 255.0
       out["saliency"] = (sal > 0.5).astype(np.float32)[..., None]
     labelmap = None
     if "normal" in self.tasks or "edge" in self.tasks:
@@ -491,17 +484,9 @@ class PascalContextSplit:
 
   # --- per-task decoding -------------------------------------------------------------------------
 
-  def _decode(self, path: epath.Path, mode: str | None) -> np.ndarray:
-    try:
-      with files.open_image(path, whole=True) as im:
-        return np.asarray(im.convert(mode) if mode else im)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-      raise ValueError(
-          f"PASCAL-Context file {path} is not a readable image ({e}); expected {self._layout}."
-      ) from e
-
   def _semseg(self, path: epath.Path) -> np.ndarray:
-    raw = self._decode(path, None)  # Palette indices for a "P" png, as the references read it.
+    # Palette indices for a "P" png, as the references read it.
+    raw = files.decode_image(path, None, "PASCAL-Context", self._layout)
     if raw.dtype != np.uint8 or raw.ndim != 2:
       raise ValueError(
           f"PASCAL-Context file {path} decodes to {raw.dtype} {raw.shape}; expected 8-bit [h, w] "
@@ -517,17 +502,8 @@ class PascalContextSplit:
     semseg[raw == SEMSEG_IGNORE] = -1
     return semseg
 
-  def _loadmat(self, path: epath.Path, variable: str):
-    try:
-      return files.loadmat(path)[variable]
-    except Exception as e:  # scipy raises several types for a corrupt file.
-      raise ValueError(
-          f"PASCAL-Context file {path} has no readable variable {variable!r} ({e!r}); expected "
-          f"{self._layout}."
-      ) from e
-
   def _labelmap(self, path: epath.Path) -> np.ndarray:
-    labels = self._loadmat(path, "LabelMap")
+    labels = files.mat_variable(path, "LabelMap", "PASCAL-Context", self._layout)
     numeric = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
     if labels.ndim != 2 or not numeric:
       raise ValueError(
@@ -537,7 +513,7 @@ class PascalContextSplit:
     return labels
 
   def _normal(self, path: epath.Path, labels: np.ndarray) -> np.ndarray:
-    raw = self._decode(path, None)
+    raw = files.decode_image(path, None, "PASCAL-Context", self._layout)
     if raw.dtype != np.uint8 or raw.shape != labels.shape + (3,):
       raise ValueError(
           f"PASCAL-Context file {path} decodes to {raw.dtype} {raw.shape}; expected 8-bit RGB "
@@ -555,7 +531,7 @@ class PascalContextSplit:
     return morphology.thin(np.abs(laplacian) > 0).astype(np.float32)[..., None]
 
   def _human_parts(self, path: epath.Path, hw: tuple[int, int]) -> np.ndarray:
-    anno = self._loadmat(path, "anno")
+    anno = files.mat_variable(path, "anno", "PASCAL-Context", self._layout)
     try:
       objects = anno[0][0][1][0]
       records = [(int(np.asarray(o[1]).ravel()[0]), o[2], o[3]) for o in objects]

@@ -28,6 +28,7 @@ from absl import logging
 from etils import epath
 
 from mtjax import fileio
+from mtjax.data import files
 from mtjax.data.builders import procedural_rooms
 
 # Where a host mirrors a bucket's prepared dataset (module docstring).
@@ -92,11 +93,7 @@ class ProceduralRoomsSource:
     return record_id.decode() if isinstance(record_id, bytes) else str(record_id)
 
   def _record(self, index: int):
-    index = int(index)
-    if not 0 <= index < self.num_examples:
-      raise IndexError(
-          f"procedural_rooms {self.split} index {index} outside [0, {self.num_examples})."
-      )
+    index = files.check_index(index, self.num_examples, f"procedural_rooms {self.split}")
     with self._lock:
       return self._data[index]
 
