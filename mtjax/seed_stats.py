@@ -60,8 +60,10 @@ def _run_gradients(run) -> dict[str, Any]:
 
 
 def gradient_summary(runs: Sequence[Any]) -> list[dict[str, Any]]:
-  """Per config (``experiments.Run`` s: name, status, train), the gradients its finished runs' terms sent into the model (``train/grad_norm``,
-  ``config.log_grad_norms``), from the "train" statistics of their results.json.
+  """Per config, the gradient norms its finished runs' loss terms sent into the model.
+
+  ``runs``: ``experiments.Run`` s (name, status, train); the norms are ``train/grad_norm/<term>``
+  (``config.log_grad_norms``), read from the "train" statistics of their results.json.
 
   Per run, each term's norm is averaged over all its log steps (each evaluation interval weighted
   by its log steps); the regularizer's ratio is its mean norm over the mean norm of the supervised
