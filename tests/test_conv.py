@@ -175,3 +175,32 @@ def test_mmgrad_gradients_in_a_loop_compile_to_the_forward_layout():
   # layouts in the loop. Should XLA:CPU canonicalise them one day, this fails and "auto" can
   # return to "xla" on the CPU (resolve_conv_impl).
   assert set(_scanned_grad_dim_labels("xla")) != {"b01f_01io->b01f"}
+
+
+def test_fusion_boundary_is_the_identity_and_stops_xla_recomputing_a_residual_chain():
+  """``layers.fusion_boundary``: bit for bit ``x`` (NaN and inf included), gradient 1; a residual
+  ReLU chain of 8 blocks compiles to about one ``maximum`` per block with it, and XLA:CPU's
+  duplication of the chain into every consumer without it (so the check can fail)."""
+  import re
+
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 4, 5)), jnp.float32)
+  x = x.at[0, 0, 0, 0].set(jnp.nan).at[1, 2, 3, 4].set(jnp.inf)
+  out = layers.fusion_boundary(x)
+  assert out.dtype == x.dtype and out.shape == x.shape
+  np.testing.assert_array_equal(np.asarray(out).view(np.int32), np.asarray(x).view(np.int32))
+  g = jax.grad(lambda v: (layers.fusion_boundary(v) * 3.0).sum())(jnp.ones((4, 4)))
+  np.testing.assert_array_equal(g, np.full((4, 4), 3.0, np.float32))
+
+  def chain(v, ws, boundary):
+    for w in ws:
+      v = jax.nn.relu((v @ w) * 0.5 + 0.1 + v)
+      v = layers.fusion_boundary(v) if boundary else v
+    return v.sum()
+
+  v, ws = jnp.ones((2, 8, 8, 16)), [jnp.eye(16) * 0.1] * 8
+
+  def maxima(boundary):
+    step = jax.jit(jax.value_and_grad(lambda v, ws: chain(v, ws, boundary)))
+    return len(re.findall(r" maximum\(", step.lower(v, ws).compile().as_text()))
+
+  assert maxima(True) <= 2 * len(ws) < 3 * len(ws) < maxima(False)

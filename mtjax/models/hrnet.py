@@ -136,7 +136,7 @@ class _Builder:
       shortcut = self.conv_bn(
           f"{path}.downsample.0", f"{path}.downsample.1", x, width, 1, relu=False
       )
-    return nn.relu(y + shortcut)
+    return layers.fusion_boundary(nn.relu(y + shortcut))
 
   def blocks(self, path: str, kind: str, x: Array, planes: int, count: int) -> Array:
     for k in range(count):
@@ -243,7 +243,7 @@ class HRNetBackbone(nn.Module):
                 f"{p}.{k}.0", f"{p}.{k}.1", x, widths[i] if last else widths[j], 3, 2, relu=not last
             )
         y = x if y is None else y + x
-      fused.append(nn.relu(y))
+      fused.append(layers.fusion_boundary(nn.relu(y)))
     return fused
 
 

@@ -144,6 +144,32 @@ def resolve_conv_impl(impl: str) -> str:
   return impl
 
 
+def fusion_boundary(x: Array) -> Array:
+  """``x`` unchanged (bit for bit, gradient 1), as a buffer XLA:CPU does not recompute in its
+  consumers; the identity elsewhere.
+
+  XLA:CPU's fusion duplicates cheap elementwise producers into every consumer. In a residual chain
+  (``x_k = relu(bn(conv(x_{k-1})) + x_{k-1})``: each block's output feeds the next convolution and
+  the next sum) it fused every sum with the whole BatchNorm-add-ReLU chain before it and recomputed
+  that chain in each consumer, forward and backward: HRNet-W18 at 288x384, batch 2, spent 606 of
+  its 2,278 ms/step of op time in those fusions (``tools/profile_train_step.py``). XLA strips
+  ``lax.optimization_barrier`` before fusing on the CPU, but does not duplicate a producer it counts
+  as expensive, such as a division: so ``x`` is divided by a 1 computed at run time (from
+  ``isnan`` of one element: 1 whatever the values, never folded to a constant), which costs one
+  division per element where ``x`` is written.
+
+  Args:
+    x: a float array of any shape (at least one element).
+
+  Returns:
+    ``x``, same shape and dtype.
+  """
+  if not _on_cpu():
+    return x
+  flag = jnp.isnan(x.reshape(-1)[0]).astype(x.dtype)
+  return x / lax.stop_gradient(1 + 0 * flag)
+
+
 def _xla_conv(x: Array, kernel: Array, stride: int = 1, p: int = 1, precision: Any = None) -> Array:
   """``lax.conv_general_dilated`` NHWC / HWIO, zero padding p on every side."""
   return lax.conv_general_dilated(
