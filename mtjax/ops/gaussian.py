@@ -445,11 +445,13 @@ def pairwise_wasserstein2(
     std_a, std_b = jnp.sqrt(covs_a), jnp.sqrt(covs_b)
     d_std = std_a[..., :, None, :] - std_b[..., None, :, :]
     return mean_term + jnp.sum(d_std * d_std, axis=-1)
-  s_a, w_a, s_b, w_b = _sqrtm_sets(covs_a, covs_b)
-  # M_ij = S_b,j S_a,i for every pair as ONE matmul without batch axes (and so its gradient):
-  # XLA's CPU batched matmul over [..., R, S] pair axes is several times slower.
-  m = jnp.einsum("...jac,...icb->...ijab", s_b, s_a, precision=_HIGHEST)
-  cross = _cross_term(m, w_a[..., :, None, :], w_b[..., None, :, :], method)
+  with jax.named_scope("square_roots"):  # Profiles name the stages (tools/profile_train_step.py).
+    s_a, w_a, s_b, w_b = _sqrtm_sets(covs_a, covs_b)
+  with jax.named_scope("cross_terms"):
+    # M_ij = S_b,j S_a,i for every pair as ONE matmul without batch axes (and so its gradient):
+    # XLA's CPU batched matmul over [..., R, S] pair axes is several times slower.
+    m = jnp.einsum("...jac,...icb->...ijab", s_b, s_a, precision=_HIGHEST)
+    cross = _cross_term(m, w_a[..., :, None, :], w_b[..., None, :, :], method)
   tr_a = jnp.trace(covs_a, axis1=-2, axis2=-1)
   tr_b = jnp.trace(covs_b, axis1=-2, axis2=-1)
   return jnp.maximum(mean_term + tr_a[..., :, None] + tr_b[..., None, :] - 2.0 * cross, 0.0)

@@ -195,9 +195,10 @@ def _region_logits(f_pred, f_gt, ids, num_regions, s: RDCSettings):
   """Logits [N, R, R] and region validity [N, R] of the gaussian / vector contrasts."""
   covariance = s.covariance if s.contrast == "gaussian" else "diag"
   both = jnp.concatenate([f_pred, f_gt], axis=0)  # One moments call for both maps.
-  means, covs, counts = gaussian.region_gaussians(
-      both, jnp.concatenate([ids, ids], axis=0), num_regions, covariance=covariance, eps=s.eps
-  )
+  with jax.named_scope("rdc_moments"):  # Profiles name the stages (tools/profile_train_step.py).
+    means, covs, counts = gaussian.region_gaussians(
+        both, jnp.concatenate([ids, ids], axis=0), num_regions, covariance=covariance, eps=s.eps
+    )
   n = f_pred.shape[0]
   mu_t, mu_s, cov_t, cov_s = means[:n], means[n:], covs[:n], covs[n:]
   valid = counts[:n] > 0
@@ -208,10 +209,11 @@ def _region_logits(f_pred, f_gt, ids, num_regions, s: RDCSettings):
     else:
       sim = -jnp.sum(jnp.square(mu_t[:, :, None, :] - mu_s[:, None, :, :]), -1)
     return sim / s.temperature, valid
-  if s.distance == "w2":
-    dist = gaussian.pairwise_wasserstein2(mu_t, cov_t, mu_s, cov_s, sqrt_method=s.sqrt_method)
-  else:
-    dist = gaussian.pairwise_kl_divergence(mu_t, cov_t, mu_s, cov_s)
+  with jax.named_scope(f"rdc_pairwise_{s.distance}"):
+    if s.distance == "w2":
+      dist = gaussian.pairwise_wasserstein2(mu_t, cov_t, mu_s, cov_s, sqrt_method=s.sqrt_method)
+    else:
+      dist = gaussian.pairwise_kl_divergence(mu_t, cov_t, mu_s, cov_s)
   return -dist / s.temperature, valid
 
 
@@ -283,7 +285,8 @@ def contrast_loss(
     num_regions = settings.num_regions
     logits, valid = _region_logits(f_pred, f_gt, ids, num_regions, settings)
     key_valid, anchor_valid = valid[:, None, :] & valid[:, :, None], valid
-  loss_sum, count = info_nce(logits, key_valid, anchor_valid & slot_valid[:, None])
+  with jax.named_scope("rdc_info_nce"):
+    loss_sum, count = info_nce(logits, key_valid, anchor_valid & slot_valid[:, None])
   return jnp.sum(loss_sum), jnp.sum(count)
 
 
@@ -333,9 +336,10 @@ def rdc_loss(
         f"(2 ** len(config.regularizer.mapping.filters))"
     )
   rng_map, rng_pixels = jax.random.split(rng)
-  pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-      params, settings, predictions, batch, rng_map
-  )
+  with jax.named_scope("rdc_mapping"):  # a_θ on every slot's prediction and ground truth.
+    pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
+        params, settings, predictions, batch, rng_map
+    )
   batch_size, slots = pred_task.shape
   if settings.extraction == "region":
     if "regions" not in batch:

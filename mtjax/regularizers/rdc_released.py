@@ -238,7 +238,8 @@ def released_rdc_loss(
   batch_size, height, width = first.shape[:3]
   if height % 2 or width % 2:
     raise ValueError(f"RDC as released samples regions at half size: {height}x{width} is odd")
-  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(params, settings, predictions, batch, rng)
+  with jax.named_scope("rdc_mapping"):  # Profiles name the stages (tools/profile_train_step.py).
+    _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(params, settings, predictions, batch, rng)
   f_pred, f_gt = jax.lax.stop_gradient((f_pred, f_gt))
   slots = f_pred.shape[1]
   size = (height // 2, width // 2)
@@ -247,13 +248,15 @@ def released_rdc_loss(
   )
   gray = jnp.repeat(batch["regions"][:, ::2, ::2], slots, axis=0)
   n = gray.shape[0]  # One moments call for both maps, as rdc.py.
-  means, covs, valid = region_statistics(
-      jnp.concatenate([up(f_pred), up(f_gt)]), jnp.concatenate([gray, gray])
-  )
+  with jax.named_scope("rdc_moments"):
+    means, covs, valid = region_statistics(
+        jnp.concatenate([up(f_pred), up(f_gt)]), jnp.concatenate([gray, gray])
+    )
   mu_x, cov_x, mu_y, cov_y, valid = means[:n], covs[:n], means[n:], covs[n:], valid[:n]
-  bank, loss, counted = contrast(
-      state["bank"], mu_x, cov_x, mu_y, cov_y, valid, slot_valid.reshape(-1).astype(bool)
-  )
+  with jax.named_scope("rdc_released_contrast"):
+    bank, loss, counted = contrast(
+        state["bank"], mu_x, cov_x, mu_y, cov_y, valid, slot_valid.reshape(-1).astype(bool)
+    )
   released = jnp.sum(loss) / batch_size
   weight = released_weight(state["step"] // steps_per_epoch)
   logs = {
