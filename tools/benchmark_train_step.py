@@ -111,7 +111,9 @@ def main():
       "--compare_torch",
       dest="compare_torch",
       action="store_true",
-      help="also time PyTorch eager SegNet-MTL (tools/torch_segnet.py), interleaved; needs torch",
+      help="also time the same network in PyTorch eager, interleaved: SegNet-MTL "
+      "(tools/torch_segnet.py), HRNet (tools/benchmark_torch_hrnet.py: timm), MT-CP "
+      "(tools/torch_mtcp.py); needs torch (and timm for HRNet)",
   )
   parser.add_argument(
       "--model",
@@ -250,8 +252,6 @@ def main():
   if torch_first is not None:
     runs["torch"] = torch_first
   elif args.compare_torch and torch_child is None:
-    if args.model != "segnet_mtl":
-      parser.error("--compare_torch times SegNet-MTL; for HRNet use tools/benchmark_torch_hrnet.py")
     runs["torch"] = torch_run(args, config, steps_per_call)
   time_interleaved(runs, args.steps, log_key="loss")
   jax_ms = float(np.median(runs["jax"][3])) * 1e3
@@ -409,14 +409,21 @@ def torch_batch(args, num_tasks: int) -> tuple:
 
 
 def torch_run(args, config, steps_per_call: int = 1) -> list:
-  """[callable, None, batch, [], steps_per_call] running tools/torch_segnet.py's SegNet-MTL
-  eagerly, ``steps_per_call`` steps per call."""
+  """[callable, None, batch, [], steps_per_call] running tools/torch_segnet.py's SegNet-MTL (or,
+  for ``--model hrnet_*``, tools/benchmark_torch_hrnet.py's HRNet: timm's backbone, the same
+  heads) eagerly with MTPSL's losses and Adam, ``steps_per_call`` steps per call."""
   import torch  # pylint: disable=g-import-not-at-top
 
   import torch_segnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
 
   torch.manual_seed(0)
-  model = torch_segnet.SegNetMTL(config.dataset.num_classes, tuple(config.model.filters)).train()
+  if args.model.startswith("hrnet"):  # timm's backbone and the same heads.
+    import benchmark_torch_hrnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
+
+    model = benchmark_torch_hrnet.HRNetMTL(args.model, config.dataset.num_classes).train()
+  else:
+    model = torch_segnet.SegNetMTL(config.dataset.num_classes, tuple(config.model.filters))
+    model = model.train()
   batch = torch_batch(args, len(config.tasks))
   step = _TorchStep(torch_segnet.make_step(model))
   step(None, batch)  # Warm-up.
