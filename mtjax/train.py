@@ -11,6 +11,7 @@ once. The training length and learning rate come from `mtjax.schedule`.
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -47,6 +48,7 @@ __all__ = [
     "check_finite",
     "create_train_state",
     "make_train_step",
+    "step_of_run",
     "train_and_evaluate",
     "train_step",
     "trainable",
@@ -171,6 +173,21 @@ def bound_train_step(config, model, tx, regularizer, task_weighting):
       task_weighting=task_weighting,
       regularizer=regularizer,
   )
+
+
+def step_of_run(config) -> tuple[run_parts.RunParts, Any, list[dict[str, np.ndarray]]]:
+  """`config`'s run (`run_parts.build_run`), its `bound_train_step` and the host batches of its
+  first call (`calls.resolve_steps_per_call(config.steps_per_call)` of them, read now): what a tool
+  needs to time, profile or compile the call training makes.
+
+  Raises:
+    as `run_parts.build_run`.
+  """
+  n = calls.resolve_steps_per_call(config.steps_per_call)
+  parts = run_parts.build_run(config)
+  step = bound_train_step(config, parts.model, parts.tx, parts.regularizer, parts.task_weighting)
+  batches_iter = run_parts.train_batches(config, parts)
+  return parts, step, [next(batches_iter) for _ in range(n)]
 
 
 def make_train_step(

@@ -4,7 +4,7 @@
     python tools/benchmark_steps_per_call.py --config configs/nyud_hrnet18.py \\
         --config.dataset.data_dir=/path/to/nyuv2 --rounds 3 --max_ratio 1.05
 
-The run is the config's own (`run_parts.build_run`: model, regularizer, task weighting, optimizer, its
+The run is the config's own (`train.step_of_run`: model, regularizer, task weighting, optimizer, its
 image size and batch size) on its own training batches (`run_parts.train_batches`, read before timing).
 Each round runs n = steps_per_call steps as n one-step calls and then as one call of n steps
 (`calls.make_call`, as the training loop calls them), each from its own copy of the state; compile
@@ -27,7 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtjax import calls, run_parts, train  # noqa: E402
+from mtjax import calls, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -56,13 +56,8 @@ def compare(config, rounds: int, report=print) -> dict:
   Returns {"steps_per_call": n, "one": [s/step per round], "several": [s/step per round],
   "states": {"one": state, "several": state}} (the states after every round: the same updates).
   """
-  n = calls.resolve_steps_per_call(config.steps_per_call)
-  parts = run_parts.build_run(config)
-  step = train.bound_train_step(
-      config, parts.model, parts.tx, parts.regularizer, parts.task_weighting
-  )
-  batches_iter = run_parts.train_batches(config, parts)
-  batches = [next(batches_iter) for _ in range(n)]
+  parts, step, batches = train.step_of_run(config)
+  n = len(batches)
   one, several = calls.make_call(step, parts.mesh, 1), calls.make_call(step, parts.mesh, n)
   states = {"one": parts.state, "several": jax.tree.map(jnp.copy, parts.state)}
   shape = batches[0]["image"].shape

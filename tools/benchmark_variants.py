@@ -33,7 +33,7 @@ from mtjax import runtime  # noqa: E402,F401  (before TensorFlow: quiets its C++
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtjax import calls, run_parts, train  # noqa: E402
+from mtjax import calls, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -65,13 +65,8 @@ def parse_variant(spec: str) -> tuple[str, dict]:
 
 def _prepare(config) -> dict:
   """A built run of `config`: its compiled call, state and n batches (one call's)."""
-  n = calls.resolve_steps_per_call(config.steps_per_call)
-  parts = run_parts.build_run(config)
-  step = train.bound_train_step(
-      config, parts.model, parts.tx, parts.regularizer, parts.task_weighting
-  )
-  batches_iter = run_parts.train_batches(config, parts)
-  batches = [next(batches_iter) for _ in range(n)]
+  parts, step, batches = train.step_of_run(config)
+  n = len(batches)
   call = calls.make_call(step, parts.mesh, n)
   state, metrics = call(parts.state, batches)  # Compile and warm up.
   jax.block_until_ready(metrics)

@@ -36,7 +36,7 @@ from mtjax import runtime  # noqa: E402,F401  (before TensorFlow: quiets its C++
 
 import jax  # noqa: E402
 
-from mtjax import calls, run_parts, sharding, train  # noqa: E402
+from mtjax import calls, sharding, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -103,13 +103,8 @@ def profile(config, top: int = 15, report=print) -> dict:
   Raises:
     FileNotFoundError: the profiler wrote no Perfetto trace; as ``run_parts.build_run``.
   """
-  n = calls.resolve_steps_per_call(config.steps_per_call)
-  parts = run_parts.build_run(config)
-  step = train.bound_train_step(
-      config, parts.model, parts.tx, parts.regularizer, parts.task_weighting
-  )
-  batches_iter = run_parts.train_batches(config, parts)
-  batches = [next(batches_iter) for _ in range(n)]
+  parts, step, batches = train.step_of_run(config)
+  n = len(batches)
   if n == 1:
     jitted = calls.jit_step(step, parts.mesh)
     args = (parts.state, sharding.global_batch(parts.mesh, batches[0]))
