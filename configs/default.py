@@ -82,7 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   # area: the max_regions largest as 0..R-1 | none: the ids as read (RDC's released gray values).
   config.regions.relabel = "area"
 
-  # ---- Task weighting (mtjax/weighting.py: an Optax transform in the optimizer state) -----------
+  # ---- Task weighting (mtjax/weighting/: an Optax transform in the optimizer state) ------------
   # equal | fixed | uncertainty | dwa | log_smoothing | lps_no_log | lps (MT-CP's Table 4 rows).
   config.weighting = ml_collections.ConfigDict()
   config.weighting.name = "equal"

@@ -1,5 +1,5 @@
 """NYUv2 with MT-CP's Loss Prioritization Scheme (Fontana et al., WACV 2025) on SegNet-MTL:
-configs/nyud.py plus the LPS task weighting (mtjax/weighting.py; docs/methods.md, "Task weightings").
+configs/nyud.py plus the LPS task weighting (mtjax/weighting/; docs/methods.md, "Task weightings").
 
     python -m mtjax.main --config configs/nyud_lps.py --workdir runs/nyud_lps \
         --config.dataset.data_dir=/path/to/nyuv2 --config.label_setting=full \
