@@ -25,6 +25,8 @@ batch 2, takes 4.4-5.4 s (docs/performance.md).
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import resource
@@ -246,6 +248,7 @@ def main():
     if torch_child is not None:
       print_torch_child(args, torch_child)
     return
+  print(f"jax: {release_freed_memory()}", flush=True)
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
   runs = {"jax": [compiled, state, batch, [], steps_per_call]}
@@ -311,6 +314,28 @@ def print_torch_child(args, result: dict, jax_ms: float | None = None) -> None:
 def physical_memory_bytes() -> int:
   """This machine's physical memory (POSIX sysconf)."""
   return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def rss_gib() -> float:
+  """This process's resident memory now, GiB (Linux: VmRSS of /proc/self/status)."""
+  with open("/proc/self/status") as status:
+    for line in status:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 2**20
+  raise RuntimeError("/proc/self/status has no VmRSS line: this measure needs Linux")
+
+
+def release_freed_memory() -> str:
+  """Returns to the OS the heap pages the process freed (glibc's ``malloc_trim(0)``): XLA's
+  compiler frees gigabytes for a large step that glibc otherwise keeps in its arenas, resident,
+  beside the step's own buffers. Returns a line saying what it did (RSS before and after), or why
+  it did nothing (a C library without ``malloc_trim``)."""
+  libc = ctypes.CDLL(ctypes.util.find_library("c"))
+  if not hasattr(libc, "malloc_trim"):
+    return "the C library has no malloc_trim: freed heap memory stays resident"
+  before = rss_gib()
+  libc.malloc_trim(0)
+  return f"malloc_trim(0): resident {before:.2f} -> {rss_gib():.2f} GiB before the first step"
 
 
 def peak_rss_gib() -> float:
