@@ -217,28 +217,20 @@ def _build_dwa(options, num_tasks: int, steps_per_epoch: int) -> Weighting:
 
 
 def _build_lps(options, num_tasks: int, steps_per_epoch: int, log_scale: bool = True) -> Weighting:
-  if options.as_released:  # Raw losses: the log projection is not the released rule's.
-    transform = loss_prioritization(
-        num_tasks,
-        spread=options.spread,
-        history=options.history,
-        steps_per_epoch=steps_per_epoch,
-        log_scale=None,
-        min_weight=None,
-        normalize=None,
-        as_released=True,
-    )
-    return Weighting(options.name, transform, False, num_tasks)
+  # As released: raw losses, no clipping, no normalising (the options the released rule fixes).
+  released = bool(options.as_released)
+  ours = lambda value: None if released else value
   transform = loss_prioritization(
       num_tasks,
       spread=options.spread,
       history=options.history,
       steps_per_epoch=steps_per_epoch,
-      log_scale=log_scale,
-      min_weight=options.min_weight if options.min_weight > 0 else None,
-      normalize=options.normalize,
+      log_scale=ours(log_scale),
+      min_weight=ours(options.min_weight if options.min_weight > 0 else None),
+      normalize=ours(options.normalize),
+      as_released=released,
   )
-  return Weighting(options.name, transform, log_scale, num_tasks)
+  return Weighting(options.name, transform, log_scale and not released, num_tasks)
 
 
 def _build_lps_no_log(options, num_tasks: int, steps_per_epoch: int) -> Weighting:
