@@ -12,50 +12,8 @@ transform whose state lives in the TrainState's optimizer state.
 Every public name of both is importable from ``mtjax.weighting``.
 """
 
-from mtjax.weighting.record import (
-    BUILDERS,
-    NAMES,
-    CombineFn,
-    Weighting,
-    computed_not_applied,
-    create,
-    kendall_uncertainty,
-    log_variances,
-    no_params,
-    weighted_sum,
-)
-from mtjax.weighting.transforms import (
-    ETA,
-    ConstantWeightsState,
-    EpochHistoryState,
-    UncertaintyState,
-    constant,
-    current_weights,
-    dynamic_weight_average,
-    loss_prioritization,
-    project,
-    uncertainty,
-)
+from mtjax.weighting import record, transforms
+from mtjax.weighting.record import *  # noqa: F403  (the names of record.__all__)
+from mtjax.weighting.transforms import *  # noqa: F403  (the names of transforms.__all__)
 
-__all__ = [
-    "BUILDERS",
-    "CombineFn",
-    "ConstantWeightsState",
-    "ETA",
-    "EpochHistoryState",
-    "NAMES",
-    "UncertaintyState",
-    "Weighting",
-    "computed_not_applied",
-    "constant",
-    "create",
-    "current_weights",
-    "dynamic_weight_average",
-    "kendall_uncertainty",
-    "log_variances",
-    "loss_prioritization",
-    "no_params",
-    "project",
-    "uncertainty",
-    "weighted_sum",
-]
+__all__ = [*record.__all__, *transforms.__all__]
