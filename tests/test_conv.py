@@ -84,10 +84,21 @@ def test_conv2d_value_and_gradients_match_numpy(impl, case):
   np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-4 * np.abs(want_dk).max())
 
 
+def test_kernel_gradient_runs_image_by_image_from_the_batch_size_in_bytes():
+  """The batch's larger operand decides (4 MiB): many small maps go image by image, a small batch
+  and a single image do not."""
+  by_image = lambda x, g: layers._kernel_grad_by_image(jnp.zeros(x), jnp.zeros(g))
+  assert by_image((40, 36, 48, 32), (40, 36, 48, 32))  # 8.8 MB, 0.2 MB an image.
+  assert by_image((8, 96, 128, 8), (8, 96, 128, 16))  # The output gradient's 6.3 MB decide.
+  assert not by_image((8, 96, 128, 8), (8, 96, 128, 8))  # 3.1 MB.
+  assert not by_image((10, 36, 48, 36), (10, 36, 48, 36))  # 2.5 MB.
+  assert not by_image((1, 288, 384, 64), (1, 288, 384, 64))  # One image: nothing to split.
+
+
 @pytest.mark.parametrize("case", [CASES[0], CASES[4], CASES[6]])
 def test_mmgrad_strided_kernel_gradient_image_by_image(monkeypatch, case):
   # Every map takes the image-by-image kernel gradient (a scan over the batch) here.
-  monkeypatch.setattr(layers, "_KGRAD_IMAGE_BYTES", 0)
+  monkeypatch.setattr(layers, "_KGRAD_BATCH_BYTES", 0)
   bs, h, w, cin, cout, size, stride, pad = case
   rng = np.random.default_rng(2)
   x = rng.normal(size=(bs, h, w, cin)).astype(np.float32)

@@ -249,7 +249,7 @@ def test_conv3x3_impls_match_numpy_and_xla_grads(impl, shape):
 def test_mmgrad_kernel_gradient_image_by_image(monkeypatch, shape):
   # Large maps take the kernel gradient one image at a time (a scan summing per-image dk): here
   # every map does, and the gradients must still be autodiff's of the XLA convolution.
-  monkeypatch.setattr(layers, "_KGRAD_IMAGE_BYTES", 0)
+  monkeypatch.setattr(layers, "_KGRAD_BATCH_BYTES", 0)
   rng = np.random.default_rng(1)
   bs, h, w, cin, cout = shape
   x = rng.normal(size=(bs, h, w, cin)).astype(np.float32)

@@ -191,12 +191,22 @@ def _conv_mmgrad_fwd(x, kernel, stride, p):
   return _xla_conv(x, kernel, stride, p), (x, kernel)
 
 
-# Kernel gradients over maps of at least this many bytes per image (x or the output gradient) run
-# image by image: the shifted copies below (and the matmul library's packed operands) are then one
-# image's, not the whole batch's. SegNet-MTL at 288x384, batch 8, on the 2-core CPU: XLA's
-# temporaries 11.0 -> 6.8 GiB, system time (page zeroing) 18-20 -> 4-5 s per step, 33.8 -> 26.2 s
-# per step (A/B in one process); batch 2: 5.64 -> 5.58 s.
-_KGRAD_IMAGE_BYTES = 2**22
+# Kernel gradients whose larger operand (x or the output gradient, the whole batch) has at least
+# this many bytes run image by image: the shifted copies below (and the matmul library's packed
+# operands) are then one image's, not the whole batch's. SegNet-MTL at 288x384, batch 8, on the
+# 2-core CPU: XLA's temporaries 11.0 -> 6.8 GiB, system time (page zeroing) 18-20 -> 4-5 s per
+# step, 33.8 -> 26.2 s per step (A/B in one process); batch 2: 5.64 -> 5.58 s. The threshold was
+# first per image; counting the batch also runs many small maps image by image, which XLA:CPU's
+# matmul does 2-4x faster than one contraction over all their pixels (kernel gradient alone, 2-core
+# CPU: 40 maps 144x192, 16 -> 24 channels, 283 -> 93 ms; 40 x 72x96, 32 -> 32: 164 -> 59 ms;
+# 10 x 72x96, 18 -> 18: 23.2 -> 11.7 ms) while below it batching stays faster (10 x 36x48, 36 -> 36:
+# 4.8 ms batched, 7.6 by image; 8 x 96x128, 8 -> 8: 3.2 vs 4.8 ms).
+_KGRAD_BATCH_BYTES = 2**22
+
+
+def _kernel_grad_by_image(x: Array, g: Array) -> bool:
+  """Whether ``_conv_mmgrad_bwd`` sums the kernel gradient image by image (``_KGRAD_BATCH_BYTES``)."""
+  return x.shape[0] > 1 and max(x.size, g.size) * x.dtype.itemsize >= _KGRAD_BATCH_BYTES
 
 
 def _conv_mmgrad_bwd(stride, p, res, g):
@@ -215,7 +225,7 @@ def _conv_mmgrad_bwd(stride, p, res, g):
       lhs_dilation=(stride, stride),
       dimension_numbers=("NHWC", "HWIO", "NHWC"),
   )
-  if x.shape[0] > 1 and max(x[0].size, g[0].size) * x.dtype.itemsize >= _KGRAD_IMAGE_BYTES:
+  if _kernel_grad_by_image(x, g):
     # One image per iteration (lax.scan), summed in image order: the same sum as the batched form
     # with a fraction of its temporaries (XLA:CPU maps and zeroes them at every call).
     def add_image(dk, xg):
@@ -310,7 +320,7 @@ def conv2d(
     "mmgrad": forward by ``lax.conv_general_dilated``; input gradient by a convolution in the
               same NHWC / HWIO layout (custom VJP); kernel gradient by matmuls over the pixels:
               K² of strided views, or for 3x3 stride 1 nine (Cin != Cout) or one (Cin = Cout, of
-              shift buffers of both); image by image on large maps (fewer temporaries).
+              shift buffers of both); image by image on large batches (``_KGRAD_BATCH_BYTES``).
               ``precision`` is ignored.
     "auto":   see ``resolve_conv_impl``.
 
