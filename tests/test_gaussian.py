@@ -290,6 +290,49 @@ def test_newton_schulz_stages_give_every_pair_its_iterations(chunk_pairs, monkey
   np.testing.assert_allclose(nuclear, np.linalg.svd(m, compute_uv=False).sum(-1), rtol=2e-6)
 
 
+def _ns_count_float64(ell0: float) -> int:
+  """The scaled Newton–Schulz bound's recurrence in float64: iterations until ℓ ≥ 1 − 1e-6."""
+  ell, k = ell0, 0
+  while ell < 1 - 1e-6 and k < 40:
+    alpha = np.sqrt(3.0 / (1.0 + ell + ell * ell))
+    ell, k = min(0.5 * alpha * ell * (3.0 - (alpha * ell) ** 2), 1.0), k + 1
+  return k
+
+
+def test_newton_schulz_iterations_follow_the_bounds_and_converge():
+  """The counts equal a float64 replay of the recurrence from the eigenvalue bounds (±1 where
+  float32 eigenvalues round across a step), grow with the conditioning, and are enough: that many
+  float64 iterations of M / upper leave every singular value within 2e-6 of 1."""
+  rng = np.random.default_rng(12)
+  dim = 5
+  conds = [1.5, 10.0, 1e3, 1e5]
+  a = np.stack([[random_cov(rng, dim, c) for c in conds] for _ in range(2)])  # [2, 4, D, D]
+  b = np.stack([random_cov(rng, dim, c) for c in conds[:3]])  # [3, D, D]: broadcast over 2
+  need = np.asarray(gaussian.newton_schulz_iterations(*f32(a, b[None])))
+  assert need.shape == (2, 4, 3) and need.dtype == np.int32
+  wa, wb = np.linalg.eigvalsh(a), np.linalg.eigvalsh(b)
+  for n, i, j in np.ndindex(*need.shape):
+    upper = np.sqrt(wa[n, i, -1] * wb[j, -1]) * 1.01
+    ell0 = np.sqrt(wa[n, i, 0] * wb[j, 0]) / upper
+    assert abs(int(need[n, i, j]) - _ns_count_float64(ell0)) <= 1, (n, i, j)
+    x = scipy.linalg.sqrtm(b[j]).real @ scipy.linalg.sqrtm(a[n, i]).real / upper
+    ell = ell0
+    for _ in range(need[n, i, j]):
+      alpha = np.sqrt(3.0 / (1.0 + ell + ell * ell))
+      x = 0.5 * alpha * x @ (3 * np.eye(dim) - alpha**2 * x.T @ x)
+      ell = min(0.5 * alpha * ell * (3.0 - (alpha * ell) ** 2), 1.0)
+    np.testing.assert_allclose(np.linalg.svd(x, compute_uv=False), 1.0, atol=2e-6)
+  assert np.all(np.diff(need[:, :, 0], axis=1) > 0)  # Worse conditioned Σ_a: more iterations.
+  assert np.all(need[:, 0, 0] < need[:, -1, 0])
+
+
+def test_newton_schulz_iterations_rejects_bad_shapes():
+  with pytest.raises(ValueError, match=r"\[\.\.\., R, D, D\]"):
+    gaussian.newton_schulz_iterations(jnp.ones((4, 3)), jnp.ones((4, 3)))
+  with pytest.raises(ValueError, match="got float32"):
+    gaussian.newton_schulz_iterations(jnp.ones((2, 3, 3)), jnp.ones((2, 4, 4)))
+
+
 def test_kl_divergence_matches_closed_form():
   rng = np.random.default_rng(6)
   for dim in (3, 16):

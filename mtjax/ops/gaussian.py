@@ -68,6 +68,7 @@ __all__ = [
     "COVARIANCES",
     "SQRT_METHODS",
     "kl_divergence",
+    "newton_schulz_iterations",
     "pairwise_kl_divergence",
     "pairwise_wasserstein2",
     "region_gaussians",
@@ -343,12 +344,59 @@ def _cross_term(m, w_a, w_b, method: str) -> Array:
   w_a, w_b [..., D] of Σ_a, Σ_b (broadcastable to M's leading shape)."""
   if method == "eigh":
     return _nuclear_norm_eigh(m)
+  return _nuclear_norm_newton_schulz(m, *_ns_bounds(w_a, w_b))
+
+
+def _ns_bounds(w_a: Array, w_b: Array) -> tuple[Array, Array]:
+  """(upper ≥ σ_max(M), lower ≤ σ_min(M)) of M = S_b S_a from the ascending eigenvalues w_a, w_b
+  [..., D] of Σ_a, Σ_b (no gradient); Σ_a = 0 or Σ_b = 0 (M = 0) gets (1, 0)."""
   w_a, w_b = lax.stop_gradient(jnp.maximum(w_a, 0.0)), lax.stop_gradient(jnp.maximum(w_b, 0.0))
   upper = jnp.sqrt(w_a[..., -1] * w_b[..., -1]) * _NS_UPPER_SLACK
   lower = jnp.sqrt(w_a[..., 0] * w_b[..., 0])
   zero = upper <= 0  # Σ_a = 0 or Σ_b = 0: M = 0, and so is its nuclear norm.
-  upper = jnp.where(zero, 1.0, upper)
-  return _nuclear_norm_newton_schulz(m, upper, jnp.where(zero, 0.0, lower))
+  return jnp.where(zero, 1.0, upper), jnp.where(zero, 0.0, lower)
+
+
+def newton_schulz_iterations(covs_a: Array, covs_b: Array) -> Array:
+  """How many scaled Newton–Schulz iterations each cross term of ``pairwise_wasserstein2`` needs
+  (``sqrt_method="newton_schulz"``, full covariances): the data-dependent part of its cost, which
+  static FLOP counts (XLA's cost analysis, ``tools/roofline.py``) cannot see inside the loops.
+
+  Pair (i, j) needs k iterations, the least with ℓ_k ≥ 1 − 1e-6 under the bound's recurrence
+  from ℓ_0 = (λ_min,a λ_min,b)^{1/2} / (1.01 (λ_max,a λ_max,b)^{1/2}) (module docstring), at most
+  40; each iteration is two [D, D] matmuls, 4 D³ FLOPs. ``pairwise_wasserstein2`` runs every pair
+  at least this many (its stages iterate some pairs past their count; a pair is a fixed point
+  there).
+
+  Args:
+    covs_a: float [..., R, D, D]; covs_b: float [..., S, D, D]; symmetric positive semi-definite,
+      leading axes broadcasting (as ``pairwise_wasserstein2``).
+
+  Returns:
+    int32 [..., R, S], in 0..40. A pair with Σ_a = 0 or Σ_b = 0 (M = 0) counts 40: it is iterated
+    as one with ℓ_0 = 0.
+
+  Raises:
+    ValueError: if the covariances are not [..., R, D, D] and [..., S, D, D] of one float D.
+  """
+  covs_a, covs_b = jnp.asarray(covs_a), jnp.asarray(covs_b)
+  if (
+      covs_a.ndim < 3
+      or covs_b.ndim < 3
+      or covs_a.shape[-1] != covs_a.shape[-2]
+      or covs_b.shape[-2:] != covs_a.shape[-2:]
+      or not jnp.issubdtype(covs_a.dtype, jnp.floating)
+      or not jnp.issubdtype(covs_b.dtype, jnp.floating)
+  ):
+    raise ValueError(
+        "newton_schulz_iterations: expected float covariances [..., R, D, D] and [..., S, D, D]; "
+        f"got {covs_a.dtype}{list(covs_a.shape)} and {covs_b.dtype}{list(covs_b.shape)}"
+    )
+  r = covs_a.shape[-3]
+  w = jnp.linalg.eigvalsh(_stack_sets(covs_a, covs_b, 2))  # One LAPACK call (module docstring).
+  upper, lower = _ns_bounds(w[..., :r, None, :], w[..., None, r:, :])
+  ell = jnp.clip(lower / upper, 0.0, 1.0)
+  return _ns_iterations(ell.reshape(-1)).reshape(ell.shape)
 
 
 # --------------------------------------------------------------------------------------------
