@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,7 +39,7 @@ from mtjax import train  # noqa: E402
 from mtjax.ops import gaussian  # noqa: E402
 from mtjax.regularizers import mapping, rdc  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.")
+FLAGS = flags.FLAGS
 
 
 def cross_term_cost(config) -> dict:
@@ -126,9 +126,7 @@ def cross_term_cost(config) -> dict:
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  if config is None:
-    sys.exit("--config is required")
+  config = FLAGS.config
   cost = cross_term_cost(config)
   it = cost["iterations"][cost["slot_valid"]]
   print(
@@ -141,5 +139,11 @@ def main(argv):
   )
 
 
+def _define_flags() -> None:
+  config_flags.DEFINE_config_file("config", None, "Training configuration file.")
+  flags.mark_flags_as_required(["config"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
