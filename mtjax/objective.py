@@ -21,6 +21,7 @@ features of the second view (`mtjax.models.features`).
 """
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -34,22 +35,58 @@ from mtjax.weighting import Weighting
 DEEP_SUPERVISION = "deep_supervision"
 
 
-def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_state=None):
-  """The forward pass and the loss terms before weighting: (task_sums float32 [K, T] over the K
-  heads, head_weights float32 [K], task_counts [T], B, the regularizer's (loss, logs, new state)
-  or None, the model's mutable updates)."""
-  model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
+class Views(NamedTuple):
+  """The model's forward pass over a batch, split into what the supervised loss and the
+  regularizer read (``forward_views``)."""
+
+  predictions: dict  # The first view's outputs: task name -> [B, ...] (and "deep_supervision").
+  reg_predictions: Mapping  # The regularizer's view's outputs, [B, ...] each.
+  reg_batch: Mapping  # The regularizer's view of the batch: its ground truths under the plain keys.
+  features: dict  # The model's features of the regularizer's view (empty unless it needs them).
+  updates: dict  # The model's mutable updates ("batch_stats" over every view forwarded).
+
+
+def forward_views(
+    model_params,
+    batch_stats,
+    batch: Mapping[str, jax.Array],
+    *,
+    model: nn.Module,
+    regularizer: Regularizer | None,
+    rng: jax.Array,
+) -> Views:
+  """The model in training mode on a batch, and the view each loss term reads (module docstring).
+
+  With ``regularizer.views == 2`` the images [B, H, W, 3] and ``view2/image`` go through the model
+  as one batch of 2B (BatchNorm's statistics over both, as MTPSL and RDC's released code do); the
+  supervised loss reads the first B outputs, the regularizer the last B with the batch's
+  ``view2/<key>`` ground truths renamed ``<key>`` (the other keys, ``label_mask`` and ``valid``
+  among them, shared). Otherwise both read the one forward pass.
+
+  Args:
+    model_params: the model's params; batch_stats: its BatchNorm statistics.
+    batch: the global batch (``objective``'s; ``view2/*`` keys when the regularizer has 2 views).
+    model: the network; regularizer: None or ``mtjax.regularizers.create``'s record (its
+      ``views`` and ``needs_features``).
+    rng: the model's dropout key.
+
+  Returns:
+    ``Views``.
+
+  Raises:
+    KeyError: ``view2/image`` missing with two views.
+  """
   views = 1 if regularizer is None else regularizer.views
   needs_features = regularizer is not None and regularizer.needs_features
   images = batch["image"]
   if views == 2:
     images = jnp.concatenate([images, batch["view2/image"]])
   outputs, updates = model.apply(
-      {"params": params["model"], "batch_stats": batch_stats},
+      {"params": model_params, "batch_stats": batch_stats},
       images,
       train=True,
       mutable=["batch_stats", *([FEATURES] if needs_features else [])],
-      rngs={"dropout": model_rng},
+      rngs={"dropout": rng},
   )
   feats = features(updates)
   predictions, reg_batch, reg_predictions = dict(outputs), batch, outputs
@@ -60,6 +97,17 @@ def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_st
     feats = jax.tree.map(lambda x: x[size:], feats)
     reg_batch = {k: v for k, v in batch.items() if not k.startswith("view2/")}
     reg_batch.update({k[len("view2/") :]: v for k, v in batch.items() if k.startswith("view2/")})
+  return Views(predictions, reg_predictions, reg_batch, feats, updates)
+
+
+def _terms(params, batch_stats, batch, *, model, tasks, regularizer, rng, reg_state=None):
+  """The forward pass and the loss terms before weighting: (task_sums float32 [K, T] over the K
+  heads, head_weights float32 [K], task_counts [T], B, the regularizer's (loss, logs, new state)
+  or None, the model's mutable updates)."""
+  model_rng, reg_rng = rng, jax.random.fold_in(rng, 1)  # The model's key as without a regularizer.
+  predictions, reg_predictions, reg_batch, feats, updates = forward_views(
+      params["model"], batch_stats, batch, model=model, regularizer=regularizer, rng=model_rng
+  )
   heads = [predictions, *predictions.pop(DEEP_SUPERVISION, ())]
   head_weights = jnp.asarray([float(head.get("weight", 1.0)) for head in heads], jnp.float32)
   terms = [partial_label_terms(head, batch, tasks) for head in heads]

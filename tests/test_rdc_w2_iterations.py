@@ -7,14 +7,15 @@ import pytest
 
 from mtjax import train
 from mtjax.ops import gaussian
-from mtjax.regularizers import mapping, rdc
 from tests.test_rdc import _rdc_config
 from tools import rdc_w2_iterations
 
 
-def test_counts_are_those_of_the_loss_on_the_same_batch(data_dir, monkeypatch):
+@pytest.mark.parametrize("views", [1, 2])
+def test_counts_are_those_of_the_train_step_on_the_same_batch(data_dir, monkeypatch, views):
   config = _rdc_config(data_dir)
   config.regularizer.gumbel = False  # The argmax: a_θ's inputs do not depend on a key.
+  config.regularizer.views = views  # 2: both views forwarded as one batch, RDC on the second.
   cost = rdc_w2_iterations.cross_term_cost(config)
   its = cost["iterations"]
   assert its.ndim == 3 and its.shape[1:] == (8, 8) and its.shape[0] % config.batch_size == 0
@@ -23,7 +24,7 @@ def test_counts_are_those_of_the_loss_on_the_same_batch(data_dir, monkeypatch):
   assert cost["pairs"] == valid.size == 64 * cost["slots"]
   assert cost["gflop"] == pytest.approx((4 * 8**3 * valid.sum() + 6 * 8**3 * valid.size) / 1e9)
 
-  # The loss itself, on the same params and batch, records what its Newton–Schulz iterates.
+  # The train step itself, on the same state and batch, records what its Newton–Schulz iterates.
   recorded = []
   count = gaussian._ns_iterations
 
@@ -33,20 +34,11 @@ def test_counts_are_those_of_the_loss_on_the_same_batch(data_dir, monkeypatch):
     return need
 
   monkeypatch.setattr(gaussian, "_ns_iterations", recording)
-  parts, _, batches = train.step_of_run(config)
-  batch = {k: jnp.asarray(v) for k, v in batches[0].items()}
-  predictions, _ = parts.model.apply(
-      {"params": parts.state.params, "batch_stats": parts.state.batch_stats},
-      batch["image"],
-      train=True,
-      mutable=["batch_stats"],
-  )
-  settings = rdc.settings_from_config(
-      config, config.tasks, config.dataset.num_classes, mapping.max_directed_pairs(parts.label_mask)
-  )
-  rdc.rdc_loss(parts.state.reg_params, settings, dict(predictions), batch, jax.random.key(3))
-  (need,) = recorded
-  np.testing.assert_array_equal(need.reshape(its.shape), its)
+  parts, step, batches = train.step_of_run(config)
+  step(parts.state, {k: jnp.asarray(v) for k, v in batches[0].items()})
+  assert recorded
+  for need in recorded:
+    np.testing.assert_array_equal(need.reshape(its.shape), its)
 
 
 def test_rejects_configs_without_the_loops(data_dir):

@@ -7,10 +7,12 @@ counts these iterations.
         --config.dataset.data_dir=/data/nyuv2 --config.regions.dir=/data/sam_regions
 
 Builds the config's run (``run_parts.build_run``: the initial parameters of its seed), reads the
-first training batch, runs the model in training mode, a_θ on every slot (``mapping.mapped_slots``),
-the region Gaussians of both maps at a_θ's stride (``gaussian.region_gaussians``, the config's R
-and ε) and counts each image pair's R x R iterations (``gaussian.newton_schulz_iterations``). With
-``config.regularizer.views = 2`` the regularizer's view (``view2/*``) is used, as training does.
+first training batch, runs the model in training mode on it as training does
+(``objective.forward_views``: with ``config.regularizer.views = 2`` both views as one batch, the
+regularizer reading the second), a_θ on every slot and the regions at its stride
+(``rdc.mapped_regions``), the region Gaussians of both maps (``rdc.slot_gaussians``, the config's
+R and ε) and counts each image pair's R x R iterations (``gaussian.newton_schulz_iterations``):
+the loss's own functions, so the counts are those ``rdc.rdc_loss`` iterates.
 
 Reports the image pairs that count (valid slots), the pairs of regions, the iterations per pair
 (mean, median, max) and GFLOP per train step of the cross terms: 4 D³ per pair and iteration
@@ -35,7 +37,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtjax import train  # noqa: E402
+from mtjax import objective, train  # noqa: E402
 from mtjax.ops import gaussian  # noqa: E402
 from mtjax.regularizers import mapping, rdc  # noqa: E402
 
@@ -74,11 +76,6 @@ def cross_term_cost(config) -> dict:
     )
   parts, _, batches = train.step_of_run(config)
   batch = {k: jnp.asarray(v) for k, v in batches[0].items()}
-  if reg.views == 2:
-    batch = {k[len("view2/") :]: v for k, v in batch.items() if k.startswith("view2/")} | {
-        "label_mask": batch["label_mask"],
-        **({"valid": batch["valid"]} if "valid" in batch else {}),
-    }
   settings = rdc.settings_from_config(
       config,
       config.tasks,
@@ -86,31 +83,22 @@ def cross_term_cost(config) -> dict:
       mapping.max_directed_pairs(parts.label_mask),
   )
   state = parts.state
-  predictions, _ = parts.model.apply(
-      {"params": state.params, "batch_stats": state.batch_stats},
-      batch["image"],
-      train=True,
-      mutable=["batch_stats"],
-      rngs={"dropout": jax.random.key(0)},
+  views = objective.forward_views(
+      state.params,
+      state.batch_stats,
+      batch,
+      model=parts.model,
+      regularizer=parts.regularizer,
+      rng=jax.random.key(0),
   )
-  _, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-      state.reg_params, settings, dict(predictions), batch, jax.random.key(1)
+  f_pred, f_gt, ids, slot_valid, settings = rdc.mapped_regions(
+      state.reg_params, settings, dict(views.reg_predictions), views.reg_batch, jax.random.key(1)
   )
-  slots = f_pred.shape[1]
-  ids = rdc.region_ids_at_stride(batch["regions"], settings.stride)
-  ids = jnp.repeat(ids, slots, axis=0)
-  flat = lambda x: x.reshape(-1, *x.shape[2:])
-  _, covs, _ = gaussian.region_gaussians(
-      jnp.concatenate([flat(f_pred), flat(f_gt)]),
-      jnp.concatenate([ids, ids]),
-      settings.num_regions,
-      eps=settings.eps,
-  )
-  n = ids.shape[0]
+  _, cov_pred, _, cov_gt, _ = rdc.slot_gaussians(f_pred, f_gt, ids, settings)
   # The order of pairwise_wasserstein2's call in rdc._region_logits: a = prediction, b = truth.
-  iterations = np.asarray(gaussian.newton_schulz_iterations(covs[:n], covs[n:]))
-  valid = np.asarray(flat(slot_valid)).astype(bool)
-  dim = covs.shape[-1]
+  iterations = np.asarray(gaussian.newton_schulz_iterations(cov_pred, cov_gt))
+  valid = np.asarray(slot_valid).astype(bool)
+  dim = cov_pred.shape[-1]
   per_pair = 6 * dim**3  # M forward (2 D³) and its gradient (4 D³).
   gflop = lambda it: (4 * dim**3 * it.sum() + per_pair * it.size) / 1e9
   return {

@@ -54,10 +54,12 @@ __all__ = [
     "VECTOR_SIMILARITIES",
     "contrast_loss",
     "info_nce",
+    "mapped_regions",
     "patch_ids",
     "rdc_loss",
     "region_ids_at_stride",
     "settings_from_config",
+    "slot_gaussians",
 ]
 
 
@@ -191,17 +193,40 @@ def info_nce(logits: Array, key_valid: Array, anchor_valid: Array) -> tuple[Arra
   return jnp.sum(jnp.where(rows, losses, 0.0), -1), jnp.sum(rows, -1).astype(jnp.float32)
 
 
-def _region_logits(f_pred, f_gt, ids, num_regions, s: RDCSettings):
-  """Logits [N, R, R] and region validity [N, R] of the gaussian / vector contrasts."""
-  covariance = s.covariance if s.contrast == "gaussian" else "diag"
+def slot_gaussians(
+    f_pred: Array, f_gt: Array, ids: Array, settings: RDCSettings
+) -> tuple[Array, Array, Array, Array, Array]:
+  """The region Gaussians of every slot's two maps (Eq. 2), as the gaussian / vector contrasts
+  compare them.
+
+  Args:
+    f_pred: float32 [N, H', W', D]: a_θ of the unlabelled tasks' predictions (``mapped_regions``).
+    f_gt: float32 [N, H', W', D]: a_θ of the labelled tasks' ground truths, slot-aligned.
+    ids: int32 [N, H', W'] region ids 0..R−1 (R = ``settings.num_regions``), −1 = no region.
+    settings: ``RDCSettings``: R, ε, and the covariance (``"diag"`` for the vector contrast).
+
+  Returns:
+    (mu_pred [N, R, D], cov_pred, mu_gt [N, R, D], cov_gt, valid bool [N, R]): float32; the
+    covariances [N, R, D, D] (``covariance="full"``) or their diagonals [N, R, D], shrunk by ε
+    (``gaussian.region_gaussians``); valid: the region has a pixel.
+  """
+  covariance = settings.covariance if settings.contrast == "gaussian" else "diag"
   both = jnp.concatenate([f_pred, f_gt], axis=0)  # One moments call for both maps.
   with jax.named_scope("rdc_moments"):  # Profiles name the stages (tools/profile_train_step.py).
     means, covs, counts = gaussian.region_gaussians(
-        both, jnp.concatenate([ids, ids], axis=0), num_regions, covariance=covariance, eps=s.eps
+        both,
+        jnp.concatenate([ids, ids], axis=0),
+        settings.num_regions,
+        covariance=covariance,
+        eps=settings.eps,
     )
   n = f_pred.shape[0]
-  mu_t, mu_s, cov_t, cov_s = means[:n], means[n:], covs[:n], covs[n:]
-  valid = counts[:n] > 0
+  return means[:n], covs[:n], means[n:], covs[n:], counts[:n] > 0
+
+
+def _region_logits(f_pred, f_gt, ids, s: RDCSettings):
+  """Logits [N, R, R] and region validity [N, R] of the gaussian / vector contrasts."""
+  mu_t, cov_t, mu_s, cov_s, valid = slot_gaussians(f_pred, f_gt, ids, s)
   if s.contrast == "vector":
     if s.vector_similarity == "cosine":
       unit = lambda x: x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
@@ -282,8 +307,7 @@ def contrast_loss(
       raise ValueError("the pixel contrast samples pixels: pass an rng")
     logits, key_valid, anchor_valid = _pixel_logits(f_pred, f_gt, ids, rng, settings)
   else:
-    num_regions = settings.num_regions
-    logits, valid = _region_logits(f_pred, f_gt, ids, num_regions, settings)
+    logits, valid = _region_logits(f_pred, f_gt, ids, settings)
     key_valid, anchor_valid = valid[:, None, :] & valid[:, :, None], valid
   with jax.named_scope("rdc_info_nce"):
     loss_sum, count = info_nce(logits, key_valid, anchor_valid & slot_valid[:, None])
@@ -299,6 +323,58 @@ def region_ids_at_stride(regions: Array, stride: int) -> Array:
   """regions int32 [B, H, W] -> [B, H / s, W / s], nearest at the cell centres (o::s, o = s // 2)."""
   o = stride // 2
   return regions[:, o::stride, o::stride]
+
+
+def mapped_regions(
+    params,
+    settings: RDCSettings,
+    predictions: Mapping[str, Array],
+    batch: Mapping[str, Array],
+    rng: Array,
+) -> tuple[Array, Array, Array, Array, RDCSettings]:
+  """a_θ on every (example, pair) slot and the regions at its stride: what ``contrast_loss``
+  compares, flattened to N = B · K slots (K = ``settings.max_pairs``).
+
+  Args:
+    as ``rdc_loss`` (``rng``: the Gumbel noise of the semseg prediction's one-hot).
+
+  Returns:
+    (f_pred, f_gt, ids, slot_valid, settings_r): f_pred, f_gt float [N, H / s, W / s, D] (s =
+    ``settings.stride``) a_θ of the unlabelled task's prediction and of the labelled task's ground
+    truth per slot; ids int32 [N, H / s, W / s] region ids (−1 none; ``region_ids_at_stride``, or
+    the patch grid of ``patch_ids``); slot_valid bool [N]; settings_r: ``settings`` with
+    ``num_regions`` the number of ids (the patch grid's cells for ``extraction="patch"``).
+
+  Raises:
+    ValueError: ``regions`` missing for region extraction, or H, W not divisible by the stride.
+  """
+  first = predictions[settings.tasks[0]]
+  height, width = first.shape[1], first.shape[2]
+  stride = settings.stride
+  if height % stride or width % stride:
+    raise ValueError(
+        f"RDC: images {height}x{width} must be divisible by a_θ's stride {stride} "
+        f"(2 ** len(config.regularizer.mapping.filters))"
+    )
+  if settings.extraction == "region" and "regions" not in batch:
+    raise ValueError(
+        "RDC with extraction='region' reads batch['regions']: set config.regions.source"
+    )
+  with jax.named_scope("rdc_mapping"):  # a_θ on every slot's prediction and ground truth.
+    pred_task, _, slot_valid, f_pred, f_gt = mapping.mapped_slots(
+        params, settings, predictions, batch, rng
+    )
+  batch_size, slots = pred_task.shape
+  if settings.extraction == "region":
+    ids = region_ids_at_stride(batch["regions"], stride)
+    num_regions = settings.num_regions
+  else:
+    grid, num_regions = patch_ids(height, width, settings.patch_size, stride)
+    ids = jnp.broadcast_to(jnp.asarray(grid), (batch_size, *grid.shape))
+  ids = jnp.broadcast_to(ids[:, None], (batch_size, slots, *ids.shape[1:]))
+  flat = lambda x: x.reshape(batch_size * slots, *x.shape[2:])
+  settings_r = dataclasses.replace(settings, num_regions=num_regions)
+  return flat(f_pred), flat(f_gt), flat(ids), flat(slot_valid), settings_r
 
 
 def rdc_loss(
@@ -327,36 +403,11 @@ def rdc_loss(
   Raises:
     ValueError: ``regions`` missing for region extraction, or H, W not divisible by the stride.
   """
-  first = predictions[settings.tasks[0]]
-  height, width = first.shape[1], first.shape[2]
-  stride = settings.stride
-  if height % stride or width % stride:
-    raise ValueError(
-        f"RDC: images {height}x{width} must be divisible by a_θ's stride {stride} "
-        f"(2 ** len(config.regularizer.mapping.filters))"
-    )
   rng_map, rng_pixels = jax.random.split(rng)
-  with jax.named_scope("rdc_mapping"):  # a_θ on every slot's prediction and ground truth.
-    pred_task, gt_task, slot_valid, f_pred, f_gt = mapping.mapped_slots(
-        params, settings, predictions, batch, rng_map
-    )
-  batch_size, slots = pred_task.shape
-  if settings.extraction == "region":
-    if "regions" not in batch:
-      raise ValueError(
-          "RDC with extraction='region' reads batch['regions']: set config.regions.source"
-      )
-    ids = region_ids_at_stride(batch["regions"], stride)
-    num_regions = settings.num_regions
-  else:
-    grid, num_regions = patch_ids(height, width, settings.patch_size, stride)
-    ids = jnp.broadcast_to(jnp.asarray(grid), (batch_size, *grid.shape))
-  ids = jnp.broadcast_to(ids[:, None], (batch_size, slots, *ids.shape[1:]))
-  flat = lambda x: x.reshape(batch_size * slots, *x.shape[2:])
-  settings_r = dataclasses.replace(settings, num_regions=num_regions)
-  loss_sum, count = contrast_loss(
-      flat(f_pred), flat(f_gt), flat(ids), flat(slot_valid), settings_r, rng_pixels
+  f_pred, f_gt, ids, slot_valid, settings_r = mapped_regions(
+      params, settings, predictions, batch, rng_map
   )
+  loss_sum, count = contrast_loss(f_pred, f_gt, ids, slot_valid, settings_r, rng_pixels)
   loss = loss_sum / jnp.maximum(count, 1.0)
   logs = {"valid_pairs": jnp.sum(slot_valid).astype(jnp.float32), "valid_regions": count}
   return loss, logs
