@@ -11,7 +11,7 @@ from mtjax import objective, regularizers, weighting
 from mtjax import tasks as tasks_lib
 from mtjax.models import registry
 from mtjax.tasks import partial_label_terms
-from tools.benchmark_train_step import synthetic_batch
+from tools.bench import synthetic_batch
 
 
 def _norm(tree):

@@ -11,7 +11,7 @@ import pytest
 from mtjax import optimizer, sharding, train
 from mtjax.models import registry
 from tests.test_train import tiny_config
-from tools.benchmark_train_step import synthetic_batch
+from tools.bench import synthetic_batch
 
 
 def test_bfloat16_compute_keeps_float32_state_and_a_close_loss(data_dir, model_name="segnet_mtl"):

@@ -165,7 +165,7 @@ def test_released_objective_sends_no_gradient_and_logs_the_released_loss():
   from mtjax import objective, regularizers, tasks, weighting  # pylint: disable=g-import-not-at-top
   from mtjax.models import registry  # pylint: disable=g-import-not-at-top
   from mtjax.regularizers import mapping  # pylint: disable=g-import-not-at-top
-  from tools.benchmark_train_step import synthetic_batch  # pylint: disable=g-import-not-at-top
+  from tools.bench import synthetic_batch  # pylint: disable=g-import-not-at-top
 
   config = _released_config()
   rng = np.random.default_rng(3)

@@ -11,7 +11,7 @@ from configs import default
 from mtjax import calls, checkpoint, evaluation, optimizer, results, run_parts, schedule, train
 from tests.test_main import read_scalars
 from tests.data_fixtures import make_nyuv2_layout
-from tools.benchmark_train_step import synthetic_batch
+from tools.bench import synthetic_batch
 
 
 def tiny_config(data_dir, base=None, **overrides):

@@ -25,12 +25,8 @@ batch 2, takes 4.4-5.4 s (docs/performance.md).
 """
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
@@ -50,30 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default  # noqa: E402
 from mtjax import calls, optimizer, sharding, train, weighting  # noqa: E402
 from mtjax.models import registry  # noqa: E402
-
-
-def synthetic_regions(batch_size: int, height: int, width: int, num_regions: int) -> np.ndarray:
-  """int32 [B, H, W]: a grid of about ``num_regions`` rectangles (ids 0..R-1, largest first is
-  not needed: every id present)."""
-  rows = max(1, int(np.sqrt(num_regions)))
-  cols = num_regions // rows
-  y = np.arange(height)[:, None] * rows // height
-  x = np.arange(width)[None, :] * cols // width
-  return np.broadcast_to((y * cols + x).astype(np.int32), (batch_size, height, width)).copy()
-
-
-def synthetic_batch(batch_size: int, height: int, width: int, num_tasks: int, seed: int = 0):
-  """A random full-label batch in the trainer's layout (SPEC: image, semseg, depth, normal, masks)."""
-  rng = np.random.default_rng(seed)
-  normal = rng.normal(size=(batch_size, height, width, 3)).astype(np.float32)
-  return {
-      "image": rng.random((batch_size, height, width, 3), dtype=np.float32),
-      "semseg": rng.integers(-1, 13, (batch_size, height, width)).astype(np.int32),
-      "depth": rng.uniform(0.5, 10.0, (batch_size, height, width, 1)).astype(np.float32),
-      "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
-      "label_mask": np.ones((batch_size, num_tasks), np.float32),
-      "valid": np.ones((batch_size,), np.float32),
-  }
+from tools import bench, torch_steps  # noqa: E402
 
 
 def base_config(args):
@@ -197,22 +170,29 @@ def main():
   config.compute_dtype = args.compute_dtype
   torch_first, torch_child = None, None
   if args.torch_only:  # The child of --separate_processes: PyTorch's steps, then a result line.
-    run = torch_mtcp_run(args, config, calls.resolve_steps_per_call(args.steps_per_call))
-    time_interleaved({"torch": run}, args.steps, log_key="loss")
-    print(TORCH_RESULT + json.dumps({"seconds": run[3], "peak_rss_gib": peak_rss_gib()}))
+    run = torch_steps.torch_mtcp_run(
+        args, config, calls.resolve_steps_per_call(args.steps_per_call)
+    )
+    bench.time_interleaved({"torch": run}, args.steps, log_key="loss")
+    print(
+        torch_steps.TORCH_RESULT
+        + json.dumps({"seconds": run[3], "peak_rss_gib": bench.peak_rss_gib()})
+    )
     return
   if args.compare_torch and args.model == "mtcp" and args.separate_processes:
-    torch_child = torch_mtcp_child()
+    torch_child = torch_steps.torch_mtcp_child(os.path.abspath(__file__))
   elif args.compare_torch and args.model == "mtcp":
     # PyTorch's warm-up first, so that the process's peak RSS after it is PyTorch's (plus the
     # JAX imports); JAX's memory is XLA's buffer plan of the compiled step.
-    torch_first = torch_mtcp_run(args, config, calls.resolve_steps_per_call(args.steps_per_call))
+    torch_first = torch_steps.torch_mtcp_run(
+        args, config, calls.resolve_steps_per_call(args.steps_per_call)
+    )
   mesh = sharding.create_mesh()
   sharding.per_process_batch_size(args.batch_size)  # Validates divisibility.
   model, tx = registry.create_model(config), optimizer.create_optimizer(config, steps_per_epoch=397)
   state = train.create_train_state(model, tx, jax.random.key(0), (args.height, args.width), mesh)
   steps_per_call = calls.resolve_steps_per_call(args.steps_per_call)
-  host_batch = synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
+  host_batch = bench.synthetic_batch(args.batch_size, args.height, args.width, len(config.tasks))
   if steps_per_call == 1:
     step = train.make_train_step(config, model, tx, mesh)
     batch = sharding.global_batch(mesh, host_batch)
@@ -239,108 +219,40 @@ def main():
         f"{memory.temp_size_in_bytes / 2**30:.2f})",
         flush=True,
     )
-  if memory is not None and planned > physical_memory_bytes():
+  if memory is not None and planned > bench.physical_memory_bytes():
     print(
         f"jax: not run: XLA's buffer plan {planned / 2**30:.2f} GiB exceeds this machine's "
-        f"{physical_memory_bytes() / 2**30:.2f} GiB of memory",
+        f"{bench.physical_memory_bytes() / 2**30:.2f} GiB of memory",
         flush=True,
     )
     if torch_child is not None:
-      print_torch_child(args, torch_child)
+      torch_steps.print_torch_child(args, torch_child)
     return
-  print(f"jax: {release_freed_memory()}", flush=True)
+  print(f"jax: {bench.release_freed_memory()}", flush=True)
   state, metrics = compiled(state, batch)  # Warm-up.
   jax.block_until_ready(metrics)
   runs = {"jax": [compiled, state, batch, [], steps_per_call]}
   if torch_first is not None:
     runs["torch"] = torch_first
   elif args.compare_torch and torch_child is None:
-    runs["torch"] = torch_run(args, config, steps_per_call)
-  time_interleaved(runs, args.steps, log_key="loss")
+    runs["torch"] = torch_steps.torch_run(args, config, steps_per_call)
+  bench.time_interleaved(runs, args.steps, log_key="loss")
   jax_ms = float(np.median(runs["jax"][3])) * 1e3
-  print(cpu_description())
+  print(bench.cpu_description())
   print(
       f"batch={args.batch_size} {args.height}x{args.width} {args.model}: jax {jax_ms:.1f} ms/step "
       f"(median of {args.steps} calls of {steps_per_call} steps), "
       f"{args.batch_size / jax_ms * 1e3:.2f} images/s"
   )
   if torch_child is not None:
-    print_torch_child(args, torch_child, jax_ms)
+    torch_steps.print_torch_child(args, torch_child, jax_ms)
   elif args.compare_torch:
     torch_ms = float(np.median(runs["torch"][3])) * 1e3
     print(
         f"torch eager {torch_ms:.1f} ms/step, {args.batch_size / torch_ms * 1e3:.2f} images/s; "
         f"jax / torch speed ratio {torch_ms / jax_ms:.2f}x"
     )
-  print(f"process peak RSS {peak_rss_gib():.2f} GiB")
-
-
-TORCH_RESULT = "torch result: "
-
-
-def torch_mtcp_child() -> dict:
-  """Runs this command line again with ``--torch_only`` (PyTorch's MT-CP warm-up and steps in a
-  child process; its output passes through) and returns its result line's {"seconds": [per
-  step], "peak_rss_gib": ...}, or {"returncode": ...} when the child failed (a negative code is
-  the signal that ended it, e.g. -9 when the kernel's OOM killer stopped it)."""
-  child = subprocess.Popen(
-      [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--torch_only"],
-      stdout=subprocess.PIPE,
-      text=True,
-  )
-  result = {}
-  for line in child.stdout:
-    print(line, end="", flush=True)
-    if line.startswith(TORCH_RESULT):
-      result = json.loads(line[len(TORCH_RESULT) :])
-  returncode = child.wait()
-  return result if returncode == 0 and result else {"returncode": returncode}
-
-
-def print_torch_child(args, result: dict, jax_ms: float | None = None) -> None:
-  """The child's PyTorch figures (and the speed ratio when JAX ran)."""
-  if "seconds" not in result:
-    print(f"torch eager (child process): failed with return code {result['returncode']}")
-    return
-  torch_ms = float(np.median(result["seconds"])) * 1e3
-  ratio = f"; jax / torch speed ratio {torch_ms / jax_ms:.2f}x" if jax_ms else ""
-  print(
-      f"torch eager (child process) {torch_ms:.1f} ms/step, "
-      f"{args.batch_size / torch_ms * 1e3:.2f} images/s, its peak RSS "
-      f"{result['peak_rss_gib']:.2f} GiB{ratio}"
-  )
-
-
-def physical_memory_bytes() -> int:
-  """This machine's physical memory (POSIX sysconf)."""
-  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def rss_gib() -> float:
-  """This process's resident memory now, GiB (Linux: VmRSS of /proc/self/status)."""
-  with open("/proc/self/status") as status:
-    for line in status:
-      if line.startswith("VmRSS:"):
-        return int(line.split()[1]) / 2**20
-  raise RuntimeError("/proc/self/status has no VmRSS line: this measure needs Linux")
-
-
-def release_freed_memory() -> str:
-  """Returns to the OS the heap pages the process freed (glibc's ``malloc_trim(0)``): XLA's
-  compiler frees gigabytes for a large step that glibc otherwise keeps in its arenas, resident,
-  beside the step's own buffers. Returns a line saying what it did (RSS before and after), or why
-  it did nothing (a C library without ``malloc_trim``)."""
-  libc = ctypes.CDLL(ctypes.util.find_library("c"))
-  if not hasattr(libc, "malloc_trim"):
-    return "the C library has no malloc_trim: freed heap memory stays resident"
-  before = rss_gib()
-  libc.malloc_trim(0)
-  return f"malloc_trim(0): resident {before:.2f} -> {rss_gib():.2f} GiB before the first step"
-
-
-def peak_rss_gib() -> float:
-  """This process's peak resident memory so far, GiB (Linux: ru_maxrss in KiB)."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  print(f"process peak RSS {bench.peak_rss_gib():.2f} GiB")
 
 
 def mtcp_config(args):
@@ -356,104 +268,6 @@ def mtcp_config(args):
   config.model.mtcp.remat = args.remat
   config.label_setting = "full"
   return config
-
-
-def torch_mtcp_run(args, config, steps_per_call: int = 1) -> list:
-  """[callable, None, batch, [], steps_per_call] running tools/torch_mtcp.py's MT-CP (the same
-  sizes, transformers' trunk) eagerly with AdamW, after one warm-up step whose peak RSS is
-  printed."""
-  import torch  # pylint: disable=g-import-not-at-top
-
-  import torch_mtcp  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
-
-  from mtjax.models import mtcp  # pylint: disable=g-import-not-at-top
-
-  settings = mtcp.settings_from_config(config.model.mtcp)
-  torch.manual_seed(0)
-  before = peak_rss_gib()
-  model = torch_mtcp.MTCP(
-      torch_mtcp.trunk_config(settings.trunk),
-      (config.dataset.num_classes, 1, 3),
-      upsample=tuple(dict(settings.head_upsample)[t] for t in ("semseg", "depth", "normal")),
-      width=settings.width,
-      cfm_chunk=settings.cfm_chunk,
-  ).train()
-  batch = torch_batch(args, len(config.tasks))
-  step = _TorchStep(torch_mtcp.make_step(model, config.learning_rate, config.weight_decay))
-  t0 = time.perf_counter()
-  step(None, batch)  # Warm-up.
-  print(
-      f"torch: warm-up step {time.perf_counter() - t0:.1f} s; process peak RSS "
-      f"{peak_rss_gib():.2f} GiB after it ({before:.2f} GiB before the model)",
-      flush=True,
-  )
-  step.steps = steps_per_call
-  return [step, None, batch, [], steps_per_call]
-
-
-def cpu_description() -> str:
-  """The CPU model and its widest vector extension, from /proc/cpuinfo (Linux)."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      info = f.read()
-  except OSError:
-    return "cpu: unknown"
-  model = next(
-      (l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?"
-  )
-  flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
-  vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-  return f"cpu: {model} ({vector}), {os.cpu_count()} logical cores"
-
-
-class _TorchStep:
-  """Adapts a PyTorch step to ``time_interleaved``'s (state, batch) -> (state, metrics) calls:
-  each call runs ``steps`` steps and returns the last loss."""
-
-  def __init__(self, step, steps: int = 1):
-    self.step, self.steps = step, steps
-
-  def __call__(self, state, batch):
-    for _ in range(self.steps):
-      loss = self.step(*batch)
-    return state, {"loss": loss}
-
-
-def torch_batch(args, num_tasks: int) -> tuple:
-  """``synthetic_batch`` as NCHW PyTorch tensors: (image, semseg, depth, normal)."""
-  import torch  # pylint: disable=g-import-not-at-top
-
-  host = synthetic_batch(args.batch_size, args.height, args.width, num_tasks)
-  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-  return (
-      nchw(host["image"]),
-      torch.from_numpy(host["semseg"]).long(),
-      nchw(host["depth"]),
-      nchw(host["normal"]),
-  )
-
-
-def torch_run(args, config, steps_per_call: int = 1) -> list:
-  """[callable, None, batch, [], steps_per_call] running tools/torch_segnet.py's SegNet-MTL (or,
-  for ``--model hrnet_*``, tools/benchmark_torch_hrnet.py's HRNet: timm's backbone, the same
-  heads) eagerly with MTPSL's losses and Adam, ``steps_per_call`` steps per call."""
-  import torch  # pylint: disable=g-import-not-at-top
-
-  import torch_segnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
-
-  torch.manual_seed(0)
-  if args.model.startswith("hrnet"):  # timm's backbone and the same heads.
-    import benchmark_torch_hrnet  # pylint: disable=g-import-not-at-top  # tools/, beside this file.
-
-    model = benchmark_torch_hrnet.HRNetMTL(args.model, config.dataset.num_classes).train()
-  else:
-    model = torch_segnet.SegNetMTL(config.dataset.num_classes, tuple(config.model.filters))
-    model = model.train()
-  batch = torch_batch(args, len(config.tasks))
-  step = _TorchStep(torch_segnet.make_step(model))
-  step(None, batch)  # Warm-up.
-  step.steps = steps_per_call
-  return [step, None, batch, [], steps_per_call]
 
 
 def compare_regularizer(args) -> None:
@@ -475,7 +289,7 @@ def compare_regularizer(args) -> None:
   shape = (args.height, args.width)
   reg = regularizers.create(config, mask, config.dataset.num_classes, shape)
   mesh = sharding.create_mesh()
-  host = synthetic_batch(args.batch_size, args.height, args.width, num_tasks)
+  host = bench.synthetic_batch(args.batch_size, args.height, args.width, num_tasks)
   host["label_mask"] = mask
   model = registry.create_model(config)
   runs = {}
@@ -484,7 +298,7 @@ def compare_regularizer(args) -> None:
     state = train.create_train_state(model, tx, jax.random.key(0), shape, mesh, r)
     batch = dict(host)
     if r is not None:
-      batch["regions"] = synthetic_regions(args.batch_size, *shape, args.regions)
+      batch["regions"] = bench.synthetic_regions(args.batch_size, *shape, args.regions)
     batch = sharding.global_batch(mesh, batch)
     t0 = time.perf_counter()
     compiled = train.make_train_step(config, model, tx, mesh, r).lower(state, batch).compile()
@@ -492,7 +306,7 @@ def compare_regularizer(args) -> None:
     state, metrics = compiled(state, batch)  # Warm-up.
     jax.block_until_ready(metrics)
     runs[name] = [compiled, state, batch, []]
-  time_interleaved(runs, args.steps, log_key="loss/rdc")
+  bench.time_interleaved(runs, args.steps, log_key="loss/rdc")
   sup, with_rdc = (float(np.median(runs[k][3])) for k in ("supervised", "rdc"))
   print(
       f"backend={jax.default_backend()} batch={args.batch_size} {args.height}x{args.width} "
@@ -503,38 +317,13 @@ def compare_regularizer(args) -> None:
   )
 
 
-def time_interleaved(runs: dict, steps: int, log_key: str) -> None:
-  """Times ``steps`` calls of each run in turn; ``runs[name] = [compiled, state, batch, times]``
-  or ``[..., times, steps_per_call]`` (state and times, in seconds per step, updated in place)."""
-  for i in range(steps):
-    for name, run in runs.items():
-      compiled, state, batch, times = run[:4]
-      per_call = run[4] if len(run) > 4 else 1
-      r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-      state, metrics = compiled(state, batch)
-      jax.block_until_ready((state, metrics))
-      times.append((time.perf_counter() - t0) / per_call)
-      r1 = resource.getrusage(resource.RUSAGE_SELF)
-      cpu = (
-          f" (per step: user {(r1.ru_utime - r0.ru_utime) / per_call:.1f} s, system "
-          f"{(r1.ru_stime - r0.ru_stime) / per_call:.1f} s, page faults "
-          f"{(r1.ru_minflt - r0.ru_minflt) * resource.getpagesize() / per_call / 2**30:.2f} GiB)"
-      )
-      run[1] = state
-      extra = ""
-      if log_key in metrics:
-        extra = f" {log_key}={float(np.ravel(metrics[log_key])[-1]):.4f}"
-      calls = f" per step (call of {per_call})" if per_call > 1 else ""
-      print(f"step {i} {name}: {times[-1] * 1e3:.1f} ms{calls}{extra}{cpu}", flush=True)
-
-
 def compare_precision(args) -> None:
   """float32 vs bfloat16 compute (``config.compute_dtype``), compiled side by side and timed
   interleaved."""
   config = base_config(args)
   shape = (args.height, args.width)
   mesh = sharding.create_mesh()
-  host = synthetic_batch(args.batch_size, *shape, len(config.tasks))
+  host = bench.synthetic_batch(args.batch_size, *shape, len(config.tasks))
   runs = {}
   for name in ("float32", "bfloat16"):
     config.compute_dtype = name
@@ -546,9 +335,13 @@ def compare_precision(args) -> None:
     state, metrics = compiled(state, batch)  # Warm-up.
     jax.block_until_ready(metrics)
     runs[name] = [compiled, state, batch, []]
-  time_interleaved(runs, args.steps, log_key="loss")
+  bench.time_interleaved(runs, args.steps, log_key="loss")
   f32, bf16 = (float(np.median(runs[k][3])) for k in ("float32", "bfloat16"))
-  print(cpu_description() if jax.default_backend() == "cpu" else f"backend={jax.default_backend()}")
+  print(
+      bench.cpu_description()
+      if jax.default_backend() == "cpu"
+      else f"backend={jax.default_backend()}"
+  )
   print(
       f"batch={args.batch_size} {args.height}x{args.width} filters={args.filters}: "
       f"float32 {f32 * 1e3:.1f} ms, bfloat16 {bf16 * 1e3:.1f} ms, "
@@ -563,7 +356,7 @@ def compare_weighting(args) -> None:
   shape = (args.height, args.width)
   mesh = sharding.create_mesh()
   model = registry.create_model(config)
-  host = synthetic_batch(args.batch_size, *shape, len(config.tasks))
+  host = bench.synthetic_batch(args.batch_size, *shape, len(config.tasks))
   runs = {}
   for name in ("equal", args.weighting):
     config.weighting.name = name
@@ -575,7 +368,7 @@ def compare_weighting(args) -> None:
     state, metrics = compiled(state, batch)  # Warm-up.
     jax.block_until_ready(metrics)
     runs[name] = [compiled, state, batch, []]
-  time_interleaved(runs, args.steps, log_key="weight/semseg")
+  bench.time_interleaved(runs, args.steps, log_key="weight/semseg")
   base, other = (float(np.median(runs[k][3])) for k in ("equal", args.weighting))
   print(
       f"backend={jax.default_backend()} batch={args.batch_size} {args.height}x{args.width}: "

@@ -1,4 +1,4 @@
-"""tools/benchmark_train_step.py's memory measures: the resident size now, and handing the heap's
+"""tools/bench.py's memory measures: the resident size now, and handing the heap's
 freed pages back to the OS before a step is timed."""
 
 import ctypes
@@ -9,16 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from tools import benchmark_train_step as bts
+from tools import bench
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_rss_follows_an_allocation():
-  before = bts.rss_gib()
+  before = bench.rss_gib()
   block = np.ones(256 * 2**20 // 8)  # 256 MiB, every page written.
-  during = bts.rss_gib()
+  during = bench.rss_gib()
   assert 0.2 < during - before < 0.4, (before, during)
-  assert bts.peak_rss_gib() >= during - 0.01
+  assert bench.peak_rss_gib() >= during - 0.01
   del block
 
 
@@ -38,8 +38,8 @@ def test_release_freed_memory_returns_freed_heap_pages():
     libc.memset(block, 1, 64 * 1024)
   for block in blocks[:-1]:
     libc.free(block)
-  held = bts.rss_gib()
-  line = bts.release_freed_memory()
+  held = bench.rss_gib()
+  line = bench.release_freed_memory()
   libc.free(blocks[-1])
   before, after = map(
       float, re.fullmatch(r"malloc_trim\(0\): resident (\S+) -> (\S+) GiB.*", line).groups()
