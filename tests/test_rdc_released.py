@@ -94,6 +94,50 @@ def test_bank_negatives_and_loss_equal_the_released_code_across_steps():
   np.testing.assert_allclose(np.asarray(bank["covs"])[first], ref.bank_s[0], rtol=1e-4, atol=1e-5)
 
 
+def test_slots_with_many_regions_one_region_and_none_equal_the_released_code():
+  # ``contrast`` computes ℓ over a slot's regions REGION_CHUNK at a time: slots of 0, 1, a
+  # chunk's worth and several chunks of regions against the released loop over every region.
+  rng = np.random.default_rng(1)
+  h = w = 48
+  x = rng.normal(size=(5, h, w, 4)) * rng.uniform(0.2, 2.0, size=(5, 1, 1, 4))
+  y = 0.5 * x + rng.normal(size=(5, h, w, 4)) * 0.3
+  gray = np.stack(
+      [
+          rng.integers(0, 150, (h, w)),  # ~15 pixels per value: about 120 regions (4 chunks).
+          rng.integers(0, 32, (h, w)),  # Every value a region: exactly one chunk.
+          np.full((h, w), 255),  # One region.
+          np.arange(h * w).reshape(h, w) % 256,  # 9 pixels per value: no region.
+          np.arange(h * w).reshape(h, w) % 256,  # Five regions (below).
+      ]
+  )
+  gray[4, :5] = rng.integers(0, 5, (5, w))  # Values 0..4: ~50 pixels each; the rest 8 or 9.
+  ref = _Released()
+  ref.bank_u = [rng.normal(size=4) for _ in range(2)]  # Negatives before the first slot.
+  ref.bank_s = [np.cov(rng.normal(size=(4, 30))) for _ in range(2)]
+  bank = rdc_released.init_bank(4)
+  bank = {
+      "means": bank["means"].at[:2].set(np.stack(ref.bank_u)),
+      "covs": bank["covs"].at[:2].set(np.stack(ref.bank_s)),
+      "count": jnp.asarray(2, jnp.int32),
+  }
+  stats = lambda f: rdc_released.region_statistics(jnp.asarray(f, jnp.float32), jnp.asarray(gray))
+  (mx, cx, valid), (my, cy, _) = stats(x), stats(y)
+  bank, loss, counted = jax.jit(rdc_released.contrast)(
+      bank, mx, cx, my, cy, valid, jnp.ones(5, bool)
+  )
+  regions = np.asarray(valid).sum(1)
+  assert regions[0] > 3 * rdc_released.REGION_CHUNK and regions[1] == rdc_released.REGION_CHUNK
+  assert regions[2] == 1 and regions[3] == 0 and regions[4] == 5
+  for k in range(5):
+    if regions[k] == 0:  # The released code divides by zero; here the slot does not count.
+      assert not counted[k] and float(loss[k]) == 0.0
+      continue
+    want, n = ref.forward(x[k], y[k], gray[k])
+    assert n == regions[k] and counted[k]
+    np.testing.assert_allclose(float(loss[k]), want, rtol=2e-4, atol=2e-5)
+  assert int(bank["count"]) == 2 + 2 * regions.sum()
+
+
 def test_frechet_distance_with_the_abs_of_a_non_symmetric_root():
   rng = np.random.default_rng(1)
   for d in (2, 5, 8):

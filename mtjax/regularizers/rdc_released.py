@@ -43,6 +43,7 @@ __all__ = [
     "LOSS_EPS",
     "MIN_PIXELS",
     "NUM_VALUES",
+    "REGION_CHUNK",
     "SQRTM_OFFSET",
     "TEMPERATURE",
     "contrast",
@@ -65,6 +66,9 @@ SQRTM_OFFSET = 1e-6  # ``calculate_frechet_distance``'s eps, added to both covar
 LOSS_EPS = 1e-6  # ``Region_Contra_Loss.eps``.
 CON_WEIGHT = 2.0  # ``--con-weight`` default.
 WEIGHT_EPOCHS, WEIGHT_MAX = 20, 0.075  # ``MapCons.update_weight(epoch, 20, 0.075)``.
+# ``contrast`` computes the loss terms of a slot's regions this many at a time, as many chunks as
+# the slot has regions (a divisor of NUM_VALUES; not the released code's: its loop is per region).
+REGION_CHUNK = 32
 
 
 def released_weight(epoch: Array | int) -> Array:
@@ -163,6 +167,9 @@ def contrast(
   Returns:
     (new bank, loss float32 [S] (the mean of ℓ_i over the slot's regions; 0 where it does not
     count), counted bool [S]: the slot is valid and has a region).
+
+  Cost: the W of a slot's r regions against the two negatives, ``REGION_CHUNK`` regions at a
+  time (ceil(r / REGION_CHUNK) chunks, a loop with that trip count), not of all 256 gray values.
   """
   valid = valid & slot_valid[:, None]
 
@@ -179,10 +186,23 @@ def contrast(
     count = n + 2 * r
     oldest = jnp.maximum(count - BANK_SIZE, 0)
     neg = jnp.stack([oldest % BANK_SIZE, (oldest + 1) % BANK_SIZE])
-    w = frechet_distance(mx[:, None], cx[:, None], means[neg][None], covs[neg][None])  # [256, 2]
-    exp_neg = jnp.mean(jnp.exp(-w / TEMPERATURE), -1)
-    ell = -jnp.log(1.0 / (exp_neg + LOSS_EPS) + LOSS_EPS)
-    loss = jnp.sum(jnp.where(v, ell, 0.0)) / jnp.maximum(r, 1).astype(jnp.float32)
+    neg_means, neg_covs = means[neg], covs[neg]
+    # ℓ_i of the slot's r regions only, REGION_CHUNK at a time (most of the 256 gray values are
+    # no region; their W would cost 3 eigendecompositions each): the regions first, in
+    # gray-value order, then ceil(r / REGION_CHUNK) chunks.
+    order = jnp.argsort(~v, stable=True)
+
+    def chunk(c, total):
+      idx = jax.lax.dynamic_slice(order, (c * REGION_CHUNK,), (REGION_CHUNK,))
+      live = c * REGION_CHUNK + jnp.arange(REGION_CHUNK) < r
+      w = frechet_distance(mx[idx, None], cx[idx, None], neg_means[None], neg_covs[None])
+      exp_neg = jnp.mean(jnp.exp(-w / TEMPERATURE), -1)  # [REGION_CHUNK]
+      ell = -jnp.log(1.0 / (exp_neg + LOSS_EPS) + LOSS_EPS)
+      return total + jnp.sum(jnp.where(live, ell, 0.0))
+
+    chunks = (r + REGION_CHUNK - 1) // REGION_CHUNK
+    total = jax.lax.fori_loop(0, chunks, chunk, jnp.zeros((), jnp.float32))
+    loss = total / jnp.maximum(r, 1).astype(jnp.float32)
     return {"means": means, "covs": covs, "count": count}, (loss, r > 0)
 
   bank, (loss, counted) = jax.lax.scan(one, bank, (mu_x, cov_x, mu_y, cov_y, valid))
