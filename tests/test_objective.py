@@ -34,8 +34,17 @@ def _batch(b=2):
   }
 
 
-def _variables(model, batch):
-  return model.init(jax.random.key(0), jnp.asarray(batch["image"]), train=False)
+def _forward(batch, regularizer):
+  model = _Normalise()
+  variables = model.init(jax.random.key(0), jnp.asarray(batch["image"]), train=False)
+  return objective.forward_views(
+      variables["params"],
+      variables["batch_stats"],
+      batch,
+      model=model,
+      regularizer=regularizer,
+      rng=jax.random.key(1),
+  )
 
 
 def _two_view_regularizer():
@@ -43,16 +52,8 @@ def _two_view_regularizer():
 
 
 def test_two_views_go_through_batchnorm_as_one_batch_and_split_by_view():
-  batch, model = _batch(), _Normalise()
-  variables = _variables(model, batch)
-  views = objective.forward_views(
-      variables["params"],
-      variables["batch_stats"],
-      batch,
-      model=model,
-      regularizer=_two_view_regularizer(),
-      rng=jax.random.key(1),
-  )
+  batch = _batch()
+  views = _forward(batch, _two_view_regularizer())
   both = np.concatenate([batch["image"], batch["view2/image"]]).astype(np.float64)
   mean, var = both.mean((0, 1, 2)), both.var((0, 1, 2))
   expected = (both - mean) / np.sqrt(var + 1e-5)
@@ -69,16 +70,8 @@ def test_two_views_go_through_batchnorm_as_one_batch_and_split_by_view():
 
 @pytest.mark.parametrize("regularizer", [None, types.SimpleNamespace(views=1, needs_features=False)])
 def test_one_view_is_read_by_both_terms(regularizer):
-  batch, model = _batch(), _Normalise()
-  variables = _variables(model, batch)
-  views = objective.forward_views(
-      variables["params"],
-      variables["batch_stats"],
-      batch,
-      model=model,
-      regularizer=regularizer,
-      rng=jax.random.key(1),
-  )
+  batch = _batch()
+  views = _forward(batch, regularizer)
   image = batch["image"].astype(np.float64)
   expected = (image - image.mean((0, 1, 2))) / np.sqrt(image.var((0, 1, 2)) + 1e-5)
   np.testing.assert_allclose(views.predictions["semseg"], expected, atol=1e-5)
@@ -87,15 +80,7 @@ def test_one_view_is_read_by_both_terms(regularizer):
 
 
 def test_two_views_need_the_second_image():
-  batch, model = _batch(), _Normalise()
-  variables = _variables(model, batch)
+  batch = _batch()
   del batch["view2/image"]
   with pytest.raises(KeyError, match="view2/image"):
-    objective.forward_views(
-        variables["params"],
-        variables["batch_stats"],
-        batch,
-        model=model,
-        regularizer=_two_view_regularizer(),
-        rng=jax.random.key(1),
-    )
+    _forward(batch, _two_view_regularizer())
