@@ -196,8 +196,8 @@ def info_nce(logits: Array, key_valid: Array, anchor_valid: Array) -> tuple[Arra
 def slot_gaussians(
     f_pred: Array, f_gt: Array, ids: Array, settings: RDCSettings
 ) -> tuple[Array, Array, Array, Array, Array]:
-  """The region Gaussians of every slot's two maps (Eq. 2), as the gaussian / vector contrasts
-  compare them.
+  """The region Gaussians N(μ_i, Σ_i + εI) of every slot's two maps (region i's pixels' mean and
+  covariance; docs/methods.md), as the gaussian / vector contrasts compare them.
 
   Args:
     f_pred: float32 [N, H', W', D]: a_θ of the unlabelled tasks' predictions (``mapped_regions``).
