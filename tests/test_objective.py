@@ -68,7 +68,9 @@ def test_two_views_go_through_batchnorm_as_one_batch_and_split_by_view():
   assert views.features == {}
 
 
-@pytest.mark.parametrize("regularizer", [None, types.SimpleNamespace(views=1, needs_features=False)])
+@pytest.mark.parametrize(
+    "regularizer", [None, types.SimpleNamespace(views=1, needs_features=False)]
+)
 def test_one_view_is_read_by_both_terms(regularizer):
   batch = _batch()
   views = _forward(batch, regularizer)

@@ -27,7 +27,8 @@ def synthetic_regions(batch_size: int, height: int, width: int, num_regions: int
 
 
 def synthetic_batch(batch_size: int, height: int, width: int, num_tasks: int, seed: int = 0):
-  """A random full-label batch in the trainer's layout (SPEC: image, semseg, depth, normal, masks)."""
+  """A random full-label batch in the trainer's layout (SPEC: image, semseg, depth, normal,
+  label_mask, valid), numpy float32 / int32, [B, H, W, ...]."""
   rng = np.random.default_rng(seed)
   normal = rng.normal(size=(batch_size, height, width, 3)).astype(np.float32)
   return {

@@ -22,9 +22,9 @@ TORCH_RESULT = "torch result: "
 
 def torch_mtcp_child(script: str) -> dict:
   """Runs ``script`` (a path) with this process's arguments and ``--torch_only`` (PyTorch's MT-CP
-  warm-up and steps in a child process; its output passes through) and returns its result line's {"seconds": [per
-  step], "peak_rss_gib": ...}, or {"returncode": ...} when the child failed (a negative code is
-  the signal that ended it, e.g. -9 when the kernel's OOM killer stopped it)."""
+  warm-up and steps in a child process; its output passes through) and returns its result line's
+  {"seconds": [per step], "peak_rss_gib": ...}, or {"returncode": ...} when the child failed (a
+  negative code is the signal that ended it, e.g. -9 when the kernel's OOM killer stopped it)."""
   child = subprocess.Popen(
       [sys.executable, script, *sys.argv[1:], "--torch_only"],
       stdout=subprocess.PIPE,
