@@ -32,6 +32,8 @@ from mtjax.regularizers import Regularizer
 from mtjax.tasks import Task, partial_label_terms
 from mtjax.weighting import Weighting
 
+__all__ = ["DEEP_SUPERVISION", "Views", "forward_views", "objective", "term_gradient_norms"]
+
 DEEP_SUPERVISION = "deep_supervision"
 
 

@@ -28,6 +28,7 @@ PUBLIC_MODULES = (
     "mtjax.regularizers.xtc",
     "mtjax.regularizers.pixel_contrast",
     "mtjax.regularizers.mapping",
+    "mtjax.objective",
     "mtjax.weighting",
     "mtjax.metrics",
     "mtjax.edge_metrics",
