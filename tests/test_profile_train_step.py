@@ -20,6 +20,14 @@ def test_classify_groups_by_primitive_direction_and_folded_layer():
   assert prof.classify("", "copy") == ("copy", "(no metadata)")
 
 
+def test_scope_is_the_first_part_of_the_layer_and_the_direction():
+  assert prof.scope("conv_general_dilated (backward)", "HRNetMTL/backbone/conv#") == (
+      "HRNetMTL (backward)"
+  )
+  assert prof.scope("eigh", "rdc_released_contrast/eigh") == "rdc_released_contrast"
+  assert prof.scope("copy", "(no metadata)") == "(no metadata)"
+
+
 def test_instruction_metadata_names_the_compiled_instructions():
   def f(x, w):
     with jax.named_scope("layer7"):
@@ -41,5 +49,7 @@ def test_profile_of_a_tiny_config_attributes_op_time(data_dir):
   assert out["steps_per_call"] == 2 and out["wall_s"] > 0 and out["op_us"] > 0
   total = sum(out["by_primitive"].values())
   assert total == pytest.approx(sum(out["by_layer"].values())) == pytest.approx(out["op_us"])
+  assert sum(out["by_scope"].values()) == pytest.approx(total)
+  assert out["by_scope"]["SegNetMTL"] > 0 and out["by_scope"]["SegNetMTL (backward)"] > 0
   assert any(k.startswith("conv_general_dilated") for k in out["by_primitive"])
   assert any("SegNetMTL" in k for k in out["by_layer"]) and "2 steps per call" in lines[0]

@@ -10,8 +10,10 @@ under ``jax.profiler`` (a Perfetto trace), and attributes every XLA op's time in
 compiled instruction of that name and its metadata (``op_name``: the Flax module path and the JAX
 primitive that produced it; "backward" where autodiff transposed it). Prints the call's wall time
 and three tables of op time: by primitive (conv_general_dilated, dot_general, reduce_sum, ...: a
-fusion counts as its root's primitive), by layer (module path with digits folded to ``#``, so the
-like layers of all stages add up), and the top instructions with their output shapes. Op times are
+fusion counts as its root's primitive), by scope (the layer's first part: the model, a regularizer's
+mapping, moments or contrast; forward and backward apart), by layer (module path with digits
+folded to ``#``, so the like layers of all stages add up), and the top instructions with their
+output shapes. Op times are
 the trace's, summed over all threads (XLA:CPU runs independent ops concurrently, so their sum can
 exceed the wall time).
 """
@@ -82,6 +84,12 @@ def classify(op_name: str, opcode: str) -> tuple[str, str]:
   return primitive, layer
 
 
+def scope(primitive: str, layer: str) -> str:
+  """The layer's first part (``classify``'s layer up to its first "/"), with " (backward)" where
+  the primitive is autodiff's transpose: "HRNetMTL (backward)", "rdc_mapping", "(no metadata)"."""
+  return layer.split("/")[0] + (" (backward)" if primitive.endswith(" (backward)") else "")
+
+
 def op_times(trace_path: str, names) -> dict[str, float]:
   """{instruction name: total µs} of the complete ("X") events of a Perfetto trace whose name is
   an instruction of `names`."""
@@ -97,7 +105,8 @@ def op_times(trace_path: str, names) -> dict[str, float]:
 
 def profile(config, top: int = 15, report=print) -> dict:
   """Profiles one call of `config`'s train step (module docstring); returns {"wall_s",
-  "steps_per_call", "op_us", "by_primitive" {primitive: µs}, "by_layer" {layer: µs}, "top"
+  "steps_per_call", "op_us", "by_primitive" {primitive: µs}, "by_scope" {scope: µs} (``scope``),
+  "by_layer" {layer: µs}, "top"
   [(instruction, µs, primitive, layer, shape)]}.
 
   Raises:
@@ -126,11 +135,12 @@ def profile(config, top: int = 15, report=print) -> dict:
     if not traces:
       raise FileNotFoundError(f"jax.profiler wrote no perfetto_trace.json.gz under {log_dir}")
     times = op_times(traces[0], meta)
-  by_primitive, by_layer = collections.Counter(), collections.Counter()
+  by_primitive, by_scope, by_layer = (collections.Counter() for _ in range(3))
   rows = []
   for name, us in times.items():
     primitive, layer = classify(meta[name]["op_name"], meta[name]["opcode"])
     by_primitive[primitive] += us
+    by_scope[scope(primitive, layer)] += us
     by_layer[layer] += us
     rows.append((name, us, primitive, layer, meta[name]["shape"]))
   total = sum(times.values())
@@ -139,7 +149,7 @@ def profile(config, top: int = 15, report=print) -> dict:
       f"{batches[0]['image'].shape}, {n} steps per call: {wall * 1e3 / n:.1f} ms/step wall; op time "
       f"{total / 1e3 / n:.1f} ms/step over {len(times)} instructions"
   )
-  for title, table in (("primitive", by_primitive), ("layer", by_layer)):
+  for title, table in (("primitive", by_primitive), ("scope", by_scope), ("layer", by_layer)):
     report(f"\n| {title} | ms/step | share |\n|---|---:|---:|")
     for key, us in table.most_common(top):
       report(f"| {key} | {us / 1e3 / n:.1f} | {us / total * 100:.1f} % |")
@@ -151,6 +161,7 @@ def profile(config, top: int = 15, report=print) -> dict:
       "steps_per_call": n,
       "op_us": total,
       "by_primitive": dict(by_primitive),
+      "by_scope": dict(by_scope),
       "by_layer": dict(by_layer),
       "top": sorted(rows, key=lambda r: -r[1])[:top],
   }
