@@ -9,13 +9,12 @@ Builds the config's own run (``run_parts.build_run``, its data and sizes), compi
 under ``jax.profiler`` (a Perfetto trace), and attributes every XLA op's time in the trace to the
 compiled instruction of that name and its metadata (``op_name``: the Flax module path and the JAX
 primitive that produced it; "backward" where autodiff transposed it). Prints the call's wall time
-and three tables of op time: by primitive (conv_general_dilated, dot_general, reduce_sum, ...: a
+and four tables of op time: by primitive (conv_general_dilated, dot_general, reduce_sum, ...: a
 fusion counts as its root's primitive), by scope (the layer's first part: the model, a regularizer's
 mapping, moments or contrast; forward and backward apart), by layer (module path with digits
 folded to ``#``, so the like layers of all stages add up), and the top instructions with their
-output shapes. Op times are
-the trace's, summed over all threads (XLA:CPU runs independent ops concurrently, so their sum can
-exceed the wall time).
+output shapes. Op times are the trace's, summed over all threads (XLA:CPU runs independent ops
+concurrently, so their sum can exceed the wall time).
 """
 
 from __future__ import annotations
